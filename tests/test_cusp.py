@@ -1,0 +1,113 @@
+"""CUSP: network shapes, the mask (Eq. 1), the skip blur (Eq. 2), training and resume."""
+
+import json
+
+import pytest
+import torch
+
+from faceage.cusp_mask import blur_skip, guided_backprop, mask_from_saliency, to_feature_sigma
+from faceage.filters import gaussian_blur
+from faceage.models.age_classifier import GuidedReLU
+from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator, age_soft_onehot
+
+
+@pytest.mark.parametrize("res,n_down", [(32, 3), (64, 4), (128, 5)])
+def test_shapes_at_each_resolution(res, n_down):
+    cfg = CUSPConfig(resolution=res, n_down=n_down, enc_base=8, enc_max=32, channel_base=16 * res, channel_max=32, age_dim=16)
+    T, D = CUSPGenerator(cfg), Discriminator(cfg)
+    x = torch.randn(2, 3, res, res)
+    c, f_c, s = T.encode(x)
+    assert c.shape == (2, 32, res // 2**n_down, res // 2**n_down)
+    assert f_c.shape == (2, cfg.enc_channels[1], res // 4, res // 4)
+    assert s.shape == (2, cfg.style_dim)
+    y = T(x, torch.tensor([5.0, 80.0]))
+    assert y.shape == x.shape
+    assert D(y, torch.tensor([0, 9])).shape == (2,)
+
+
+def test_age_soft_onehot_is_continuous():
+    v = age_soft_onehot(torch.tensor([30.0, 30.25, 100.0]))
+    assert v.sum(1).allclose(torch.ones(3))
+    assert v[0, 30] == 1 and v[1, 30] == 0.75 and v[1, 31] == 0.25 and v[2, 100] == 1
+
+
+def test_const_noise_makes_decoding_deterministic():
+    cfg = CUSPConfig(resolution=32, n_down=3, enc_base=8, channel_base=512, channel_max=32, age_dim=16)
+    T = CUSPGenerator(cfg)
+    for p in T.parameters():  # non-zero noise strength, so the test can fail
+        if p.dim() == 0:
+            p.data.fill_(0.5)
+    x = torch.randn(1, 3, 32, 32)
+    a = torch.tensor([40.0])
+    assert torch.equal(T(x, a, noise="const"), T(x, a, noise="const"))
+    assert not torch.equal(T(x, a, noise="random"), T(x, a, noise="random"))
+
+
+class ToyGuided(torch.nn.Module):
+    """logits = GuidedReLU(x) summed per sample: the gradient is 1 where x > 0, else 0."""
+
+    def forward(self, x, guided=False):
+        y = GuidedReLU.apply(x) if guided else torch.relu(x)
+        return y.flatten(1).sum(1, keepdim=True)
+
+
+def test_guided_backprop_zero_where_relus_block():
+    x = torch.randn(2, 3, 16, 16)
+    B = guided_backprop(ToyGuided(), x)
+    assert torch.equal(B, (x > 0).float())
+
+
+def test_mask_eq1_in_unit_range_and_follows_saliency():
+    B = torch.zeros(2, 3, 64, 64)
+    B[:, :, 20:40, 20:40] = torch.randn(2, 3, 20, 20).abs() + 1
+    M = mask_from_saliency(B)
+    assert M.shape == (2, 1, 64, 64)
+    assert M.min() >= 0 and M.max() <= 1
+    assert M[:, :, 30, 30].min() == 1.0  # salient centre saturates at 1 (the min(.,1) of Eq. 1)
+    assert M[:, :, 2, 2].max() < 0.05  # far corner stays near 0
+    # invariant to the scale of the gradient (normalised by its own std)
+    assert torch.allclose(mask_from_saliency(B * 1000), M, atol=1e-5)
+
+
+def test_eq2_sigma_zero_is_identity_and_mask_selects_blur():
+    F_c = torch.randn(2, 8, 16, 16)
+    M = torch.rand(2, 1, 64, 64)
+    assert torch.equal(blur_skip(F_c, M, 0.0, 0.0), F_c)
+    ones, zeros = torch.ones(2, 1, 64, 64), torch.zeros(2, 1, 64, 64)
+    k = to_feature_sigma(8.0, 16)
+    assert torch.allclose(blur_skip(F_c, ones, 8.0, 0.0), gaussian_blur(F_c, k), atol=1e-6)
+    assert torch.equal(blur_skip(F_c, zeros, 8.0, 0.0), F_c)
+    # Eq. 2 mixes two independent blurs: with M = 1/2 the result is their average
+    half = torch.full((2, 1, 64, 64), 0.5)
+    expect = 0.5 * gaussian_blur(F_c, k) + 0.5 * gaussian_blur(F_c, to_feature_sigma(4.0, 16))
+    assert torch.allclose(blur_skip(F_c, half, 8.0, 4.0), expect, atol=1e-6)
+
+
+def _run(tmp_path, name, steps, extra=()):
+    from train.config import load_config
+    from train.train import train
+
+    cfg = load_config("train/configs/cusp_tiny.toml", [f"steps={steps}", *extra])
+    return train(cfg, tmp_path / name, quiet=True)
+
+
+def test_tiny_training_loss_falls(tmp_path):
+    _run(tmp_path, "a", 60)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "stats.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-1]
+    assert last["G/rec"] < 0.7 * first["G/rec"], (first, last)
+    assert last["G/cyc"] < 0.7 * first["G/cyc"], (first, last)
+    assert (tmp_path / "a" / "samples").is_dir() and list((tmp_path / "a").glob("ckpt-*.safetensors"))
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    from faceage.checkpoint import load_checkpoint
+
+    _run(tmp_path, "full", 12, ["ckpt_every=6"])
+    _run(tmp_path, "split", 6, ["ckpt_every=6"])
+    _run(tmp_path, "split", 12, ["ckpt_every=6"])  # resumes from step 6
+    a, _ = load_checkpoint(tmp_path / "full" / "ckpt-00000012.safetensors")
+    b, _ = load_checkpoint(tmp_path / "split" / "ckpt-00000012.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -1,0 +1,170 @@
+"""One CUSP training step (Sec. 3.3, Eq. 3-5): generator step, discriminator step, lazy R1, EMA.
+
+Per step, with a batch (x, a_i) and sampled target ages a_t and sigmas (sigma_m, sigma_g):
+    M      = CUSP mask of x (guided backprop through the frozen classifier C)
+    x_rec  = T(x, a_i)            L_r  = |x_rec - x|                         (Eq. 3)
+    x_fake = T(x, a_t)            L_D  = softplus(-D(x_fake, a_t)),  L_C = MV(C(x_fake), a_t)
+    x_cyc  = T(x_fake, a_i)       L_cy = |x_cyc - x|                         (Eq. 4)
+    G loss = lambda_r L_r + lambda_C L_C + lambda_D L_D + lambda_cy L_cy       (Eq. 5)
+then D on (x, a_i) vs (x_fake.detach(), a_t), with R1 every ``r1_every`` steps.
+x_rec and x_fake share one encoder pass (the encoders see the same x).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from faceage.checkpoint import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
+from faceage.cusp_mask import blur_skip, cusp_mask, sample_sigmas
+from faceage.data.ages import age_to_group
+from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator
+from train import losses
+
+
+def requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class CUSPTrainer:
+    """Holds T (= E_s, E_c, E_a, G), its EMA copy, D, C and both optimisers."""
+
+    def __init__(self, cfg, classifier, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.net_cfg = CUSPConfig.from_dict(cfg.net)
+        torch.manual_seed(cfg.seed)
+        self.T = CUSPGenerator(self.net_cfg).to(device)
+        self.D = Discriminator(self.net_cfg).to(device)
+        self.T_ema = copy.deepcopy(self.T).eval()
+        requires_grad(self.T_ema, False)
+        self.C = classifier.to(device).eval()
+        requires_grad(self.C, False)
+        self.class_ages = self.C.class_ages.to(device)
+        if cfg.channels_last:
+            for m in (self.T, self.D, self.T_ema):
+                m.to(memory_format=torch.channels_last)
+        self.opt_G = torch.optim.Adam(self.T.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        c = cfg.r1_every / (cfg.r1_every + 1)  # lazy-regularisation correction (StyleGAN2, App. B)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=tuple(b**c for b in cfg.betas))
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # ages and sigmas
+        self.step = 0
+
+    # ------------------------------------------------------------------------------------------
+    def _classify(self, x, guided=False):
+        return self.C.from_canonical(x.float(), guided=guided)
+
+    def _mask(self, x):
+        return cusp_mask(self._classify, x.float()).detach()
+
+    def _autocast(self):
+        on = self.cfg.amp == "bf16" and self.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
+
+    def sample_targets(self, n: int) -> torch.Tensor:
+        lo, hi = self.cfg.target_age_range
+        return lo + (hi - lo) * torch.rand(n, generator=self.rng)
+
+    def train_step(self, x, age, group) -> dict[str, float]:
+        """One G step and one D step on a batch; returns the namespaced loss values."""
+        cfg = self.cfg
+        x, age, group = x.to(self.device), age.to(self.device), group.to(self.device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        a_t = self.sample_targets(len(x)).to(self.device)
+        g_t = torch.tensor([age_to_group(float(a)) for a in a_t], device=self.device)
+        sigma_m, sigma_g = sample_sigmas(self.rng, cfg.sigma_zero_prob)
+        M = self._mask(x)
+
+        # --- generator step -------------------------------------------------------------------
+        requires_grad(self.T, True)
+        requires_grad(self.D, False)
+        with self._autocast():
+            c, f_c, s = self.T.encode(x)
+            skip = blur_skip(f_c, M, sigma_m, sigma_g)
+            both = self.T.decode(c.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1), s.repeat(2, 1),
+                                 torch.cat([age, a_t]), noise="random")
+            x_rec, x_fake = both.float().chunk(2)
+            M_fake = self._mask(x_fake.detach())
+            x_cyc = self.T(x_fake, age, lambda f: blur_skip(f, M_fake, sigma_m, sigma_g)).float()
+            L_r = losses.l1(x_rec, x)
+            L_cy = losses.l1(x_cyc, x)
+            L_D = losses.g_nonsaturating(self.D(x_fake, g_t).float())
+        L_C = losses.mean_variance_loss(self._classify(x_fake), a_t, self.class_ages)
+        loss_G = cfg.lambda_r * L_r + cfg.lambda_C * L_C + cfg.lambda_D * L_D + cfg.lambda_cy * L_cy
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        self._update_ema()
+
+        # --- discriminator step ---------------------------------------------------------------
+        requires_grad(self.T, False)
+        requires_grad(self.D, True)
+        with self._autocast():
+            loss_D = losses.d_logistic(self.D(x, group).float(), self.D(x_fake.detach(), g_t).float())
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        stats = {"G/rec": L_r.item(), "G/cyc": L_cy.item(), "G/adv": L_D.item(), "G/age_C": L_C.item(),
+                 "G/total": loss_G.item(), "D/logistic": loss_D.item(), "sigma/m": sigma_m, "sigma/g": sigma_g}
+        if self.step % cfg.r1_every == 0:
+            stats["D/r1"] = self._r1_step(x, group)
+        self.step += 1
+        return stats
+
+    def _r1_step(self, x, group) -> float:
+        real = x.detach().requires_grad_(True)
+        penalty = losses.r1_penalty(self.D(real, group).float(), real)
+        self.opt_D.zero_grad(set_to_none=True)
+        (penalty * self.cfg.r1_gamma / 2 * self.cfg.r1_every).backward()
+        self.opt_D.step()
+        return penalty.item()
+
+    @torch.no_grad()
+    def _update_ema(self):
+        beta = 0.5 ** (self.cfg.batch / max(self.cfg.ema_half_life_images, 1e-8))
+        for p_ema, p in zip(self.T_ema.parameters(), self.T.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - beta)
+        for b_ema, b in zip(self.T_ema.buffers(), self.T.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def samples(self, x, ages=(10, 30, 50, 70), sigmas=((0.0, 0.0), (8.0, 4.5))) -> torch.Tensor:
+        """Grid rows: input, mask M, then T_ema(x, age) for each sigma pair and age (fixed noise)."""
+        x = x.to(self.device)
+        M = self._mask(x)
+        c, f_c, s = self.T_ema.encode(x)
+        rows = [x, M.expand_as(x) * 2 - 1]
+        for sm, sg in sigmas:
+            skip = blur_skip(f_c, M, sm, sg)
+            for a in ages:
+                rows.append(self.T_ema.decode(c, skip, s, torch.full((len(x),), float(a), device=self.device)))
+        return torch.stack(rows, dim=1).clamp(-1, 1).cpu()  # [N, rows, 3, S, S]
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything a resume needs: tensors + JSON-able info."""
+        tensors = {**prefixed(self.T, "T"), **prefixed(self.T_ema, "T_ema"), **prefixed(self.D, "D")}
+        info = {}
+        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            t, i = optimizer_to_tensors(opt, name)
+            tensors.update(t)
+            info[name] = i
+        tensors["rng.trainer"] = self.rng.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        return tensors, info
+
+    def load_state(self, tensors, info, step: int) -> None:
+        self.T.load_state_dict(unprefixed(tensors, "T"))
+        self.T_ema.load_state_dict(unprefixed(tensors, "T_ema"))
+        self.D.load_state_dict(unprefixed(tensors, "D"))
+        optimizer_from_tensors(self.opt_G, tensors, info["opt_G"], "opt_G")
+        optimizer_from_tensors(self.opt_D, tensors, info["opt_D"], "opt_D")
+        self.rng.set_state(tensors["rng.trainer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step = step
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        """The shipped weights: the EMA aging network only (E_s, E_c, E_a, G; not D)."""
+        return dict(self.T_ema.state_dict())
