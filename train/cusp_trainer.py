@@ -19,6 +19,7 @@ import torch
 from faceage.checkpoint import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
 from faceage.cusp_mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.data.ages import age_to_group
+from faceage.models.age_classifier import AGE_WEIGHTS
 from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator
 from train import losses
 
@@ -41,7 +42,7 @@ class CUSPTrainer:
         requires_grad(self.T_ema, False)
         self.C = classifier.to(device).eval()
         requires_grad(self.C, False)
-        self.class_ages = self.C.class_ages.to(device)
+        self.class_ages = torch.tensor(AGE_WEIGHTS, device=device)
         if cfg.channels_last:
             for m in (self.T, self.D, self.T_ema):
                 m.to(memory_format=torch.channels_last)

@@ -1,0 +1,116 @@
+"""The ``faceage`` command line.
+
+    faceage edit photo.jpg --age 70 --sigma-m 8 --sigma-g 4.5 -o out.png
+    faceage edit photos/ --age 70 -o aged/            # a folder, with a progress bar
+    faceage mask photo.jpg -o mask.png                 # the CUSP mask M of the (first) face
+    faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif strip.gif]
+
+Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
+3 missing weights, 4 some files of a folder failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from faceage.errors import FaceAgeError, MissingWeightsError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="faceage", description="Face age editing (CUSP).")
+    p.add_argument("--weights", help="CUSP weights (.safetensors); default: the shipped assets/ file")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("input", type=Path, help="a photo, or a folder of photos")
+        sp.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder)")
+        sp.add_argument("--face", type=int, default=None, help="only this face (0 = largest); default all")
+
+    e = sub.add_parser("edit", help="age the faces of a photo and paste them back")
+    common(e)
+    e.add_argument("--age", type=float, required=True, help="target age, 0..100")
+    e.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
+    e.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
+    m = sub.add_parser("mask", help="save the CUSP mask M of the first chosen face")
+    common(m)
+    g = sub.add_parser("progression", help="a strip of the aligned face at several ages")
+    common(g)
+    g.add_argument("--ages", type=float, nargs="+", default=[5, 15, 25, 35, 50, 65, 80])
+    g.add_argument("--sigma-m", type=float, default=8.0)
+    g.add_argument("--sigma-g", type=float, default=4.5)
+    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages")
+    return p
+
+
+def _inputs(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not path.exists():
+        raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
+    return [path]
+
+
+def _run_one(editor, args, src: Path, dst: Path) -> None:
+    from PIL import Image
+
+    from faceage.io import save_png
+
+    session = editor.open(src, face_index=args.face)
+    settings = {"source": src.name, "model": "cusp", "weights_step": editor.info.get("step")}
+    if args.cmd == "edit":
+        out = session.edit(args.age, args.sigma_m, args.sigma_g)
+        settings.update(age=args.age, sigma_m=args.sigma_m, sigma_g=args.sigma_g)
+        save_png(out, dst, settings)
+    elif args.cmd == "mask":
+        save_png((session.mask_images()[0] * 255).round().astype(np.uint8), dst, settings)
+    else:
+        frames = [session.edit_crops(a, args.sigma_m, args.sigma_g)[0] for a in args.ages]
+        settings.update(ages=args.ages, sigma_m=args.sigma_m, sigma_g=args.sigma_g)
+        save_png(np.concatenate(frames, axis=1), dst, settings)
+        if args.gif:
+            ims = [Image.fromarray(f) for f in frames]
+            ims[0].save(args.gif, save_all=True, append_images=ims[1:] + ims[-2:0:-1], duration=300, loop=0)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from faceage.editor import CUSPEditor
+
+    try:
+        editor = CUSPEditor.load(args.weights, device=args.device)
+        files = _inputs(args.input)
+    except MissingWeightsError as e:
+        print(f"faceage: {e}", file=sys.stderr)
+        return 3
+    except FaceAgeError as e:
+        print(f"faceage: {e}", file=sys.stderr)
+        return 2
+    if len(files) == 1 and not args.input.is_dir():
+        try:
+            _run_one(editor, args, files[0], args.output)
+        except FaceAgeError as e:
+            print(f"faceage: {files[0]}: {e}", file=sys.stderr)
+            return 2
+        return 0
+    from tqdm import tqdm
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for f in tqdm(files, desc=args.cmd):
+        try:
+            _run_one(editor, args, f, args.output / (f.stem + ".png"))
+        except FaceAgeError as e:
+            failed += 1
+            tqdm.write(f"faceage: {f}: {e}", file=sys.stderr)
+    return 4 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
