@@ -69,7 +69,8 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
         settings.update(age=args.age, sigma_m=args.sigma_m, sigma_g=args.sigma_g)
         save_png(out, dst, settings)
     elif args.cmd == "mask":
-        save_png((session.mask_images()[0] * 255).round().astype(np.uint8), dst, settings)
+        gray = (session.mask_images()[0] * 255).round().astype(np.uint8)
+        save_png(np.repeat(gray[..., None], 3, axis=2), dst, settings)
     else:
         frames = [session.edit_crops(a, args.sigma_m, args.sigma_g)[0] for a in args.ages]
         settings.update(ages=args.ages, sigma_m=args.sigma_m, sigma_g=args.sigma_g)

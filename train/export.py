@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     a = p.parse_args(argv)
-    info = export(a.run, a.out)
+    try:
+        info = export(a.run, a.out)
+    except FileNotFoundError as e:
+        print(f"error: {e}: train first (python -m train.train ...)", file=sys.stderr)
+        return 2
     print(f"wrote {a.out} (step {info['step']}, {info['images_seen']} images)")
     return 0
 

@@ -1,0 +1,68 @@
+"""The Gradio app, driven through gradio_client on localhost (tiny random weights, a real face)."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_weights):
+    from gradio_client import Client
+
+    import app
+
+    demo = app.build(app.App(tiny_weights))
+    demo.queue()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def test_edit_through_the_api(client, face_photo, tmp_path):
+    from gradio_client import handle_file
+
+    src = tmp_path / "p.png"
+    Image.fromarray(face_photo).save(src)
+    (before, after), mask = client.predict(handle_file(str(src)), -1, 70, 8, 4.5, api_name="/edit")
+    b, a = np.asarray(Image.open(before).convert("RGB")), np.asarray(Image.open(after).convert("RGB"))
+    assert a.shape == face_photo.shape and np.array_equal(b, face_photo)
+    assert np.any(a != b)  # the face changed
+    assert np.array_equal(a[:40], b[:40])  # the background did not
+    assert Image.open(mask).size == (64, 64)
+
+
+def test_errors_are_messages_and_server_survives(client, face_photo, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    with pytest.raises(AppError, match="No face"):
+        client.predict(handle_file(str(blank)), -1, 70, 8, 4.5, api_name="/edit")
+    src = tmp_path / "p.png"
+    Image.fromarray(face_photo).save(src)
+    with pytest.raises(AppError):  # JSON carries no NaN; an out-of-range age is refused with a message
+        client.predict(handle_file(str(src)), -1, 150, 8, 4.5, api_name="/edit")
+    (_, after), _ = client.predict(handle_file(str(src)), -1, 30, 0, 0, api_name="/edit")
+    assert Image.open(after).size == (640, 480)
+
+
+def test_app_starts_and_says_which_weights_are_missing(tmp_path):
+    import app
+
+    a = app.App(tmp_path / "absent.safetensors")
+    assert a.editor is None and "absent.safetensors" in a.missing
+    app.build(a)  # the page still builds

@@ -1,0 +1,75 @@
+"""The CUSP editor API and the CLI, end to end on a real face (tiny random weights)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceage.editor import CUSPEditor
+from faceage.errors import BadParameterError, MissingWeightsError, NoFaceError
+
+
+@pytest.fixture(scope="module")
+def editor(tiny_weights):
+    return CUSPEditor.load(tiny_weights)
+
+
+def test_missing_weights_message(tmp_path):
+    with pytest.raises(MissingWeightsError, match="not found"):
+        CUSPEditor.load(tmp_path / "none.safetensors")
+
+
+def test_edit_is_deterministic_and_only_changes_the_face(editor, face_photo):
+    s = editor.open(face_photo)
+    assert len(s.faces) == 1 and s.faces[0].mask.shape[-1] == 64
+    a = s.edit(70, 8, 4.5)
+    s.edit(20, 0, 0)
+    b = s.edit(70, 8, 4.5)  # slider moved away and back: same image
+    assert np.array_equal(a, b)
+    assert a.shape == face_photo.shape
+    changed = np.any(a != face_photo, axis=2)
+    assert changed.any()
+    ys, xs = np.nonzero(changed)
+    # everything outside the face's neighbourhood is bit-identical (the face sits at 90:390, 170:470)
+    assert ys.min() >= 60 and ys.max() <= 420 and xs.min() >= 140 and xs.max() <= 500
+    assert np.array_equal(a[:50], face_photo[:50]) and np.array_equal(a[:, :120], face_photo[:, :120])
+
+
+def test_different_ages_give_different_faces(editor, face_photo):
+    s = editor.open(face_photo)
+    assert not np.array_equal(s.edit_crops(10)[0], s.edit_crops(80)[0])
+
+
+@pytest.mark.parametrize("age,sm,sg", [(float("nan"), 0, 0), (-5, 0, 0), (150, 0, 0), ("old", 0, 0),
+                                       (30, -1, 0), (30, 0, float("inf"))])
+def test_bad_slider_values_raise_typed_errors(editor, face_photo, age, sm, sg):
+    s = editor.open(face_photo)
+    with pytest.raises(BadParameterError):
+        s.edit(age, sm, sg)
+
+
+def test_no_face(editor):
+    yy, xx = np.mgrid[0:200, 0:300]
+    with pytest.raises(NoFaceError):
+        editor.open(np.stack([yy % 256, xx % 256, (xx + yy) % 256], axis=2).astype(np.uint8))
+
+
+def test_cli_edit_mask_progression_and_errors(tiny_weights, face_photo, tmp_path, capsys):
+    from faceage.cli import main
+
+    src = tmp_path / "photo.jpg"
+    Image.fromarray(face_photo).save(src, quality=95)
+    w = ["--weights", str(tiny_weights)]
+    assert main([*w, "edit", str(src), "--age", "70", "-o", str(tmp_path / "out.png")]) == 0
+    out = Image.open(tmp_path / "out.png")
+    assert out.size == (640, 480) and out.text["age"] == "70.0"
+    assert main([*w, "mask", str(src), "-o", str(tmp_path / "m.png")]) == 0
+    assert main([*w, "progression", str(src), "--ages", "10", "50", "-o", str(tmp_path / "s.png"),
+                 "--gif", str(tmp_path / "s.gif")]) == 0
+    assert Image.open(tmp_path / "s.png").size == (128, 64)
+    assert main([*w, "edit", str(tmp_path / "absent.jpg"), "--age", "70", "-o", str(tmp_path / "x.png")]) == 2
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert main([*w, "edit", str(tmp_path / "junk.jpg"), "--age", "70", "-o", str(tmp_path / "x.png")]) == 2
+    assert main([*w, "edit", str(src), "--age", "nan", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "absent.jpg" in err and "Traceback" not in err
+    assert main(["--weights", str(tmp_path / "none.safetensors"), "edit", str(src), "--age", "7", "-o", "x.png"]) == 3
