@@ -1,6 +1,7 @@
 """Shared fixtures: tiny CUSP weights made on the fly, and a real face from UTKFace when available."""
 
 import io
+import socket
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from faceage.models.cusp import CUSPConfig, CUSPGenerator
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 TINY_NET = dict(resolution=64, n_down=4, enc_base=8, enc_max=32, channel_base=1024, channel_max=32, age_dim=16)
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function returning a free TCP port on 127.0.0.1 (for launching the app in-process)."""
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick
 
 
 @pytest.fixture(scope="session")

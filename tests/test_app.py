@@ -1,7 +1,6 @@
 """The Gradio app, driven through gradio_client on localhost (tiny random weights, a real face)."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,21 +10,15 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def client(tiny_weights):
+def client(tiny_weights, free_port):
     from gradio_client import Client
 
     import app
 
     demo = app.build(app.App(tiny_weights))
     demo.queue()
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     demo.close()

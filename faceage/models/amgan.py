@@ -1,0 +1,424 @@
+"""AgingMapGAN networks and losses: the SPADE generator G, the three-headed discriminator D, in one file.
+
+Despois, Flament, Perrot, "AgingMapGAN (AMGAN)", ECCV 2020 workshops, Sec. 3.2-3.6 (Fig. 3, Fig. 4,
+Eq. 1-4). Written from the paper; facts about it and the building blocks it cites (StarGAN, SPADE,
+GANimation) are in ``shared/design/amgan.md``. The maps themselves are built in
+:mod:`faceage.aging_map`.
+
+Data flow (Sec. 3.2, Fig. 3):
+    cond     = concat(A_p, X_p, Y_p)                       aging map patch + location map patches
+    h        = Enc(I_p)                                    fully convolutional, stride 2**n_down
+    h        = SPADE-ResBlocks(h | cond)                   at the bottleneck and after every x2 upsampling
+    C, A     = tanh(conv7(h)), sigmoid(conv7(h))           colour and attention heads (GANimation)
+    out      = A * I_p + (1 - A) * C                       A = 1 keeps the input pixel
+D(i) -> critic map (WGAN, Eq. 1), (x, y) of the patch centre (Eq. 3), a 10x10 aging map (Eq. 2).
+
+Choices where the paper is silent (each one is ours):
+  * **Normalisation: positional normalisation** (per pixel, across channels, no parameters; Li et al.,
+    "Positional Normalization", NeurIPS 2019) in the encoder and as SPADE's parameter-free norm,
+    instead of instance norm. The paper trains on patches and infers on the full image (Sec. 3.6);
+    instance-norm statistics depend on the whole patch, so a patch and the same region of the full
+    image are normalised differently and the full-image output drifts from what was trained.
+    Positional norm is pointwise, so G is *translation-equivariant*: away from the borders (by the
+    receptive field) the full-image output cropped equals the patch output, and tiled inference
+    equals one pass. ``norm="instance"`` is available for comparison; it loses both properties.
+  * The conditions enter G only through SPADE (the project page: "via the SPADE block"); the image
+    alone is G's input. Up-sampling is nearest x2 followed by the SPADE block's 3x3 convs.
+  * Encoder widths double per stride-2 layer from ``g_base`` up to ``g_max``; the decoder mirrors
+    them. SPADE's hidden width is ``spade_hidden`` (the SPADE paper uses 128).
+  * D: StarGAN's PatchGAN trunk (4x4 stride-2 convs, LeakyReLU 0.01). The critic head is a 3x3 conv
+    to a 1-channel map (its mean is D(i)); the location head is global average pooling, then a
+    linear layer to (x, y); the aging-map head is a 3x3 conv to ``map_channels`` channels resized to
+    10x10 by adaptive average pooling (which repeats cells when the trunk output is smaller than
+    10x10, e.g. 4x4 for a 64-px patch).
+  * Cycle loss: the paper uses a perceptual loss (LPIPS-like); no pretrained perceptual network is
+    available offline, so :func:`cycle_loss` is L1 on pixels plus L1 on image gradients at 3 scales
+    (full, 1/2, 1/4), which weighs edges and wrinkle texture, not only colour.
+  * Attention regularisers: GANimation's ``lambda_mask * mean(A) + lambda_tv * TV(A)`` with its
+    defaults 0.1 and 1e-5 (TV = sum of absolute neighbour differences per image, batch mean).
+    Without them A saturates to 1 and G changes nothing.
+  * D_Age and D_Loc are trained on real patches (with their real maps and locations) and G is
+    penalised with them on fakes, as StarGAN does with its class head.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from faceage.aging_map import location_maps
+from faceage.errors import BadParameterError
+
+AGE_GRID = 10  # side of D's low-resolution aging-map estimate (Sec. 3.3)
+
+
+@dataclass
+class AMGANConfig:
+    """Hyper-parameters of the AMGAN networks (saved as a plain dict with every checkpoint)."""
+
+    map_channels: int = 2  # aging-map channels (faceage.aging_map.MAP_CHANNELS)
+    g_base: int = 32  # generator width at full resolution
+    g_max: int = 256
+    n_down: int = 3  # stride-2 layers of the encoder; inputs must be multiples of 2**n_down
+    n_bottleneck: int = 2  # SPADE residual blocks at the bottleneck
+    spade_hidden: int = 64  # width of SPADE's shared conv
+    norm: str = "positional"  # "positional" (patch-consistent) or "instance"
+    d_base: int = 32
+    d_max: int = 512
+    d_layers: int = 5  # stride-2 layers of D
+
+    def __post_init__(self):
+        if self.norm not in ("positional", "instance"):
+            raise ValueError(f"norm must be 'positional' or 'instance', got {self.norm!r}")
+        if self.n_down < 1 or self.d_layers < 1 or self.map_channels < 1:
+            raise ValueError("n_down, d_layers and map_channels must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AMGANConfig":
+        """Build from a plain dict, ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def cond_channels(self) -> int:
+        """SPADE condition width: aging map + X + Y."""
+        return self.map_channels + 2
+
+    @property
+    def g_channels(self) -> list[int]:
+        """Generator width at scale 1/2**i, i = 0..n_down."""
+        return [min(self.g_base * 2**i, self.g_max) for i in range(self.n_down + 1)]
+
+
+@dataclass
+class AMGANTrainDefaults:
+    """Loss weights and optimiser settings of Sec. 3.5 (the attention weights are GANimation's)."""
+
+    lambda_cyc: float = 100.0
+    lambda_age: float = 100.0
+    lambda_loc: float = 50.0
+    lambda_gp: float = 10.0
+    lambda_mask: float = 0.1  # ours (GANimation): the paper is silent
+    lambda_tv: float = 1e-5  # ours (GANimation)
+    lr_g: float = 7e-5
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation and SPADE
+
+
+def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance across channels at every pixel (no parameters)."""
+    mean = x.mean(1, keepdim=True)
+    var = x.var(1, keepdim=True, unbiased=False)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def param_free_norm(x: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "positional":
+        return positional_norm(x)
+    return F.instance_norm(x, eps=1e-5)
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation [Park et al. 2019]: norm(x) * (1 + gamma(m)) + beta(m).
+
+    The condition m is nearest-resized to the feature size, then a shared 3x3 conv + ReLU to
+    ``hidden`` channels, then two 3x3 convs to gamma and beta.
+    """
+
+    def __init__(self, channels: int, cond_channels: int, hidden: int, norm: str):
+        super().__init__()
+        self.norm = norm
+        self.shared = nn.Sequential(nn.Conv2d(cond_channels, hidden, 3, padding=1), nn.ReLU())
+        self.gamma = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if cond.shape[-2:] != x.shape[-2:]:
+            cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
+        h = self.shared(cond)
+        return param_free_norm(x, self.norm) * (1 + self.gamma(h)) + self.beta(h)
+
+
+class SPADEResBlock(nn.Module):
+    """(SPADE -> lrelu 0.2 -> conv3x3) twice, plus a shortcut (SPADE -> 1x1 conv when widths differ)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: AMGANConfig):
+        super().__init__()
+        mid = min(in_ch, out_ch)
+        c, h, n = cfg.cond_channels, cfg.spade_hidden, cfg.norm
+        self.norm0, self.conv0 = SPADE(in_ch, c, h, n), nn.Conv2d(in_ch, mid, 3, padding=1)
+        self.norm1, self.conv1 = SPADE(mid, c, h, n), nn.Conv2d(mid, out_ch, 3, padding=1)
+        self.learned_shortcut = in_ch != out_ch
+        if self.learned_shortcut:
+            self.norm_s, self.conv_s = SPADE(in_ch, c, h, n), nn.Conv2d(in_ch, out_ch, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        skip = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
+        dx = self.conv0(F.leaky_relu(self.norm0(x, cond), 0.2))
+        dx = self.conv1(F.leaky_relu(self.norm1(dx, cond), 0.2))
+        return skip + dx
+
+
+class _NormAct(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        return F.relu(param_free_norm(x, self.kind))
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+
+
+class AMGANGenerator(nn.Module):
+    """G(image, aging_map, x_map, y_map) -> (output, A, C); fully convolutional (Sec. 3.2, Fig. 3).
+
+    ``image`` [N, 3, H, W] in [-1, 1]; ``aging_map`` [N, map_channels, H, W] in [0, 1]; ``x_map``
+    and ``y_map`` [N, 1, H, W] (or [N, H, W]) patches of :func:`faceage.aging_map.location_maps`.
+    H and W must be multiples of 2**n_down.
+    """
+
+    def __init__(self, cfg: AMGANConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or AMGANConfig()
+        ch = cfg.g_channels
+        enc = [nn.Conv2d(3, ch[0], 7, padding=3), _NormAct(cfg.norm)]
+        for i in range(cfg.n_down):
+            enc += [nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1), _NormAct(cfg.norm)]
+        self.encoder = nn.Sequential(*enc)
+        self.bottleneck = nn.ModuleList(SPADEResBlock(ch[-1], ch[-1], cfg) for _ in range(cfg.n_bottleneck))
+        self.up = nn.ModuleList(SPADEResBlock(ch[i + 1], ch[i], cfg) for i in reversed(range(cfg.n_down)))
+        self.color_head = nn.Conv2d(ch[0], 3, 7, padding=3)
+        self.attention_head = nn.Conv2d(ch[0], 1, 7, padding=3)
+
+    def forward(self, image, aging_map, x_map, y_map):
+        n, _, h, w = image.shape
+        m = 2**self.cfg.n_down
+        if h % m or w % m:
+            raise BadParameterError(f"G needs sides that are multiples of {m}, got {h}x{w}")
+        x_map = x_map.reshape(n, 1, h, w) if x_map.dim() == 3 else x_map
+        y_map = y_map.reshape(n, 1, h, w) if y_map.dim() == 3 else y_map
+        if aging_map.shape[1] != self.cfg.map_channels:
+            raise BadParameterError(
+                f"the aging map has {aging_map.shape[1]} channels, G expects {self.cfg.map_channels}"
+            )
+        cond = torch.cat([aging_map, x_map, y_map], 1).to(image.dtype)
+        feat = self.encoder(image)
+        for block in self.bottleneck:
+            feat = block(feat, cond)
+        for block in self.up:
+            feat = block(F.interpolate(feat, scale_factor=2, mode="nearest"), cond)
+        feat = F.leaky_relu(feat, 0.2)
+        color = torch.tanh(self.color_head(feat))
+        attention = torch.sigmoid(self.attention_head(feat))
+        out = attention * image + (1 - attention) * color
+        return out, attention, color
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class AMGANDiscriminator(nn.Module):
+    """StarGAN-style PatchGAN with three heads: critic map, patch (x, y), 10x10 aging map (Fig. 4)."""
+
+    def __init__(self, cfg: AMGANConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or AMGANConfig()
+        layers, c_in = [], 3
+        for i in range(cfg.d_layers):
+            c_out = min(cfg.d_base * 2**i, cfg.d_max)
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
+            c_in = c_out
+        self.trunk = nn.Sequential(*layers)
+        self.critic = nn.Conv2d(c_in, 1, 3, padding=1)
+        self.loc = nn.Linear(c_in, 2)
+        self.age = nn.Conv2d(c_in, cfg.map_channels, 3, padding=1)
+
+    def forward(self, image):
+        """-> critic map [N, 1, h, w], (x, y) [N, 2], aging map [N, map_channels, 10, 10]."""
+        h = self.trunk(image)
+        critic = self.critic(h)
+        loc = self.loc(h.mean((2, 3)))
+        age = F.adaptive_avg_pool2d(self.age(h), AGE_GRID)
+        return critic, loc, age
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses (Eq. 1-4) as small pure functions
+
+
+def critic_loss(real_critic: torch.Tensor, fake_critic: torch.Tensor) -> torch.Tensor:
+    """D's WGAN loss, -L_WGAN = E[D(fake)] - E[D(real)] (Eq. 1)."""
+    return fake_critic.mean() - real_critic.mean()
+
+
+def generator_adv_loss(fake_critic: torch.Tensor) -> torch.Tensor:
+    """G's WGAN loss, -E[D(G(i, a))]."""
+    return -fake_critic.mean()
+
+
+def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP [Gulrajani et al. 2017]: E[(||grad_x D(x)||_2 - 1)^2] on random interpolates."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    critic = D(x)[0]
+    (grad,) = torch.autograd.grad(critic.sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def age_target(aging_map_patch: torch.Tensor) -> torch.Tensor:
+    """The (already blurred) aging-map patch downsampled to 10x10 by area averaging: D_Age's target."""
+    return F.adaptive_avg_pool2d(aging_map_patch, AGE_GRID)
+
+
+def age_loss(pred_map: torch.Tensor, aging_map_patch: torch.Tensor) -> torch.Tensor:
+    """L_Age (Eq. 2): MSE between D's 10x10 map and the downsampled target map."""
+    return F.mse_loss(pred_map, age_target(aging_map_patch))
+
+
+def loc_loss(pred_xy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """L_Loc (Eq. 3): MSE between D's (x, y) and the patch centre (faceage.aging_map.patch_location)."""
+    return F.mse_loss(pred_xy, xy)
+
+
+def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def grads(x):
+        return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+    (ax, ay), (bx, by) = grads(a), grads(b)
+    return (ax - bx).abs().mean() + (ay - by).abs().mean()
+
+
+def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """L_Cyc substitute for the paper's perceptual loss: pixel L1 + gradient L1 at ``scales`` scales."""
+    loss = (reconstructed - original).abs().mean()
+    a, b = reconstructed, original
+    for i in range(scales):
+        if i:
+            if min(a.shape[-2:]) < 4:
+                break
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+        loss = loss + _grad_l1(a, b)
+    return loss
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Sum of absolute horizontal and vertical neighbour differences per image, batch mean."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).sum(1)
+    return (dx + dy).mean()
+
+
+def attention_loss(attention: torch.Tensor, lambda_mask: float = 0.1, lambda_tv: float = 1e-5) -> torch.Tensor:
+    """GANimation's attention regulariser: lambda_mask * mean(A) + lambda_tv * TV(A) (our choice)."""
+    return lambda_mask * attention.mean() + lambda_tv * total_variation(attention)
+
+
+def make_optimizers(G: nn.Module, D: nn.Module, t: AMGANTrainDefaults | None = None):
+    """Adam for G and D with the paper's learning rates and betas (Sec. 3.5)."""
+    t = t or AMGANTrainDefaults()
+    return (torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas),
+            torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas))
+
+
+@torch.no_grad()
+def ema_update(G_ema: nn.Module, G: nn.Module, decay: float = 0.999) -> None:
+    """G_ema <- decay * G_ema + (1 - decay) * G, for inference (Sec. 3.6; the decay is ours)."""
+    for pe, p in zip(G_ema.parameters(), G.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(G_ema.buffers(), G.buffers()):
+        be.copy_(b)
+
+
+def make_ema(G: nn.Module) -> nn.Module:
+    """A frozen copy of G to be updated with :func:`ema_update`."""
+    G_ema = copy.deepcopy(G).eval()
+    for p in G_ema.parameters():
+        p.requires_grad_(False)
+    return G_ema
+
+
+# ----------------------------------------------------------------------------------------------
+# Full-image inference by tiles
+
+
+def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
+    """1-D blending weight of a tile of side ``n``; the inner ends fade over ``overlap`` pixels.
+
+    Over an inner overlap, the first quarter has weight 0 (a tile's outer pixels are those spoiled
+    by its zero padding), the middle half rises as a raised cosine, the last quarter is 1. The
+    neighbouring tile has the mirror profile over the same pixels, so the two weights sum to 1.
+    """
+    w = torch.ones(n)
+    if overlap > 0:
+        q = overlap // 4
+        t = (torch.arange(overlap, dtype=torch.float32) - q + 0.5) / max(overlap - 2 * q, 1)
+        rise = (0.5 - 0.5 * torch.cos(math.pi * t.clamp(0.0, 1.0)))
+        rise[:q] = 0.0
+        rise[overlap - q:] = 1.0
+        if ramp_start:
+            w[:overlap] = rise
+        if ramp_end:
+            w[n - overlap:] = rise.flip(0)
+    return w
+
+
+def _starts(total: int, tile: int, step: int) -> list[int]:
+    if tile >= total:
+        return [0]
+    starts = list(range(0, total - tile, step)) + [total - tile]
+    return sorted(set(starts))
+
+
+@torch.no_grad()
+def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tensor,
+                   tile: int = 256, overlap: int = 64) -> torch.Tensor:
+    """G's output on a full image computed tile by tile, for images too large for memory.
+
+    ``image`` [N, 3, H, W], ``aging_map`` [N, C, H, W] for the full image; the location maps are
+    those of the full image (:func:`faceage.aging_map.location_maps`), cropped with each tile. Tiles
+    of side ``tile`` overlap by at least ``overlap`` pixels; over an overlap the outer quarter of
+    each tile gets weight 0 and the middle half a raised-cosine cross-fade (weight 1 at the image
+    borders). ``tile``, ``overlap`` and H, W must be multiples of 2**n_down so every tile sees the
+    pixel grid of one pass. With positional norm G is translation-equivariant, so a tile pixel
+    differs from the one-pass pixel only within G's receptive-field margin of the tile edge (zero
+    padding); when ``overlap / 4`` is at least that margin, the result *equals* the one-pass output
+    (up to float rounding). Smaller overlaps give a smooth, close approximation.
+    """
+    m = 2**G.cfg.n_down
+    n, _, h, w = image.shape
+    if tile % m or overlap % m or h % m or w % m or tile <= 0 or overlap < 0 or overlap * 2 > tile:
+        raise BadParameterError(
+            f"tile ({tile}), overlap ({overlap}) and the image sides ({h}x{w}) must be multiples of {m}, "
+            "with 0 <= 2 * overlap <= tile"
+        )
+    loc = location_maps(h, w).to(image)[None].expand(n, 2, h, w)
+    out = torch.zeros_like(image)
+    weight = torch.zeros(1, 1, h, w, dtype=image.dtype, device=image.device)
+    step = tile - overlap
+    th, tw = min(tile, h), min(tile, w)
+    for top in _starts(h, th, step):
+        for left in _starts(w, tw, step):
+            sl = (..., slice(top, top + th), slice(left, left + tw))
+            y = G(image[sl], aging_map[sl], loc[:, :1][sl], loc[:, 1:][sl])[0]
+            wy = _ramp(th, overlap if th < h else 0, top > 0, top + th < h)
+            wx = _ramp(tw, overlap if tw < w else 0, left > 0, left + tw < w)
+            win = (wy[:, None] * wx[None, :]).to(image)
+            out[sl] += y * win
+            weight[sl] += win
+    return out / weight

@@ -1,0 +1,118 @@
+"""End to end in headless Chromium, as a person would: upload a photo, drag the age slider, see the edit.
+
+Needs Debian's Chromium (/usr/bin/chromium) and the ``playwright`` wheel (never ``playwright install``);
+skips without them. Set FACEAGE_SCREENSHOT=/path.png to keep the final screenshot.
+"""
+
+import io
+import os
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 120_000  # generous: CI machines may share their CPUs
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} absent (apt-get install chromium)")]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+
+RESULT_SRCS = "() => [...document.querySelectorAll('#result img')].map(e => e.src)"
+NEW_RESULT = """old => {
+    const s = [...document.querySelectorAll('#result img')].map(e => e.src);
+    return s.length === 2 && s.join() !== old.join();
+}"""
+
+
+@pytest.fixture(scope="module")
+def served(tiny_weights, free_port):
+    """The app on tiny weights at a free localhost port: (url, App)."""
+    import app
+
+    a = app.App(tiny_weights)
+    demo = app.build(a)
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", a
+    demo.close()
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1280, "height": 900})
+            pg.set_default_timeout(TIMEOUT_MS)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _local(url: str) -> bool:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme in ("blob", "data") or (u.scheme in ("http", "https", "ws", "wss")
+                                            and u.hostname in ("127.0.0.1", "localhost"))
+
+
+def _before_after(page, srcs, photo):
+    """Fetch the ImageSlider's two images; return (before, after), telling them apart by content."""
+    imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(s).body())).convert("RGB")) for s in srcs]
+    same = [np.array_equal(i, photo) for i in imgs]
+    assert sum(same) == 1, "exactly one of the two result images should be the uploaded photo"
+    return imgs[same.index(True)], imgs[same.index(False)]
+
+
+def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
+    from faceage.cusp_mask import PRESETS
+
+    url, app_obj = served
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+
+    page.goto(url)
+    page.set_input_files("#photo input[type=file]", src)  # upload fires the edit
+    page.wait_for_function(NEW_RESULT, arg=[])
+    first = page.evaluate(RESULT_SRCS)
+    before, after0 = _before_after(page, first, face_photo)
+    assert after0.shape == face_photo.shape and np.any(after0 != before)
+
+    # Drag the age thumb from 70 towards 20 with the mouse: pointerup on the range fires `.release`.
+    age_box = page.locator("#age input[type=number]")
+    assert age_box.input_value() == "70"
+    track = page.locator("#age input[type=range]")
+    track.scroll_into_view_if_needed()
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.7 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.2 * box["width"], y, steps=10)
+    page.mouse.up()
+    new_age = int(age_box.input_value())
+    assert 5 <= new_age <= 35, new_age
+
+    page.wait_for_function(NEW_RESULT, arg=first)  # poll until the result images are replaced
+    before1, after1 = _before_after(page, page.evaluate(RESULT_SRCS), face_photo)
+    assert np.any(after1 != after0), "dragging the age slider did not change the edit"
+    # ...and it is the edit for the age the slider shows (edits are deterministic).
+    (_, expected), _ = app_obj.edit(face_photo, -1, new_age, *PRESETS["custom preservation"])
+    np.testing.assert_array_equal(after1, expected)
+
+    shot = Path(os.environ.get("FACEAGE_SCREENSHOT") or tmp_path / "browser.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+
+    assert requests, "no requests recorded"
+    outside = [u for u in requests if not _local(u)]
+    assert not outside, f"requests left localhost: {outside}"
