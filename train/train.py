@@ -25,17 +25,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceage.checkpoint import load_checkpoint, save_checkpoint
+from faceage.editor import pick_device
 from faceage.errors import CheckpointError
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
 
 log = logging.getLogger("faceage.train")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_dataset(cfg: TrainConfig, resolution: int):
