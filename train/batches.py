@@ -1,5 +1,9 @@
 """Deterministic batches: the batch of global step k depends only on (seed, k), so a resumed run sees
 exactly the batches an uninterrupted one would (no DataLoader RNG state to save).
+
+Epochs are seeded permutations (reseeded per epoch from ``(seed, epoch)``); under torchrun every rank
+draws the same global batch and keeps its own contiguous part (the DistributedSampler idea, per step),
+so the global batch does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -41,16 +45,28 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     return perm[pos * batch:(pos + 1) * batch]
 
 
-def get_batch(dataset, step: int, batch: int, seed: int, flip: bool):
-    """(x [B,3,S,S] in [-1,1], age [B], group [B]) of a given global step; flips are seeded too."""
+def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
+    """(x [B,3,S,S] in [-1,1], age [B], group [B]) of a given global step; flips are seeded too.
+
+    With ``world`` > 1 processes, ``batch`` is the global batch and this returns rank ``rank``'s
+    contiguous 1/world of it (indices and flips are drawn for the whole batch, then split), so the
+    ranks together see exactly the batch a single process sees, and only this part is decoded.
+    """
     idx = batch_indices(step, batch, len(dataset), seed)
+    if flip:
+        g = torch.Generator().manual_seed(seed * 7919 + step)
+        mask = torch.rand(len(idx), generator=g) < 0.5
+    if world > 1:
+        if len(idx) % world:
+            raise ValueError(f"a batch of {len(idx)} does not split over {world} processes")
+        part = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)
+        idx = idx[part]
+        mask = mask[part] if flip else None
     items = [dataset[int(i)] for i in idx]
     x = torch.stack([it[0] for it in items])
     age = torch.tensor([float(it[1]) for it in items])
     group = torch.tensor([int(it[2]) for it in items])
     if flip:
-        g = torch.Generator().manual_seed(seed * 7919 + step)
-        mask = torch.rand(len(items), generator=g) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
     return x, age, group
 

@@ -8,6 +8,16 @@ Per step, with a batch (x, a_i) and sampled target ages a_t and sigmas (sigma_m,
     G loss = lambda_r L_r + lambda_C L_C + lambda_D L_D + lambda_cy L_cy       (Eq. 5)
 then D on (x, a_i) vs (x_fake.detach(), a_t), with R1 every ``r1_every`` steps.
 x_rec and x_fake share one encoder pass (the encoders see the same x).
+
+Multi-process (torchrun, see ``train.distributed``): x is this rank's part of the global batch. T's
+work of the G step runs as ONE forward of a DDP-wrapped :class:`GeneratorStep`, D's step through a
+DDP-wrapped D (real and fake forwards, one backward), so DDP averages their gradients. The lazy R1
+step needs a double backward (``autograd.grad(create_graph=True)``): it runs on the UNWRAPPED D and
+its gradients are then averaged with a manual all-reduce (``Dist.average_gradients``), which is
+exactly the single-process gradient of the global batch's mean penalty. Target ages and the
+generator noise are drawn for the global batch on every rank and sliced (``Dist.local``), so every
+rank consumes its RNGs identically, the weights (hence the EMA) stay identical on all ranks, and a
+W-process run follows the single-process run of the same global batch up to float rounding.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from faceage.data.ages import age_to_group
 from faceage.models.age_classifier import AGE_WEIGHTS
 from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator
 from train import losses
+from train.distributed import Dist
 
 
 def requires_grad(module: torch.nn.Module, flag: bool) -> None:
@@ -29,11 +40,39 @@ def requires_grad(module: torch.nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-class CUSPTrainer:
-    """Holds T (= E_s, E_c, E_a, G), its EMA copy, D, C and both optimisers."""
+class GeneratorStep(torch.nn.Module):
+    """T's part of one generator step as a single ``forward`` (what DDP needs to sync T's gradients).
 
-    def __init__(self, cfg, classifier, device: torch.device):
+    Returns ``(x_rec, x_fake, x_cyc)``: x_rec and x_fake decoded together from one encoder pass of x,
+    and x_cyc = T(x_fake, a_i) with the mask of x_fake (``mask_fn``, through the frozen C).
+    """
+
+    def __init__(self, T: CUSPGenerator, mask_fn):
+        super().__init__()
+        self.T = T
+        self.mask_fn = mask_fn
+
+    def forward(self, x, M, age, a_t, sigma_m: float, sigma_g: float, noise2, noise1):
+        c, f_c, s = self.T.encode(x)
+        skip = blur_skip(f_c, M, sigma_m, sigma_g)
+        both = self.T.decode(c.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1), s.repeat(2, 1),
+                             torch.cat([age, a_t]), noise=noise2)
+        x_rec, x_fake = both.float().chunk(2)
+        M_fake = self.mask_fn(x_fake.detach())
+        x_cyc = self.T(x_fake, age, lambda f: blur_skip(f, M_fake, sigma_m, sigma_g), noise=noise1).float()
+        return x_rec, x_fake, x_cyc
+
+
+class CUSPTrainer:
+    """Holds T (= E_s, E_c, E_a, G), its EMA copy, D, C and both optimisers.
+
+    ``T``, ``D`` and ``T_ema`` are the plain modules (checkpoints, EMA, samples); ``G_step`` and ``D_ddp``
+    are what the training step calls: DDP wrappers under torchrun, the plain modules otherwise.
+    """
+
+    def __init__(self, cfg, classifier, device: torch.device, dist: Dist | None = None):
         self.cfg, self.device = cfg, device
+        self.dist = dist or Dist(device=device)
         self.net_cfg = CUSPConfig.from_dict(cfg.net)
         torch.manual_seed(cfg.seed)
         self.T = CUSPGenerator(self.net_cfg).to(device)
@@ -46,6 +85,8 @@ class CUSPTrainer:
         if cfg.channels_last:
             for m in (self.T, self.D, self.T_ema):
                 m.to(memory_format=torch.channels_last)
+        self.G_step = self.dist.wrap(GeneratorStep(self.T, self._mask))
+        self.D_ddp = self.dist.wrap(self.D)
         self.opt_G = torch.optim.Adam(self.T.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         c = cfg.r1_every / (cfg.r1_every + 1)  # lazy-regularisation correction (StyleGAN2, App. B)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=tuple(b**c for b in cfg.betas))
@@ -67,13 +108,23 @@ class CUSPTrainer:
         lo, hi = self.cfg.target_age_range
         return lo + (hi - lo) * torch.rand(n, generator=self.rng)
 
+    def _noise(self, chunks: int):
+        """Generator noise drawn for ``chunks`` stacked global batches; this rank keeps its rows."""
+        world = self.dist.world
+
+        def draw(n, h, w, device, dtype):
+            full = torch.randn(n * world, 1, h, w, device=device, dtype=dtype)
+            return self.dist.local(full, chunks)
+
+        return draw
+
     def train_step(self, x, age, group) -> dict[str, float]:
-        """One G step and one D step on a batch; returns the namespaced loss values."""
+        """One G step and one D step on a batch (this rank's part of it); returns the loss values."""
         cfg = self.cfg
         x, age, group = x.to(self.device), age.to(self.device), group.to(self.device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        a_t = self.sample_targets(len(x)).to(self.device)
+        a_t = self.dist.local(self.sample_targets(len(x) * self.dist.world)).to(self.device)
         g_t = torch.tensor([age_to_group(float(a)) for a in a_t], device=self.device)
         sigma_m, sigma_g = sample_sigmas(self.rng, cfg.sigma_zero_prob)
         M = self._mask(x)
@@ -82,13 +133,7 @@ class CUSPTrainer:
         requires_grad(self.T, True)
         requires_grad(self.D, False)
         with self._autocast():
-            c, f_c, s = self.T.encode(x)
-            skip = blur_skip(f_c, M, sigma_m, sigma_g)
-            both = self.T.decode(c.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1), s.repeat(2, 1),
-                                 torch.cat([age, a_t]), noise="random")
-            x_rec, x_fake = both.float().chunk(2)
-            M_fake = self._mask(x_fake.detach())
-            x_cyc = self.T(x_fake, age, lambda f: blur_skip(f, M_fake, sigma_m, sigma_g)).float()
+            x_rec, x_fake, x_cyc = self.G_step(x, M, age, a_t, sigma_m, sigma_g, self._noise(2), self._noise(1))
             L_r = losses.l1(x_rec, x)
             L_cy = losses.l1(x_cyc, x)
             L_D = losses.g_nonsaturating(self.D(x_fake, g_t).float())
@@ -103,7 +148,7 @@ class CUSPTrainer:
         requires_grad(self.T, False)
         requires_grad(self.D, True)
         with self._autocast():
-            loss_D = losses.d_logistic(self.D(x, group).float(), self.D(x_fake.detach(), g_t).float())
+            loss_D = losses.d_logistic(self.D_ddp(x, group).float(), self.D_ddp(x_fake.detach(), g_t).float())
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         self.opt_D.step()
@@ -115,10 +160,12 @@ class CUSPTrainer:
         return stats
 
     def _r1_step(self, x, group) -> float:
+        """Lazy R1 on the unwrapped D (double backward), gradients averaged over ranks by hand."""
         real = x.detach().requires_grad_(True)
         penalty = losses.r1_penalty(self.D(real, group).float(), real)
         self.opt_D.zero_grad(set_to_none=True)
         (penalty * self.cfg.r1_gamma / 2 * self.cfg.r1_every).backward()
+        self.dist.average_gradients(self.D)
         self.opt_D.step()
         return penalty.item()
 

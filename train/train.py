@@ -1,13 +1,18 @@
-"""Train a faceage model.
+"""Train a faceage model, in one process or data-parallel under torchrun.
 
     python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 ...]
     python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128 --set max_minutes=9
+    torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
 
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids
 (``samples/``) and checkpoints ``ckpt-XXXXXXXX.safetensors`` (atomic, the last ``keep_ckpts`` kept).
 Running the same command again resumes from the newest readable checkpoint (a corrupt newest one is
 reported and the previous one used) and continues the same loss curve: the batch of step k, the target
-ages, sigmas and noise depend only on the seed and k.
+ages, sigmas and noise depend only on the seed and k. Under torchrun (see ``train.distributed``),
+``batch`` is the global batch, only rank 0 writes to the run folder, and the checkpoints are the
+single-process ones: a run resumes on any number of processes. A killed run loses at most the steps
+since its last checkpoint: the stats and TensorBoard scalars logged after it are dropped on resume, and
+half-written checkpoint files are removed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run by path (torchrun train/train.py): import the package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import numpy as np
 import torch
 from PIL import Image
@@ -29,6 +37,7 @@ from faceage.editor import pick_device
 from faceage.errors import CheckpointError
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.distributed import Dist, env_rank, env_world, init_distributed
 
 log = logging.getLogger("faceage.train")
 
@@ -42,6 +51,8 @@ def load_dataset(cfg: TrainConfig, resolution: int):
     ds = PackedFaces(cfg.data)
     if ds.size != resolution:
         raise ValueError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
+    log.info("data: %d faces from %s (%d unreadable and %d malformed entries skipped)",
+             len(ds), cfg.data, ds.skipped_reads, ds.skipped_names)
     return ds
 
 
@@ -51,12 +62,13 @@ def load_classifier(cfg: TrainConfig):
     return AgeClassifier.load(cfg.classifier)
 
 
-def build_trainer(cfg: TrainConfig, device):
+def build_trainer(cfg: TrainConfig, dist: Dist):
+    """The trainer of ``cfg.model`` on ``dist.device``; it wraps its trained networks with ``dist``."""
     if cfg.model != "cusp":
         raise ValueError(f"unknown model {cfg.model!r}")
     from train.cusp_trainer import CUSPTrainer
 
-    return CUSPTrainer(cfg, load_classifier(cfg), device)
+    return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
 
 
 def checkpoints(run: Path) -> list[Path]:
@@ -77,13 +89,42 @@ def resume(trainer, run: Path) -> int:
     return 0
 
 
+def checkpoint_step(path: Path) -> int:
+    return int(path.name[len("ckpt-"):].split(".")[0])
+
+
 def write_checkpoint(trainer, cfg: TrainConfig, run: Path, step: int) -> Path:
+    """Save atomically, then prune to the newest ``keep_ckpts`` at or before ``step``.
+
+    Newer files (left by a run that resumed from an older checkpoint because they were unreadable) are
+    not counted, so the checkpoints this run can fall back to are never pruned in their favour.
+    """
     tensors, info = trainer.state_tensors()
     path = save_checkpoint(run / f"ckpt-{step:08d}.safetensors", tensors,
                            {"kind": f"{cfg.model}-train", "step": step, "config": cfg.to_dict(), "trainer": info})
-    for old in checkpoints(run)[:-cfg.keep_ckpts]:
+    older = [p for p in checkpoints(run) if checkpoint_step(p) <= step]
+    for old in older[:-cfg.keep_ckpts]:
         old.unlink()
     return path
+
+
+def clean_after_kill(run: Path, start: int) -> None:
+    """Undo what a killed run left past its last checkpoint: temp files, stats rows after ``start``."""
+    for tmp in run.glob("ckpt-*.tmp"):
+        log.info("removing half-written %s", tmp.name)
+        tmp.unlink()
+    stats = run / "stats.jsonl"
+    if stats.is_file():
+        rows = [line for line in stats.read_text().splitlines() if line.strip()]
+        kept = []
+        for line in rows:
+            try:
+                if json.loads(line)["step"] <= start:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut by the kill
+                pass
+        if len(kept) != len(rows):
+            stats.write_text("".join(line + "\n" for line in kept))
 
 
 def grid_image(samples: torch.Tensor) -> np.ndarray:
@@ -94,56 +135,88 @@ def grid_image(samples: torch.Tensor) -> np.ndarray:
 
 
 def train(cfg: TrainConfig, run: Path, quiet: bool = False) -> dict:
-    """Run (or resume) training until ``cfg.steps`` or ``cfg.max_minutes``; returns the last stats."""
+    """Run (or resume) training until ``cfg.steps`` or ``cfg.max_minutes``; returns the last stats.
+
+    Under torchrun every process calls this; they share the work of each global batch of ``cfg.batch``.
+    """
+    dist = init_distributed(pick_device(cfg.device))
+    try:
+        return _train(cfg, run, quiet, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
+    is_main = dist.is_main
+    dist.local_size(cfg.batch)  # fail early, on every rank, if the batch does not split
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    device = pick_device(cfg.device)
-    trainer = build_trainer(cfg, device)
+    if is_main:
+        (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    trainer = build_trainer(cfg, dist)
     dataset = load_dataset(cfg, trainer.net_cfg.resolution)
     start = resume(trainer, run)
-    fixed = get_batch(dataset, 0, min(4, len(dataset)), cfg.seed + 12345, flip=False)[0]
-    from torch.utils.tensorboard import SummaryWriter
+    dist.check_same(start, "step to resume from")
+    if dist.enabled:
+        log.info("training on %d processes (%s, backend %s): %d images per process and step",
+                 dist.world, dist.device.type, torch.distributed.get_backend(), cfg.batch // dist.world)
+    writer = jsonl = fixed = None
+    if is_main:
+        clean_after_kill(run, start)
+        fixed = get_batch(dataset, 0, min(4, len(dataset)), cfg.seed + 12345, flip=False)[0]
+        from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run / "tb"))
+        writer = SummaryWriter(str(run / "tb"), purge_step=start)
+        jsonl = open(run / "stats.jsonl", "a")
     t0, stats, step = time.time(), {}, start
-    with open(run / "stats.jsonl", "a") as jsonl:
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet, desc=cfg.model)
+    try:
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet or not is_main, desc=cfg.model)
         for step in bar:
-            x, age, group = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip)
+            x, age, group = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
             stats = trainer.train_step(x, age, group)
             done = step + 1
             if done % cfg.log_every == 0:
+                stats = dist.mean_stats(stats)
                 stats["images_per_s"] = (done - start) * cfg.batch / (time.time() - t0)
-                jsonl.write(json.dumps({"step": done, **stats}) + "\n")
-                jsonl.flush()
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, done)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k.startswith("G/")})
-            if done % cfg.sample_every == 0 or done == cfg.steps:
+                if is_main:
+                    jsonl.write(json.dumps({"step": done, **stats}) + "\n")
+                    jsonl.flush()
+                    for k, v in stats.items():
+                        writer.add_scalar(k, v, done)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k.startswith("G/")})
+            if is_main and (done % cfg.sample_every == 0 or done == cfg.steps):
                 grid = grid_image(trainer.samples(fixed))
                 (run / "samples").mkdir(exist_ok=True)
                 Image.fromarray(grid).save(run / "samples" / f"{done:08d}.png")
                 writer.add_image("samples", grid, done, dataformats="HWC")
-            out_of_time = cfg.max_minutes and (time.time() - t0) > cfg.max_minutes * 60
-            if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
+            out_of_time = bool(cfg.max_minutes) and dist.any_rank((time.time() - t0) > cfg.max_minutes * 60)
+            if is_main and (done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time):
                 write_checkpoint(trainer, cfg, run, done)
             if out_of_time:
                 log.info("stopping at step %d: max_minutes reached", done)
                 break
-    writer.close()
+    finally:
+        if is_main:
+            jsonl.close()
+            writer.close()
+    dist.barrier()  # the last checkpoint is on disk before any rank returns
     return {"step": trainer.step, **stats}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="TOML config, e.g. train/configs/cusp_tiny.toml")
-    p.add_argument("--run", required=True, help="run folder (created; resumed if it has checkpoints)")
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run folder (created; resumed if it has checkpoints); under torchrun spell it --run-dir "
+                        "(torchrun's own parser takes --run for its --run-path)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    rank = env_rank()  # rank 0 logs; the others only report errors
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR,
+                        format=f"%(asctime)s {f'[rank {rank}] ' if rank else ''}%(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.set)
+        Dist(world=env_world()).local_size(cfg.batch)  # the global batch must split over the processes
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

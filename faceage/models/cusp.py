@@ -20,6 +20,8 @@ Choices, where the paper and the released code differ (each one follows the pape
 Up-sampling is bilinear on the input of the first sub-block ("Up-sampling is applied to the input of the
 first sub-block"), then a 3x3 modulated convolution, instead of StyleGAN2's transposed conv + FIR filter.
 Noise is random in training and a fixed buffer (``noise="const"``) at inference, so edits are deterministic.
+A trainer may also pass a function ``noise(n, h, w, device, dtype) -> [n, 1, h, w]`` (multi-process
+training draws the global batch's noise on every rank and keeps its own rows; see ``train.distributed``).
 """
 
 from __future__ import annotations
@@ -160,6 +162,8 @@ class StyledSubBlock(nn.Module):
         y = self.conv(x, w)
         if noise == "random":
             y = y + self.noise_strength * torch.randn(y.shape[0], 1, y.shape[2], y.shape[3], device=y.device, dtype=y.dtype)
+        elif callable(noise):
+            y = y + self.noise_strength * noise(y.shape[0], y.shape[2], y.shape[3], y.device, y.dtype)
         elif noise == "const":
             y = y + self.noise_strength * self.noise_const.to(y.dtype)
         return F.leaky_relu(y + self.bias[None, :, None, None], 0.2) * SQRT2
