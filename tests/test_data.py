@@ -296,6 +296,33 @@ def test_pack_split_encoded_round_trip_with_workers(root, tmp_path):
     assert packed.flipped(0) == UTKFace(root, "train", size=16, augment=True, seed=1).flipped(0)
 
 
+def test_packed_faces_skip_corrupt_entries_and_malformed_names(root, tmp_path, caplog):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    out = pack_split("all", 16, tmp_path / "all16.jpeg.safetensors", root=root, codec="jpeg")
+    clean = PackedFaces(out)
+    assert clean.skipped_reads == clean.skipped_names == 0
+    tensors = load_file(str(out))
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata()
+    bounds = tensors["offsets"].tolist()
+    tensors["encoded"][bounds[2]:bounds[3]] = 7  # entry 2: bytes that no decoder reads
+    names = json.loads(metadata["names"])
+    names[5] = MALFORMED[0]  # entry 5: a name that does not parse
+    metadata["names"] = json.dumps(names)
+    damaged = tmp_path / "damaged.safetensors"
+    save_file(tensors, str(damaged), metadata=metadata)
+    with caplog.at_level(logging.WARNING, logger="faceage.data.utkface"):
+        packed = PackedFaces(damaged)
+    assert packed.skipped_reads == 1 and packed.skipped_names == 1
+    assert "skipped 1 unreadable image(s) and 1 malformed name(s)" in caplog.text
+    keep = [i for i in range(len(clean)) if i not in (2, 5)]
+    assert packed.names == [clean.names[i] for i in keep] and len(packed) == len(clean) - 2
+    for j, i in enumerate(keep):
+        assert torch.equal(packed[j][0], clean[i][0]) and float(packed[j][1]) == float(clean[i][1])
+
+
 def test_pack_rejects_bad_options(root, tmp_path):
     with pytest.raises(BadParameterError):
         pack_split("train", 16, tmp_path / "x.safetensors", root=root, codec="png")

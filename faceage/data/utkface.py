@@ -679,6 +679,9 @@ class PackedFaces(_FaceDataset):
     ``images`` (uint8 ``[N, S, S, 3]``), ``ages``, ``genders``, ``races`` and
     ``names`` are public, so a training loop may also move them to a GPU whole.
     Encoded packs are decoded once, at construction, on ``decode_threads`` threads.
+    Entries that cannot be decoded, or whose name does not parse (or disagrees with
+    the stored age), are left out with one warning giving their count, so a damaged
+    pack never stops a run: :attr:`skipped_reads` and :attr:`skipped_names` count them.
     """
 
     def __init__(
@@ -710,27 +713,59 @@ class PackedFaces(_FaceDataset):
         self.ages = tensors["ages"]
         self.genders = tensors["genders"]
         self.races = tensors["races"]
+        unreadable: list[int] = []
         if metadata["codec"] == "raw":
             self.images = tensors["images"]
         else:
-            self.images = self._decode_all(tensors["encoded"], tensors["offsets"], decode_threads)
+            self.images, unreadable = self._decode_all(tensors["encoded"], tensors["offsets"], decode_threads)
         if not len(self.names) == len(self.ages) == self.images.shape[0]:
             raise DatasetError(f"{self.path}: names, labels and images disagree in length")
+        self._drop(unreadable)
 
-    def _decode_all(self, encoded: torch.Tensor, offsets: torch.Tensor, threads: int | None) -> torch.Tensor:
+    def _drop(self, unreadable: list[int]) -> None:
+        """Leave out undecodable entries and malformed names; log how many."""
+        malformed = [
+            i for i, name in enumerate(self.names)
+            if (record := parse_name(name)) is None or record.age != int(self.ages[i])
+        ]
+        self.skipped_reads, self.skipped_names = len(unreadable), len(malformed)
+        bad = sorted(set(unreadable) | set(malformed))
+        if not bad:
+            return
+        if len(bad) == len(self.names):
+            raise DatasetError(f"{self.path}: none of its {len(bad)} entries is usable; repack it")
+        logger.warning(
+            "%s: skipped %d unreadable image(s) and %d malformed name(s) of %d entries: %s",
+            self.path.name, len(unreadable), len(malformed), len(self.names),
+            ", ".join(repr(self.names[i]) for i in bad[:10]) + (" ..." if len(bad) > 10 else ""),
+        )
+        keep = torch.ones(len(self.names), dtype=torch.bool)
+        keep[bad] = False
+        self.names = [name for name, k in zip(self.names, keep.tolist()) if k]
+        self.ages, self.genders, self.races = self.ages[keep], self.genders[keep], self.races[keep]
+        self.images = self.images[keep]
+
+    def _decode_all(
+        self, encoded: torch.Tensor, offsets: torch.Tensor, threads: int | None
+    ) -> tuple[torch.Tensor, list[int]]:
+        """All images, and the positions that could not be decoded (left black)."""
         from concurrent.futures import ThreadPoolExecutor
 
         data = encoded.numpy()
         bounds = offsets.tolist()
-        images = np.empty((len(bounds) - 1, self.size, self.size, 3), dtype=np.uint8)
+        images = np.zeros((len(bounds) - 1, self.size, self.size, 3), dtype=np.uint8)
 
-        def decode_one(i: int) -> None:
-            images[i] = decode_face(data[bounds[i] : bounds[i + 1]].tobytes(), self.size)
+        def decode_one(i: int) -> bool:
+            try:
+                images[i] = decode_face(data[bounds[i] : bounds[i + 1]].tobytes(), self.size)
+            except _DECODE_ERRORS:
+                return False
+            return True
 
         workers = threads or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-            list(pool.map(decode_one, range(len(bounds) - 1)))
-        return torch.from_numpy(images)
+            decoded = list(pool.map(decode_one, range(len(bounds) - 1)))
+        return torch.from_numpy(images), [i for i, ok in enumerate(decoded) if not ok]
 
     def __len__(self) -> int:
         return len(self.names)
