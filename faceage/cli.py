@@ -6,7 +6,7 @@
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif strip.gif]
 
 Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
-3 missing weights, 4 some files of a folder failed.
+3 missing weights, 4 some files of a folder failed (one line per file). No traceback for any of them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ from faceage.errors import FaceAgeError, MissingWeightsError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other faceage error."""
+
+    def error(self, message):
+        self.exit(2, f"faceage: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="faceage", description="Face age editing (CUSP).")
+    p = _Parser(prog="faceage", description="Face age editing (CUSP).")
     p.add_argument("--weights", help="CUSP weights (.safetensors); default: the shipped assets/ file")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -49,12 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _inputs(path: Path) -> list[Path]:
+def _inputs(path: Path, output: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not path.exists():
         raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
+    if not output.absolute().parent.is_dir():
+        raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
     return [path]
+
+
+def _problem(src: Path, e: Exception) -> str:
+    """The one stderr line for a failed input (its path is added unless the message names it)."""
+    text = str(e)
+    return f"faceage: {text}" if str(src) in text else f"faceage: {src}: {text}"
 
 
 def _run_one(editor, args, src: Path, dst: Path) -> None:
@@ -82,11 +97,14 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from faceage.editor import CUSPEditor
+    from faceage.editor import CUSPEditor, check_controls
 
     try:
+        if args.cmd != "mask":  # bad controls are refused before any photo is read
+            for age in args.ages if args.cmd == "progression" else [args.age]:
+                check_controls(age, args.sigma_m, args.sigma_g)
         editor = CUSPEditor.load(args.weights, device=args.device)
-        files = _inputs(args.input)
+        files = _inputs(args.input, args.output)
     except MissingWeightsError as e:
         print(f"faceage: {e}", file=sys.stderr)
         return 3
@@ -96,8 +114,8 @@ def main(argv=None) -> int:
     if len(files) == 1 and not args.input.is_dir():
         try:
             _run_one(editor, args, files[0], args.output)
-        except FaceAgeError as e:
-            print(f"faceage: {files[0]}: {e}", file=sys.stderr)
+        except (FaceAgeError, OSError) as e:  # OSError: unreadable input, unwritable output
+            print(_problem(files[0], e), file=sys.stderr)
             return 2
         return 0
     from tqdm import tqdm
@@ -107,9 +125,9 @@ def main(argv=None) -> int:
     for f in tqdm(files, desc=args.cmd):
         try:
             _run_one(editor, args, f, args.output / (f.stem + ".png"))
-        except FaceAgeError as e:
+        except (FaceAgeError, OSError) as e:
             failed += 1
-            tqdm.write(f"faceage: {f}: {e}", file=sys.stderr)
+            tqdm.write(_problem(f, e), file=sys.stderr)
     return 4 if failed else 0
 
 

@@ -30,6 +30,8 @@ from faceage.models.cusp import MAX_AGE, CUSPConfig, CUSPGenerator
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
+SIGMA_LIMIT = 4 * SIGMA_MAX
+"""Largest sigma accepted: values above SIGMA_MAX are untrained, far above it only blur the face away."""
 
 
 def check_age(age) -> float:
@@ -41,6 +43,17 @@ def check_age(age) -> float:
     if not math.isfinite(a) or not 0 <= a <= MAX_AGE:
         raise BadParameterError(f"target age must be a number from 0 to {MAX_AGE}, got {age!r}")
     return a
+
+
+def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
+    """The validated ``(age, sigma_m, sigma_g)`` of an edit, or a ``BadParameterError`` naming the bad one."""
+    age = check_age(age)
+    sigmas = check_sigma("sigma_m", sigma_m), check_sigma("sigma_g", sigma_g)
+    for name, value in zip(("sigma_m", "sigma_g"), sigmas):
+        if value > SIGMA_LIMIT:
+            raise BadParameterError(f"{name} = {value:g} is far outside the trained range 0..{SIGMA_MAX:g} "
+                                    f"(at most {SIGMA_LIMIT:g} is accepted): use a value from 0 to {SIGMA_MAX:g}")
+    return (age, *sigmas)
 
 
 def to_tensor(crop: np.ndarray, device) -> torch.Tensor:
@@ -161,10 +174,8 @@ class CUSPEditor:
 
     @torch.no_grad()
     def _decode(self, faces: list[FaceState], age, sigma_m, sigma_g) -> list[torch.Tensor]:
-        a = torch.tensor([check_age(age)], device=self.device)
-        sm, sg = check_sigma("sigma_m", sigma_m), check_sigma("sigma_g", sigma_g)
-        if max(sm, sg) > 4 * SIGMA_MAX:
-            raise BadParameterError(f"sigma values above {4 * SIGMA_MAX:g} are far outside the trained range 0..{SIGMA_MAX:g}")
+        age, sm, sg = check_controls(age, sigma_m, sigma_g)
+        a = torch.tensor([age], device=self.device)
         out = []
         with self._lock:
             for f in faces:

@@ -145,14 +145,24 @@ def _check_byte_count(n: int, what: str) -> None:
 
 
 def _decode_bytes(data: bytes, what: str) -> Image.Image:
-    """Open encoded bytes with PIL, checking the header size before decoding the pixels."""
+    """Open encoded bytes with PIL, checking the header size before decoding the pixels.
+
+    PIL's own bomb check at open raises above twice ``Image.MAX_IMAGE_PIXELS`` and only warns
+    below; the warning is silenced here because ``_decode_pil`` refuses those sizes itself, with
+    the width and height in the message.
+    """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             pil = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _too_many_pixels(what, detail=str(e)) from e
-    except Exception as e:  # PIL raises UnidentifiedImageError, SyntaxError, ValueError...
+    except Image.DecompressionBombError as e:
+        raise _too_many_pixels(what, detail=f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels") from e
+    except Image.UnidentifiedImageError as e:
+        raise BadImageError(
+            f"{what} is not an image (no known image format in its bytes): "
+            "use a JPEG, PNG, WebP, BMP, GIF or TIFF file."
+        ) from e
+    except Exception as e:  # PIL raises SyntaxError, ValueError... for broken headers
         raise BadImageError(
             f"{what} is not an image PIL can read ({type(e).__name__}: {e}): "
             "use a JPEG, PNG, WebP, BMP, GIF or TIFF file."

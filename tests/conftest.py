@@ -1,6 +1,7 @@
 """Shared fixtures: tiny CUSP weights made on the fly, and a real face from UTKFace when available."""
 
 import io
+import os
 import socket
 import tarfile
 from pathlib import Path
@@ -26,6 +27,20 @@ def free_port():
             return s.getsockname()[1]
 
     return pick
+
+
+@pytest.fixture(scope="module")
+def app_server(tiny_weights, free_port):
+    """The app on tiny weights, served as ``app.py`` serves it, at a free localhost port: (url, App)."""
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    import app
+
+    a = app.App(tiny_weights)
+    demo = app.build(a)
+    port = free_port()
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", a
+    demo.close()
 
 
 @pytest.fixture(scope="session")

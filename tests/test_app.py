@@ -11,17 +11,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 @pytest.fixture(scope="module")
-def client(tiny_weights, free_port):
+def client(app_server):
     from gradio_client import Client
 
-    import app
-
-    demo = app.build(app.App(tiny_weights))
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    return Client(app_server[0], verbose=False)
 
 
 def test_edit_through_the_api(client, face_photo, tmp_path):

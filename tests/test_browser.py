@@ -33,17 +33,9 @@ NEW_RESULT = """old => {
 
 
 @pytest.fixture(scope="module")
-def served(tiny_weights, free_port):
+def served(app_server):
     """The app on tiny weights at a free localhost port: (url, App)."""
-    import app
-
-    a = app.App(tiny_weights)
-    demo = app.build(a)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", a
-    demo.close()
+    return app_server
 
 
 @pytest.fixture
@@ -106,8 +98,8 @@ def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
     before1, after1 = _before_after(page, page.evaluate(RESULT_SRCS), face_photo)
     assert np.any(after1 != after0), "dragging the age slider did not change the edit"
     # ...and it is the edit for the age the slider shows (edits are deterministic).
-    (_, expected), _ = app_obj.edit(face_photo, -1, new_age, *PRESETS["custom preservation"])
-    np.testing.assert_array_equal(after1, expected)
+    (_, expected), _ = app_obj.edit(str(src), -1, new_age, *PRESETS["custom preservation"])
+    np.testing.assert_array_equal(after1, np.asarray(Image.open(expected).convert("RGB")))
 
     shot = Path(os.environ.get("FACEAGE_SCREENSHOT") or tmp_path / "browser.png")
     page.screenshot(path=str(shot), full_page=True)

@@ -6,9 +6,6 @@ test crops straight from the shared tar shards and skip cleanly when they are ab
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bad_inputs import bomb_png, encode
 from faceage import io as faceio
 from faceage.errors import BadImageError, FaceIndexError, NoFaceError
 from faceage.face.align import (
@@ -53,23 +51,6 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0, 255, (h // 16 + 2, w // 16 + 2, 3)).astype(np.float32)
     return np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
-
-
-def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
-    """A ~100-byte PNG whose header claims ``width`` x ``height`` 8-bit RGB pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
