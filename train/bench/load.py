@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -168,8 +169,12 @@ def main(argv=None) -> int:
             time.sleep(2)  # let the server finish writing and releasing the last outputs
             rss_after, rss_peak = rss_mib(proc.pid), peak_rss_mib(proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            proc.send_signal(signal.SIGINT)  # like Ctrl-C: the app's exit handlers remove its result files
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     ok = [e for e in done if e.error is None]
     by_setting: dict[tuple, set] = {}
