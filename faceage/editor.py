@@ -15,34 +15,29 @@ moved back returns the same face. CPU by default, CUDA when available and asked 
 
 from __future__ import annotations
 
-import math
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from faceage.checkpoint import load_checkpoint
 from faceage.cusp_mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
-from faceage.errors import BadParameterError, MissingWeightsError
-from faceage.models.cusp import MAX_AGE, CUSPConfig, CUSPGenerator
+from faceage.errors import BadParameterError
+from faceage.models.cusp import CUSPConfig, CUSPGenerator
+from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
+    ASSETS,
+    PhotoEditor,
+    PhotoSession,
+    check_age,
+    pick_device,
+    to_tensor,
+    to_uint8,
+    weights_path,
+)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
 SIGMA_LIMIT = 4 * SIGMA_MAX
 """Largest sigma accepted: values above SIGMA_MAX are untrained, far above it only blur the face away."""
-
-
-def check_age(age) -> float:
-    """A target age must be a finite number in 0..MAX_AGE."""
-    try:
-        a = float(age)
-    except (TypeError, ValueError):
-        a = float("nan")
-    if not math.isfinite(a) or not 0 <= a <= MAX_AGE:
-        raise BadParameterError(f"target age must be a number from 0 to {MAX_AGE}, got {age!r}")
-    return a
 
 
 def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
@@ -54,24 +49,6 @@ def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
             raise BadParameterError(f"{name} = {value:g} is far outside the trained range 0..{SIGMA_MAX:g} "
                                     f"(at most {SIGMA_LIMIT:g} is accepted): use a value from 0 to {SIGMA_MAX:g}")
     return (age, *sigmas)
-
-
-def to_tensor(crop: np.ndarray, device) -> torch.Tensor:
-    """uint8 [S,S,3] -> float [1,3,S,S] in [-1,1]."""
-    return torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float [3,S,S] in [-1,1] -> uint8 [S,S,3]."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-def pick_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadParameterError("--device cuda was asked for but no CUDA GPU is available: use --device cpu")
-    return torch.device(device)
 
 
 @dataclass
@@ -86,13 +63,8 @@ class FaceState:
     s: torch.Tensor
 
 
-@dataclass
-class Session:
+class Session(PhotoSession):
     """One opened photo: the per-photo work is done once; ``edit`` runs only blur + decoder."""
-
-    editor: "CUSPEditor"
-    photo: np.ndarray
-    faces: list[FaceState] = field(default_factory=list)
 
     def mask_images(self) -> list[np.ndarray]:
         """M of each face as a float [S,S] array in [0,1] (the CUSP mask, not 1 - M)."""
@@ -104,35 +76,27 @@ class Session:
 
     def edit(self, age, sigma_m=0.0, sigma_g=0.0) -> np.ndarray:
         """The full-resolution photo with every opened face aged to ``age`` and pasted back."""
-        from faceage.face.paste import paste_back
-
-        out = self.photo
-        for face, crop in zip(self.faces, self.edit_crops(age, sigma_m, sigma_g)):
-            out = paste_back(out, crop, face.aligned)
-        return out
+        return self.paste(self.edit_crops(age, sigma_m, sigma_g))
 
 
-class CUSPEditor:
+class CUSPEditor(PhotoEditor):
     """Loads the shipped CUSP weights and the classifier C; opens photos into cached sessions."""
 
+    session_type = Session
+
     def __init__(self, T: CUSPGenerator, classifier, device: torch.device, weights_info: dict | None = None):
+        super().__init__(device, T.cfg.resolution, weights_info)
         self.T = T.to(device).eval()
         self.C = classifier.to(device).eval()
-        self.device = device
-        self.resolution = T.cfg.resolution
-        self.info = weights_info or {}
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str | None = None) -> "CUSPEditor":
         """Load the EMA aging network from ``weights`` (default: the shipped assets/ file)."""
         from faceage.models.age_classifier import AgeClassifier
 
-        path = Path(weights) if weights else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise MissingWeightsError(
-                f"CUSP weights not found at {path}. Train them with `python -m train.train --config "
-                "train/configs/cusp_128.toml --run runs/cusp128` and export with `python -m train.export`.")
+        path = weights_path(weights, DEFAULT_WEIGHTS, "CUSP", (
+            "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
+            "and export with `python -m train.export`."))
         tensors, manifest = load_checkpoint(path)
         T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
         T.load_state_dict(tensors)
@@ -148,29 +112,6 @@ class CUSPEditor:
         mask = cusp_mask(self._classify, x)
         c, f_c, s = self.T.encode(x)
         return FaceState(aligned, x, mask, c, f_c, s)
-
-    def open(self, photo, face_index=None) -> Session:
-        """Detect and align the faces of ``photo`` (path, bytes, PIL, array) and cache their encodings.
-
-        ``face_index``: None or "all" for every face, an int for one face (largest first).
-        """
-        from faceage.face.pipeline import faces_in_photo
-        from faceage.io import load_image
-
-        img = load_image(photo)
-        aligned = faces_in_photo(img, self.resolution, face_index=face_index)
-        with self._lock:
-            faces = [self.prepare(to_tensor(a.crop, self.device), a) for a in aligned]
-        return Session(self, img, faces)
-
-    def open_crop(self, crop: np.ndarray) -> Session:
-        """A session on an already aligned crop (canonical frame, any size; resized to the model's)."""
-        from PIL import Image
-
-        if crop.shape[0] != self.resolution:
-            crop = np.asarray(Image.fromarray(crop).resize((self.resolution,) * 2, Image.LANCZOS))
-        with self._lock:
-            return Session(self, crop, [self.prepare(to_tensor(crop, self.device))])
 
     @torch.no_grad()
     def _decode(self, faces: list[FaceState], age, sigma_m, sigma_g) -> list[torch.Tensor]:
