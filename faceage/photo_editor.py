@@ -70,7 +70,7 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 
     if img.shape[0] == size:
         return img
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.LANCZOS))
+    return np.array(Image.fromarray(img).resize((size, size), Image.LANCZOS))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny CUSP weights made on the fly, and a real face from UTKFace when available."""
+"""Shared fixtures: tiny CUSP and AMGAN weights made on the fly, and a real face from UTKFace when available."""
 
 import io
 import os
@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from faceage.checkpoint import save_checkpoint
+from faceage.models.amgan import AMGANConfig, AMGANGenerator
 from faceage.models.cusp import CUSPConfig, CUSPGenerator
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
+TINY_AMGAN = dict(g_base=8, g_max=16, n_down=2, n_bottleneck=1, spade_hidden=8, d_base=8, d_max=32, d_layers=3)
 TINY_NET = dict(resolution=64, n_down=4, enc_base=8, enc_max=32, channel_base=1024, channel_max=32, age_dim=16)
 
 
@@ -53,6 +55,16 @@ def tiny_weights(tmp_path_factory) -> Path:
             p.data.fill_(0.3)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
     return save_checkpoint(path, T.state_dict(), {"kind": "cusp-generator", "net": TINY_NET, "step": 0})
+
+
+@pytest.fixture(scope="session")
+def amgan_weights(tmp_path_factory) -> Path:
+    """Randomly initialised tiny AMGAN weights in the shipped format (64-px crops)."""
+    torch.manual_seed(0)
+    G = AMGANGenerator(AMGANConfig(**TINY_AMGAN))
+    path = tmp_path_factory.mktemp("w") / "tiny_amgan.safetensors"
+    manifest = {"kind": "amgan-generator", "config": G.cfg.to_dict(), "resolution": 64, "step": 0}
+    return save_checkpoint(path, G.state_dict(), manifest)
 
 
 def utk_test_crop(i: int = 0) -> np.ndarray:

@@ -1,0 +1,209 @@
+"""The AgingMapGAN editor: a face aged by a map of per-sign scores, on the shared face pipeline.
+
+    from faceage.amgan_editor import AMGANEditor
+    ed = AMGANEditor.load()                                   # shipped weights in assets/
+    session = ed.open("photo.jpg")                            # detection, alignment: once per photo
+    amap = session.aging_map(60, signs={"forehead": 0.8})     # [C, S, S] from the face's landmarks
+    out = session.edit(60, signs={"forehead": 0.8, "nasolabial_left": 0.5})   # full-resolution photo
+    out = session.edit(60, painted_map=image_to_map(picture)) # a map painted by hand (Sec. 3.6)
+
+Inference (Despois et al., AgingMapGAN, Sec. 3.6): the EMA generator runs on the whole aligned crop
+in one fully convolutional pass, whatever the training patch size, with the crop's aging map and
+the location maps of the full crop; crops larger than ``tile_above`` pixels go through
+:func:`faceage.models.amgan.generate_tiled` (same result, bounded memory). The map is built with
+:func:`faceage.aging_map.build_aging_map` from the face's own landmarks in the crop: each sign's zone
+holds its score, the rest of the face the target age (a sign left out follows the age).
+
+Weights: ``assets/amgan_utkface128.safetensors``, a faceage checkpoint (safetensors + JSON manifest)
+whose manifest ``config`` holds the :class:`AMGANConfig` fields, ``resolution`` the side of the
+aligned crops it was trained on (default 128), and whose tensors are G's EMA state dict (a ``G_ema.``
+or ``G.`` prefix is removed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceage.aging_map import MAP_CHANNELS, SIGNS, _check_scores, build_aging_map, image_to_map, location_maps
+from faceage.checkpoint import load_checkpoint, unprefixed
+from faceage.errors import BadParameterError, CheckpointError
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate_tiled
+from faceage.photo_editor import (
+    ASSETS,
+    PhotoEditor,
+    PhotoSession,
+    check_age,
+    pick_device,
+    to_uint8,
+    weights_path,
+)
+
+DEFAULT_WEIGHTS = ASSETS / "amgan_utkface128.safetensors"
+DEFAULT_RESOLUTION = 128
+TILE, OVERLAP = 256, 64  # tiled inference above TILE_ABOVE pixels (see generate_tiled)
+TILE_ABOVE = 512
+MAX_RESOLUTION = 2048
+
+
+def check_signs(signs: Mapping[str, float] | None) -> dict[str, float]:
+    """Validated sign scores ``{sign: score in [0, 1]}``; the message names an unknown sign or a bad score."""
+    return _check_scores(signs)
+
+
+def check_resolution(resolution, multiple: int) -> int:
+    """A crop side: an int in ``multiple``..MAX_RESOLUTION divisible by ``multiple`` (G's stride)."""
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
+            or not multiple <= resolution <= MAX_RESOLUTION or resolution % multiple:
+        raise BadParameterError(f"resolution must be a multiple of {multiple} from {multiple} to "
+                                f"{MAX_RESOLUTION} pixels, got {resolution!r}")
+    return int(resolution)
+
+
+def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
+    """A painted map as ``[channels, size, size]`` float in [0, 1].
+
+    ``painted``: a tensor/array ``[C, H, W]`` in [0, 1] (C = 1 is used for every channel), or an
+    8-bit picture ``(H, W)`` / ``(H, W, 3|4)`` (an array, a PIL image, a file path or its bytes) read
+    with :func:`faceage.aging_map.image_to_map`: brightness = score, channel c = colour c (a gray
+    picture sets every channel). A square map of another side is resized: it is in the same canonical
+    frame at any resolution. A map that is not square is refused.
+    """
+    if isinstance(painted, (str, bytes, Path)) or hasattr(painted, "getpixel"):  # a file or a PIL image
+        from faceage.io import load_image
+
+        painted = load_image(painted)
+    if isinstance(painted, np.ndarray) and painted.dtype == np.uint8:
+        m = image_to_map(painted, channels)
+    else:
+        try:
+            m = torch.as_tensor(np.asarray(painted) if not torch.is_tensor(painted) else painted).float()
+        except (TypeError, ValueError):
+            raise BadParameterError(f"a painted map must be a picture or a [C, H, W] array, "
+                                    f"got {type(painted).__name__}") from None
+        if m.dim() != 3 or m.shape[0] not in (1, channels):
+            raise BadParameterError(f"a painted map array must be [C, H, W] with C = 1 or {channels}, "
+                                    f"got shape {tuple(m.shape)}")
+        if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+            raise BadParameterError("a painted map must hold finite scores in [0, 1]")
+        m = m.expand(channels, *m.shape[1:])
+    if m.shape[1] != m.shape[2]:
+        raise BadParameterError(f"a painted map must be square like the face crop ({size}x{size}), "
+                                f"got {m.shape[2]}x{m.shape[1]}: paint on the map `faceage amgan-map` exports")
+    if m.shape[1] != size:
+        m = F.interpolate(m[None], size=(size, size), mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    return m.contiguous()
+
+
+@dataclass
+class AMGANFace:
+    """Per-face cache: the aligned face (None for a bare crop), its tensor and its landmarks in the crop."""
+
+    aligned: object  # faceage.face.align.AlignedFace | None
+    x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
+    landmarks: np.ndarray  # (68, 2) crop pixels
+
+
+class AMGANSession(PhotoSession):
+    """One opened photo; every edit runs G once per face on its whole aligned crop."""
+
+    def aging_map(self, age, signs: Mapping[str, float] | None = None, face: int = 0) -> torch.Tensor:
+        """The target aging map ``[C, S, S]`` of face ``face`` (0 = largest) from its landmarks."""
+        return self.aging_maps(age, signs)[self._face_number(face)]
+
+    def aging_maps(self, age, signs: Mapping[str, float] | None = None) -> list[torch.Tensor]:
+        """The target aging map of every face: zones = sign scores, rest of the face = ``age``."""
+        age, scores = check_age(age), check_signs(signs)
+        size = self.editor.resolution
+        return [build_aging_map(f.landmarks, size, scores, age) for f in self.faces]
+
+    def edit_crops(self, age, signs: Mapping[str, float] | None = None, painted_map=None) -> list[np.ndarray]:
+        """The edited aligned crops (uint8 [S,S,3]) of every face.
+
+        ``painted_map``: None (the map of ``age`` and ``signs``), one map for every face, or a list
+        with one entry per face (None entries use ``age`` and ``signs``); see :func:`as_map`.
+        """
+        maps = self.aging_maps(age, signs)
+        size = self.editor.resolution
+        painted = painted_map if isinstance(painted_map, (list, tuple)) else [painted_map] * len(maps)
+        if len(painted) != len(maps):
+            raise BadParameterError(f"{len(painted)} painted maps were given for {len(maps)} faces")
+        maps = [m if p is None else as_map(p, size, m.shape[0]) for m, p in zip(maps, painted)]
+        return [to_uint8(y[0]) for y in self.editor.generate([f.x for f in self.faces], maps)]
+
+    def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None) -> np.ndarray:
+        """The full-resolution photo with every opened face edited and pasted back."""
+        return self.paste(self.edit_crops(age, signs, painted_map))
+
+    def _face_number(self, face) -> int:
+        if isinstance(face, bool) or not isinstance(face, (int, np.integer)) or not 0 <= face < len(self.faces):
+            raise BadParameterError(f"face must be a number from 0 to {len(self.faces) - 1}, got {face!r}")
+        return int(face)
+
+
+class AMGANEditor(PhotoEditor):
+    """Loads the EMA generator G; opens photos into sessions; runs G on whole crops (tiled when large)."""
+
+    session_type = AMGANSession
+
+    def __init__(self, G: AMGANGenerator, device: torch.device, resolution: int, info: dict | None = None):
+        super().__init__(device, check_resolution(resolution, 2**G.cfg.n_down), info)
+        self.G = G.to(device).eval()
+        self.tile_above = TILE_ABOVE
+
+    @classmethod
+    def load(cls, weights=None, device: str | None = None, resolution: int | None = None) -> "AMGANEditor":
+        """Load G from ``weights`` (default: the shipped assets/ file).
+
+        ``resolution``: side of the aligned crops G runs on (default: the training resolution
+        stored with the weights). G is fully convolutional, so any multiple of its stride works.
+        """
+        path = weights_path(weights, DEFAULT_WEIGHTS, "AMGAN", (
+            "They are trained by train/amgan_trainer.py on UTKFace and exported to assets/; until then "
+            "use --weights with a checkpoint of yours."))
+        tensors, manifest = load_checkpoint(path)
+        config = manifest.get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path} has no AMGAN config in its manifest: not AMGAN weights")
+        G = AMGANGenerator(AMGANConfig.from_dict(config.get("net", config)))
+        for prefix in ("G_ema", "G"):
+            if any(k.startswith(prefix + ".") for k in tensors):
+                tensors = unprefixed(tensors, prefix)
+                break
+        try:
+            G.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path} does not match its AMGAN config: {str(e).splitlines()[0]}") from None
+        res = resolution if resolution is not None else int(manifest.get("resolution", DEFAULT_RESOLUTION))
+        return cls(G, pick_device(device), res, dict(manifest, file=path.name))
+
+    def prepare(self, x: torch.Tensor, aligned=None) -> AMGANFace:
+        """The face's crop tensor and landmarks (template landmarks for a bare crop)."""
+        from faceage.face.align import template_points
+
+        size = x.shape[-1]
+        pts = aligned.landmarks if aligned is not None else template_points(size)
+        return AMGANFace(aligned, x, np.asarray(pts, dtype=np.float64))
+
+    @torch.no_grad()
+    def generate(self, images: list[torch.Tensor], maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """G's output [1, 3, S, S] for each image [1, 3, S, S] and its aging map [C, S, S]."""
+        out = []
+        with self._lock:
+            for x, m in zip(images, maps):
+                m = m[None].to(x)
+                size = x.shape[-1]
+                if size > self.tile_above:
+                    out.append(generate_tiled(self.G, x, m, tile=TILE, overlap=OVERLAP))
+                else:
+                    loc = location_maps(size, size).to(x)[None]
+                    out.append(self.G(x, m, loc[:, :1], loc[:, 1:])[0])
+        return out
+
+
+__all__ = ["AMGANEditor", "AMGANSession", "SIGNS", "as_map", "check_signs"]

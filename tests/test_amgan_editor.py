@@ -1,0 +1,106 @@
+"""The AMGAN editor API on a real face (tiny random weights): maps, edits, painted maps, tiles, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from faceage.aging_map import map_to_image, sign_zone_masks
+from faceage.amgan_editor import AMGANEditor, as_map
+from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The test machine is shared: one thread is faster than fighting for cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def editor(amgan_weights):
+    return AMGANEditor.load(amgan_weights)
+
+
+@pytest.fixture(scope="module")
+def session(editor, face_photo):
+    return editor.open(face_photo)
+
+
+def test_missing_and_wrong_weights(tmp_path, tiny_weights):
+    with pytest.raises(MissingWeightsError, match="AMGAN weights not found"):
+        AMGANEditor.load(tmp_path / "none.safetensors")
+    with pytest.raises(CheckpointError, match="no AMGAN config"):
+        AMGANEditor.load(tiny_weights)  # CUSP weights are refused with a message, not a traceback
+
+
+def test_aging_map_follows_the_face_landmarks(session):
+    face = session.faces[0]
+    assert face.x.shape == (1, 3, 64, 64)
+    base = session.aging_map(60)
+    raised = session.aging_map(60, signs={"forehead": 1.0})
+    assert base.shape == raised.shape == (2, 64, 64)
+    zone = torch.from_numpy(sign_zone_masks(face.landmarks, 64)["forehead"])
+    change = (raised - base)[0].abs()
+    assert change[zone].mean() > 0.3  # the forehead zone went from 0.6 to 1.0
+    assert change[zone].sum() > 0.7 * change.sum()  # mostly there (the rest is the blur's spill)
+    assert abs(float(base[0][zone].mean()) - 0.6) < 0.05  # a sign left out follows the age
+
+
+def test_edit_changes_only_the_face_and_each_control_matters(session, face_photo):
+    a = session.edit(60)
+    assert a.shape == face_photo.shape and a.dtype == np.uint8
+    changed = np.any(a != face_photo, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 1000
+    assert ys.min() >= 60 and ys.max() <= 420 and xs.min() >= 140 and xs.max() <= 500  # face at 90:390, 170:470
+    assert np.array_equal(session.edit(60), a)  # deterministic
+    assert not np.array_equal(session.edit(20), a)
+    assert not np.array_equal(session.edit(60, signs={"nasolabial_left": 1.0, "forehead": 0.0}), a)
+
+
+def test_painted_map_is_used(session):
+    slider_map = session.aging_map(60)
+    plain = session.edit_crops(60)[0]
+    assert np.array_equal(session.edit_crops(60, painted_map=slider_map)[0], plain)
+    picture = map_to_image(slider_map)  # the exported picture, painted white on the forehead
+    picture[5:20, 15:50] = 255
+    painted = session.edit_crops(60, painted_map=picture)[0]
+    diff = np.any(painted != plain, axis=2)
+    assert diff[5:20, 15:50].mean() > 0.5
+    assert diff[40:, :].mean() < diff[5:20, 15:50].mean() / 4  # far from the stroke little changes
+    big = np.kron(picture, np.ones((2, 2, 1), np.uint8))  # a square map of another size is resized
+    assert as_map(big, 64).shape == (2, 64, 64)
+
+
+def test_tiled_inference_matches_one_pass(amgan_weights, face_photo):
+    ed = AMGANEditor.load(amgan_weights, resolution=320)
+    s = ed.open_crop(face_photo[90:390, 170:470])
+    ed.tile_above = 256  # 320 px: 2 x 2 tiles of 256 px
+    tiled = s.edit_crops(50, {"forehead": 0.9})[0]
+    ed.tile_above = 1024
+    one = s.edit_crops(50, {"forehead": 0.9})[0]
+    assert tiled.shape == (320, 320, 3)
+    assert np.abs(tiled.astype(int) - one).max() <= 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(age=60, signs={"cheek": 0.5}), "'cheek'"),
+    (dict(age=60, signs={"forehead": 1.5}), "'forehead'"),
+    (dict(age=60, signs={"glabella": "high"}), "'glabella'"),
+    (dict(age=-3), "target age"),
+    (dict(age=60, painted_map=np.zeros((64, 32, 3), np.uint8)), "square"),
+    (dict(age=60, painted_map=torch.full((2, 64, 64), 2.0)), "[0, 1]"),
+    (dict(age=60, painted_map=[None, None]), "2 painted maps"),
+])
+def test_bad_controls_name_the_bad_one(session, kwargs, words):
+    with pytest.raises(BadParameterError) as err:
+        session.edit(**kwargs)
+    assert words in str(err.value)
+
+
+def test_resolution_is_checked(amgan_weights):
+    with pytest.raises(BadParameterError, match="multiple of 4"):
+        AMGANEditor.load(amgan_weights, resolution=66)
+
