@@ -93,11 +93,31 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
             raise BadParameterError("a painted map must hold finite scores in [0, 1]")
         m = m.expand(channels, *m.shape[1:])
     if m.shape[1] != m.shape[2]:
-        raise BadParameterError(f"a painted map must be square like the face crop ({size}x{size}), "
-                                f"got {m.shape[2]}x{m.shape[1]}: paint on the map `faceage amgan-map` exports")
+        raise BadParameterError(f"a painted map must be square like the aligned face crop, got "
+                                f"{m.shape[2]}x{m.shape[1]} pixels: paint on the map `faceage amgan-map` exports")
     if m.shape[1] != size:
         m = F.interpolate(m[None], size=(size, size), mode="bilinear", align_corners=False)[0].clamp(0, 1)
     return m.contiguous()
+
+
+def edit_metadata(editor, age, signs, face=None, painted=False, **extra) -> dict:
+    """The settings of one AMGAN edit, for PNG text chunks: version, model, weights, controls, face."""
+    from faceage import __version__
+
+    info = getattr(editor, "info", {}) or {}
+    return {
+        "Software": f"faceage {__version__}",
+        "model": "amgan",
+        "weights": info.get("file", ""),
+        "weights_sha256": info.get("sha256", ""),
+        "weights_step": info.get("step"),
+        "age": None if painted else float(age),
+        "signs": {} if painted else dict(signs or {}),
+        "painted_map": bool(painted),
+        "resolution": editor.resolution,
+        "face": "all" if face is None else int(face),
+        **extra,
+    }
 
 
 @dataclass
@@ -206,4 +226,4 @@ class AMGANEditor(PhotoEditor):
         return out
 
 
-__all__ = ["AMGANEditor", "AMGANSession", "SIGNS", "as_map", "check_signs"]
+__all__ = ["AMGANEditor", "AMGANSession", "SIGNS", "as_map", "check_signs", "edit_metadata"]

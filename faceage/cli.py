@@ -4,6 +4,8 @@
     faceage edit photos/ --age 70 -o aged/            # a folder, with a progress bar
     faceage mask photo.jpg -o mask.png                 # the CUSP mask M of the (first) face
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif strip.gif]
+    faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli_amgan
+    faceage amgan photo.jpg --map painted.png -o out.png               # a painted map (from amgan-map)
 
 Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
 3 missing weights, 4 some files of a folder failed (one line per file). No traceback for any of them.
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage import cli_amgan
 from faceage.errors import FaceAgeError, MissingWeightsError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -30,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="faceage", description="Face age editing (CUSP).")
-    p.add_argument("--weights", help="CUSP weights (.safetensors); default: the shipped assets/ file")
+    p = _Parser(prog="faceage", description="Face age editing (CUSP, AgingMapGAN).")
+    p.add_argument("--weights", help="the command's model weights (.safetensors); default: the shipped assets/ file")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -53,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
     g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages")
+    cli_amgan.add_commands(sub, common)
     return p
 
 
@@ -77,6 +81,8 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
     from faceage.io import save_png
 
+    if args.cmd in cli_amgan.COMMANDS:
+        return cli_amgan.run_one(editor, args, src, dst)
     session = editor.open(src, face_index=args.face)
     settings = {"source": src.name, "model": "cusp", "weights_step": editor.info.get("step")}
     if args.cmd == "edit":
@@ -99,11 +105,14 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from faceage.editor import CUSPEditor, check_controls
 
+    amgan = args.cmd in cli_amgan.COMMANDS
     try:
-        if args.cmd != "mask":  # bad controls are refused before any photo is read
+        if amgan:  # bad controls are refused before any photo is read
+            cli_amgan.check_args(args)
+        elif args.cmd != "mask":
             for age in args.ages if args.cmd == "progression" else [args.age]:
                 check_controls(age, args.sigma_m, args.sigma_g)
-        editor = CUSPEditor.load(args.weights, device=args.device)
+        editor = cli_amgan.load_editor(args) if amgan else CUSPEditor.load(args.weights, device=args.device)
         files = _inputs(args.input, args.output)
     except MissingWeightsError as e:
         print(f"faceage: {e}", file=sys.stderr)

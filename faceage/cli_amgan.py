@@ -1,0 +1,100 @@
+"""The AMGAN commands of the ``faceage`` command line (the parser and batch loop are in faceage.cli).
+
+    faceage amgan photo.jpg --age 60 --sign forehead=0.8 --sign nasolabial_left=0.5 -o out.png
+    faceage amgan photo.jpg --map painted.png -o out.png          # a map painted by hand (Sec. 3.6)
+    faceage amgan photo.jpg --age 60 -o out.png --save-map map.png   # also write the map it used
+    faceage amgan photos/ --age 60 --sign forehead=1 -o aged/      # a folder, with a progress bar
+    faceage amgan-map photo.jpg --age 60 --sign forehead=0.8 -o map.png   # the map to paint on
+
+A map is a picture of the aligned face crop's size: brightness = score (0 = young, 255 = the most
+marked sign, the rest of the face = the age), red = channel 0 (every sign but the lip corners),
+green = channel 1 (the lip corners); a gray brush sets both. Signs: ``faceage.aging_map.SIGNS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from faceage.errors import FaceAgeError
+
+COMMANDS = ("amgan", "amgan-map")
+
+
+def parse_sign(text: str) -> tuple[str, float]:
+    """``name=score`` -> (name, score); the name is checked later against the known signs."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sign wants NAME=SCORE with SCORE in [0, 1] (e.g. forehead=0.8), got {text!r}") from None
+
+
+def add_commands(sub, common) -> None:
+    """Add ``amgan`` and ``amgan-map`` to the subcommands ``sub`` (``common`` adds input, -o, --face)."""
+    from faceage.aging_map import SIGNS
+
+    def controls(p):
+        p.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
+        p.add_argument("--sign", type=parse_sign, action="append", default=[], metavar="NAME=SCORE",
+                       help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}")
+        p.add_argument("--resolution", type=int, help="side of the aligned crop (default: the trained one)")
+
+    a = sub.add_parser("amgan", help="age the faces with AgingMapGAN, per clinical sign or from a painted map")
+    common(a)
+    controls(a)
+    a.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) used instead of --age/--sign")
+    a.add_argument("--save-map", type=Path, help="also write the map of the first face (a folder for a folder)")
+    m = sub.add_parser("amgan-map", help="save the aging map of the first chosen face, to paint on")
+    common(m)
+    controls(m)
+
+
+def check_args(args) -> None:
+    """Refuse bad controls before any photo is read; reads ``--map`` into ``args.painted``."""
+    from faceage.amgan_editor import as_map, check_signs
+    from faceage.io import load_image
+    from faceage.photo_editor import check_age
+
+    args.painted = None
+    if getattr(args, "map", None) is not None:
+        if args.sign:
+            raise FaceAgeError("--map replaces --sign (the painted map holds the scores): give one or the other")
+        args.painted = load_image(args.map)
+        as_map(args.painted, args.painted.shape[0])  # square, 8-bit: checked before any photo is read
+        args.age = 0.0 if args.age is None else args.age  # unused: the map holds the age
+    if args.age is None:
+        raise FaceAgeError(f"{args.cmd} needs --age (the target age, 0..100)" +
+                           (" or --map" if args.cmd == "amgan" else ""))
+    check_age(args.age)
+    args.signs = check_signs(dict(args.sign))
+
+
+def load_editor(args):
+    from faceage.amgan_editor import AMGANEditor
+
+    return AMGANEditor.load(args.weights, device=args.device, resolution=args.resolution)
+
+
+def run_one(editor, args, src: Path, dst: Path) -> None:
+    """Edit (or export the map of) one photo ``src`` into ``dst``."""
+    from faceage.aging_map import map_to_image
+    from faceage.amgan_editor import as_map, edit_metadata
+    from faceage.io import save_png
+
+    session = editor.open(src, face_index=args.face)
+    meta = edit_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
+                         source=src.name)
+    if args.cmd == "amgan-map":
+        save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)
+        return
+    save_png(session.edit(args.age, args.signs, painted_map=args.painted), dst, meta)
+    if args.save_map:
+        used = as_map(args.painted, editor.resolution) if args.painted is not None \
+            else session.aging_map(args.age, args.signs)
+        to = args.save_map / dst.name if args.input.is_dir() else args.save_map
+        to.parent.mkdir(parents=True, exist_ok=True)
+        save_png(map_to_image(used), to, meta)

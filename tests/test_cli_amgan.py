@@ -1,0 +1,71 @@
+"""`faceage amgan` and `faceage amgan-map` run as a user runs them (a subprocess), tiny random weights."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def faceage(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "faceage.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+@pytest.fixture(scope="module")
+def photo(face_photo, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "photo.png"
+    Image.fromarray(face_photo).save(path)
+    return path
+
+
+def test_signs_map_export_and_painted_map(amgan_weights, photo, face_photo, tmp_path):
+    w = ("--weights", amgan_weights)
+    run = faceage(*w, "amgan", photo, "--age", 60, "--sign", "forehead=0.8", "--sign", "nasolabial_left=0.5",
+                  "-o", tmp_path / "signs.png", "--save-map", tmp_path / "used.png")
+    assert run.returncode == 0, run.stderr
+    out = Image.open(tmp_path / "signs.png")
+    assert out.size == (640, 480) and out.text["model"] == "amgan" and '"forehead": 0.8' in out.text["signs"]
+    edited = rgb(tmp_path / "signs.png")
+    assert np.any(edited != face_photo) and np.array_equal(edited[:40], face_photo[:40])
+
+    assert faceage(*w, "amgan-map", photo, "--age", 60, "-o", tmp_path / "map.png").returncode == 0
+    amap = rgb(tmp_path / "map.png")
+    assert amap.shape == (64, 64, 3) and amap[..., 0].max() >= 150 and amap[..., 0].min() == 0  # face 0.6, bg 0
+    used = rgb(tmp_path / "used.png")  # forehead 0.8 > age 0.6: brighter than the plain map there
+    assert (used[..., 0] > amap[..., 0] + 20).sum() > 50
+
+    amap[4:20, 12:52] = 255  # paint the forehead white and edit with the painted map
+    Image.fromarray(amap.astype(np.uint8)).save(tmp_path / "painted.png")
+    assert faceage(*w, "amgan", photo, "--map", tmp_path / "painted.png", "-o", tmp_path / "p.png").returncode == 0
+    assert faceage(*w, "amgan", photo, "--age", 60, "-o", tmp_path / "plain.png").returncode == 0
+    painted, plain = rgb(tmp_path / "p.png"), rgb(tmp_path / "plain.png")
+    assert np.any(painted != plain) and np.array_equal(painted[:40], plain[:40])
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (("--age", 60, "--sign", "cheek=0.5"), 2, "'cheek'"),
+    (("--age", 60, "--sign", "forehead=1.5"), 2, "'forehead'"),
+    (("--age", 60, "--sign", "forehead"), 2, "NAME=SCORE"),
+    ((), 2, "--age"),
+    (("--map", "absent.png"), 2, "absent.png"),
+    (("--age", 60, "--weights-missing"), 3, "AMGAN weights not found"),
+])
+def test_errors_are_one_line_with_exit_codes(amgan_weights, photo, tmp_path, args, code, words):
+    weights = tmp_path / "none.safetensors" if "--weights-missing" in args else amgan_weights
+    args = [a for a in args if a != "--weights-missing"]
+    run = faceage("--weights", weights, "amgan", photo, *args, "-o", tmp_path / "x.png")
+    assert run.returncode == code, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "x.png").exists()
