@@ -17,8 +17,9 @@ from pathlib import Path
 class TrainConfig:
     """Everything a run needs; defaults are the paper's settings (CUSP Sec. 4, implementation details)."""
 
-    model: str = "cusp"  # "cusp" (AMGAN has its own trainer)
-    net: dict = field(default_factory=dict)  # network hyper-parameters (CUSPConfig fields)
+    model: str = "cusp"  # "cusp" or "amgan"
+    net: dict = field(default_factory=dict)  # network hyper-parameters (CUSPConfig / AMGANConfig fields)
+    amgan: dict = field(default_factory=dict)  # AMGAN losses, rates, patch (train.amgan_trainer.AMGANTrainConfig)
     data: str = "synthetic"  # path of a packed split (.safetensors, see faceage.data) or "synthetic"
     steps: int = 1000  # optimisation steps (one G step + one D step each)
     batch: int = 16

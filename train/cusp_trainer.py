@@ -74,6 +74,7 @@ class CUSPTrainer:
         self.cfg, self.device = cfg, device
         self.dist = dist or Dist(device=device)
         self.net_cfg = CUSPConfig.from_dict(cfg.net)
+        self.resolution = self.net_cfg.resolution
         torch.manual_seed(cfg.seed)
         self.T = CUSPGenerator(self.net_cfg).to(device)
         self.D = Discriminator(self.net_cfg).to(device)

@@ -2,6 +2,7 @@
 
     python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 ...]
     python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128 --set max_minutes=9
+    python -m train.train --config train/configs/amgan_128_cpu.toml --run runs/amgan128cpu
     torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
 
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids
@@ -64,8 +65,12 @@ def load_classifier(cfg: TrainConfig):
 
 def build_trainer(cfg: TrainConfig, dist: Dist):
     """The trainer of ``cfg.model`` on ``dist.device``; it wraps its trained networks with ``dist``."""
+    if cfg.model == "amgan":
+        from train.amgan_trainer import AMGANTrainer
+
+        return AMGANTrainer(cfg, dist.device, dist)
     if cfg.model != "cusp":
-        raise ValueError(f"unknown model {cfg.model!r}")
+        raise ValueError(f"unknown model {cfg.model!r}: use 'cusp' or 'amgan'")
     from train.cusp_trainer import CUSPTrainer
 
     return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
@@ -153,7 +158,11 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
     if is_main:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     trainer = build_trainer(cfg, dist)
-    dataset = load_dataset(cfg, trainer.net_cfg.resolution)
+    dataset = load_dataset(cfg, trainer.resolution)
+    if cfg.model == "amgan":
+        from train.amgan_data import with_sign_labels
+
+        dataset = with_sign_labels(dataset)
     start = resume(trainer, run)
     dist.check_same(start, "step to resume from")
     if dist.enabled:

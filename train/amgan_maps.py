@@ -1,0 +1,93 @@
+"""Aging maps of aligned faces, in batches, for AMGAN training (Sec. 3.1, 3.3), and random patches.
+
+On the canonical aligned frame (UTKFace crops) every face has the same zones: those of the template
+landmarks (:func:`faceage.face.align.template_points`). :func:`faceage.aging_map.build_aging_map` is
+linear in the values it writes and the blur is linear, so for fixed zones
+
+    map(age a, scores s) = a * blur(face) + sum_z (s_z - a) * blur(zone_z)   (zone_z in its channel)
+
+(zones of one channel are disjoint and inside the face, so this is exactly the map build_aging_map
+writes, blurred). :class:`MapBasis` precomputes the blurred face and zone masks once, and a batch of
+maps is one ``einsum`` instead of a polygon fill and a blur per face.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from faceage.aging_map import MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, location_maps
+from faceage.data.ages import normalize_age
+from faceage.errors import BadParameterError
+
+
+class MapBasis:
+    """Blurred face mask and per-sign zone masks of the template face at side ``size``."""
+
+    def __init__(self, size: int, landmarks: np.ndarray | None = None):
+        from faceage.face.align import template_points
+
+        pts = template_points(size) if landmarks is None else landmarks
+        self.size = size
+        # the map of age 1 with no sign is blur(face) in every channel
+        self.face = build_aging_map(pts, size, {}, 100.0)  # [C, S, S]
+        zones = torch.zeros(len(SIGNS), MAP_CHANNELS, size, size)
+        for z, sign in enumerate(SIGNS):
+            # blur(zone) = map(age 0, sign = 1) - map(age 0, no sign) = map(age 0, sign = 1)
+            zones[z] = build_aging_map(pts, size, {sign: 1.0}, 0.0)
+            others = [c for c in range(MAP_CHANNELS) if c != SIGN_CHANNEL[sign]]
+            zones[z, others] = 0.0
+        self.zones = zones  # [Z, C, S, S]
+        self.location = location_maps(size, size)  # [2, S, S]
+
+    def maps(self, age_norm: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Aging maps [N, C, S, S] for normalised ages [N] and sign scores [N, Z] (all in [0, 1])."""
+        if scores.dim() != 2 or scores.shape[1] != len(SIGNS) or age_norm.shape != scores.shape[:1]:
+            raise BadParameterError(f"need ages [N] and scores [N, {len(SIGNS)}], "
+                                    f"got {tuple(age_norm.shape)} and {tuple(scores.shape)}")
+        a = age_norm.float()
+        m = a[:, None, None, None] * self.face[None]
+        m = m + torch.einsum("nz,zchw->nchw", scores.float() - a[:, None], self.zones)
+        return m.clamp(0.0, 1.0)
+
+    def to(self, device) -> "MapBasis":
+        self.face, self.zones, self.location = (t.to(device) for t in (self.face, self.zones, self.location))
+        return self
+
+
+def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float], image_weight: float,
+                   uniform_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target (normalised age [n], sign scores [n, Z]) drawn like the training labels.
+
+    The age is uniform in ``age_range`` years. With probability ``uniform_prob`` the map is age-only
+    (every sign = the age, Sec. 5.4); otherwise every sign is drawn independently as
+    ``image_weight * U(0, 1) + (1 - image_weight) * age``, the distribution of the weak labels
+    (:mod:`faceage.sign_scores`) when the texture CDF is uniform.
+    """
+    lo, hi = age_range
+    a = normalize_age(lo + (hi - lo) * torch.rand(n, generator=rng))
+    u = torch.rand(n, len(SIGNS), generator=rng)
+    uniform = torch.rand(n, generator=rng) < uniform_prob
+    s = image_weight * u + (1 - image_weight) * a[:, None]
+    s = torch.where(uniform[:, None], a[:, None].expand_as(s), s)
+    return a, s
+
+
+def sample_patches(rng: torch.Generator, n: int, size: int, patch: int) -> torch.Tensor:
+    """Top-left corners [n, 2] (top, left) of random ``patch`` x ``patch`` crops of a ``size`` image."""
+    if not 0 < patch <= size:
+        raise BadParameterError(f"patch ({patch}) must be in 1..{size} (the face size)")
+    return torch.randint(0, size - patch + 1, (n, 2), generator=rng)
+
+
+def crop_batch(t: torch.Tensor, corners: torch.Tensor, patch: int) -> torch.Tensor:
+    """Per-sample crops [N, C, patch, patch] of ``t`` [N, C, S, S] at ``corners`` [N, 2]."""
+    return torch.stack([t[i, :, top:top + patch, left:left + patch]
+                        for i, (top, left) in enumerate(corners.tolist())])
+
+
+def patch_centres(corners: torch.Tensor, patch: int, size: int) -> torch.Tensor:
+    """(x, y) [N, 2] of each patch centre in location-map coordinates (D_Loc's target, Eq. 3)."""
+    c = corners.float() + (patch - 1) / 2.0
+    xy = -1.0 + 2.0 * c / (size - 1)
+    return xy[:, [1, 0]]  # corners are (top, left) -> (x, y)

@@ -1,0 +1,238 @@
+"""One AgingMapGAN training step (Sec. 3.5, Eq. 1-4): patches, G step with cycle, D step with GP, EMA.
+
+Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod:`faceage.sign_scores`):
+    A_s     = aging map of the face's own labels     A_t = map of sampled target labels (amgan_maps)
+    corners = random patch corners; I_p, A_s,p, A_t,p, X_p, Y_p = the same crop of each (Sec. 3.1)
+    fake    = G(I_p | A_t,p, X_p, Y_p)               cyc = G(fake | A_s,p, X_p, Y_p)
+    G loss  = -D(fake) + l_cyc L_Cyc(cyc, I_p) + l_age |D_Age(fake) - A_t,p|^2 + l_loc |D_Loc(fake) - xy|^2
+              + attention regulariser of both attention masks                          (Eq. 1-4)
+    D loss  = D(fake) - D(real) + l_gp GP + l_age |D_Age(real) - A_s,p|^2 + l_loc |D_Loc(real) - xy|^2
+G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
+linearly to 0 at ``cfg.steps`` (Sec. 3.5); the EMA of G is what ships (Sec. 3.6).
+
+Choices where the paper is silent (ours): D_Age and D_Loc learn on real patches and judge fakes (as
+StarGAN's class head); the cycle loss is :func:`faceage.models.amgan.cycle_loss` (no pretrained
+perceptual network offline); GANimation's attention weights 0.1 / 1e-5; target maps are age-only with
+probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like the weak labels; target
+ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
+side of the face, a flip would swap them).
+
+Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
+:class:`CycleStep`; D's real and fake patches go through one forward of the DDP-wrapped D; the gradient
+penalty (double backward) runs on the unwrapped D and its gradients are averaged by
+:meth:`Dist.average_gradients`, then added to DDP's averaged gradients. Targets and patch corners are
+drawn for the global batch on every rank and sliced with :meth:`Dist.local`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from faceage.checkpoint import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
+from faceage.data.ages import normalize_age
+from faceage.models import amgan
+from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
+from faceage.sign_scores import IMAGE_WEIGHT
+from train.amgan_maps import MapBasis, crop_batch, patch_centres, sample_patches, sample_targets
+from train.distributed import Dist
+
+
+@dataclass
+class AMGANTrainConfig(AMGANTrainDefaults):
+    """The ``[amgan]`` table of a training config: the paper's weights and rates plus our choices."""
+
+    patch: int = 64  # training patch side (the paper: 128-512 on 1024 px; ours: 64 on 128 px)
+    target_age_range: tuple = (0.0, 90.0)
+    uniform_prob: float = 0.3  # share of age-only target maps
+    image_weight: float = IMAGE_WEIGHT  # target sign = w U(0,1) + (1 - w) age (as the weak labels)
+    lr_decay: bool = True  # linear to 0 at cfg.steps (Sec. 3.5)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AMGANTrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown [amgan] keys: {sorted(unknown)}; valid keys: {sorted(names)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class CycleStep(torch.nn.Module):
+    """G's part of one generator step as one ``forward`` (for DDP): the edit and the cycle back."""
+
+    def __init__(self, G: AMGANGenerator):
+        super().__init__()
+        self.G = G
+
+    def forward(self, image, target_map, source_map, x_map, y_map):
+        fake, att_fake, _ = self.G(image, target_map, x_map, y_map)
+        cyc, att_cyc, _ = self.G(fake, source_map, x_map, y_map)
+        return fake, att_fake, cyc, att_cyc
+
+
+class AMGANTrainer:
+    """Holds G, its EMA copy, D and both optimisers; ``train_step(x, age, signs)`` per batch."""
+
+    def __init__(self, cfg, device: torch.device, dist: Dist | None = None):
+        self.cfg, self.device = cfg, device
+        self.dist = dist or Dist(device=device)
+        if cfg.augment_flip:
+            raise ValueError("AMGAN needs augment_flip = false: the sign labels are per side of the face "
+                             "and a horizontal flip would swap left and right")
+        self.net_cfg = AMGANConfig.from_dict(cfg.net)
+        self.t = AMGANTrainConfig.from_dict(cfg.amgan)
+        self.resolution = int(cfg.net.get("resolution", 128))
+        m = 2**self.net_cfg.n_down
+        if self.t.patch % m or self.resolution % m or self.t.patch > self.resolution:
+            raise ValueError(f"patch ({self.t.patch}) and resolution ({self.resolution}) must be multiples of "
+                             f"{m} (2**n_down), with patch <= resolution")
+        torch.manual_seed(cfg.seed)
+        self.G = AMGANGenerator(self.net_cfg).to(device)
+        self.D = AMGANDiscriminator(self.net_cfg).to(device)
+        self.G_ema = amgan.make_ema(self.G)
+        self.G_step = self.dist.wrap(CycleStep(self.G))
+        self.D_ddp = self.dist.wrap(self.D)
+        self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
+        self.basis = MapBasis(self.resolution).to(device)
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
+        self.step = 0
+
+    # ------------------------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        """Linear decay to 0 at ``cfg.steps`` (Sec. 3.5); a pure function of the step (resume-safe)."""
+        f = max(0.0, 1.0 - self.step / max(self.cfg.steps, 1)) if self.t.lr_decay else 1.0
+        for opt, lr in ((self.opt_G, self.t.lr_g), (self.opt_D, self.t.lr_d)):
+            for g in opt.param_groups:
+                g["lr"] = lr * f
+        return f
+
+    def _draw(self, n_local: int):
+        """Targets and patch corners for the global batch (every rank draws all), this rank's rows."""
+        n = n_local * self.dist.world
+        a_t, s_t = sample_targets(self.rng, n, self.t.target_age_range, self.t.image_weight, self.t.uniform_prob)
+        corners = sample_patches(self.rng, n, self.resolution, self.t.patch)
+        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners)
+
+    def train_step(self, x, age, signs) -> dict[str, float]:
+        """One G step and one D step on a batch of full faces; returns the loss values."""
+        t, P, S = self.t, self.t.patch, self.resolution
+        lr_f = self._set_lr()
+        a_t, s_t, corners = self._draw(len(x))
+        dev = self.device
+        x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
+        A_s = self.basis.maps(normalize_age(age.float()), signs)
+        A_t = self.basis.maps(a_t.to(dev), s_t.to(dev))
+        loc = self.basis.location[None].expand(len(x), 2, S, S)
+        I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
+        xy = patch_centres(corners, P, S).to(dev)
+
+        # --- generator step (Eq. 1-4, G's terms) ----------------------------------------------
+        requires_grad(self.G, True)
+        requires_grad(self.D, False)
+        fake, att_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
+        critic_f, loc_f, age_f = self.D(fake)
+        L_adv = amgan.generator_adv_loss(critic_f)
+        L_cyc = amgan.cycle_loss(cyc, I_p)
+        L_age_g = amgan.age_loss(age_f, At_p)
+        L_loc_g = amgan.loc_loss(loc_f, xy)
+        L_att = (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
+                 + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv))
+        loss_G = L_adv + t.lambda_cyc * L_cyc + t.lambda_age * L_age_g + t.lambda_loc * L_loc_g + L_att
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        amgan.ema_update(self.G_ema, self.G, self._ema_decay())
+
+        # --- discriminator step (Eq. 1-4, D's terms) -------------------------------------------
+        requires_grad(self.G, False)
+        requires_grad(self.D, True)
+        fake = fake.detach()
+        critic, loc_pred, age_pred = self.D_ddp(torch.cat([I_p, fake]))
+        critic_r, critic_f = critic.chunk(2)
+        L_wgan = amgan.critic_loss(critic_r, critic_f)
+        L_age_d = amgan.age_loss(age_pred[:len(I_p)], As_p)
+        L_loc_d = amgan.loc_loss(loc_pred[:len(I_p)], xy)
+        loss_D = L_wgan + t.lambda_age * L_age_d + t.lambda_loc * L_loc_d
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        L_gp = self._gradient_penalty_grads(I_p, fake)
+        self.opt_D.step()
+        self.step += 1
+        return {"G/adv": L_adv.item(), "G/cyc": L_cyc.item(), "G/age": L_age_g.item(), "G/loc": L_loc_g.item(),
+                "G/attention": att_fake.mean().item(), "G/total": loss_G.item(),
+                "D/wgan": L_wgan.item(), "D/gp": L_gp, "D/age": L_age_d.item(), "D/loc": L_loc_d.item(),
+                "lr_scale": lr_f}
+
+    def _gradient_penalty_grads(self, real, fake) -> float:
+        """Add lambda_gp * GP's gradients (unwrapped D, averaged over ranks) to D's DDP-averaged ones."""
+        kept = [None if p.grad is None else p.grad.clone() for p in self.D.parameters()]
+        self.opt_D.zero_grad(set_to_none=True)
+        gp = amgan.gradient_penalty(self.D, real, fake)
+        (self.t.lambda_gp * gp).backward()
+        self.dist.average_gradients(self.D)
+        for p, g in zip(self.D.parameters(), kept):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        return gp.item()
+
+    def _ema_decay(self) -> float:
+        return 0.5 ** (self.cfg.batch / max(self.cfg.ema_half_life_images, 1e-8))
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def samples(self, x, ages=(10, 40, 70), raise_sign: str = "forehead") -> torch.Tensor:
+        """Grid rows per face (full image, G_ema): input, uniform maps at ``ages``, one sign raised, A."""
+        from faceage.aging_map import SIGNS
+
+        x = x.to(self.device)
+        n, S = len(x), self.resolution
+        loc = self.basis.location[None].expand(n, 2, S, S)
+        rows = [x]
+        zeros = torch.zeros(n, len(SIGNS), device=self.device)
+        att = None
+        for a in ages:
+            an = torch.full((n,), normalize_age(float(a)), device=self.device)
+            out, att, _ = self.G_ema(x, self.basis.maps(an, zeros + an[:, None]), loc[:, :1], loc[:, 1:])
+            rows.append(out)
+        a_mid = torch.full((n,), normalize_age(30.0), device=self.device)
+        s = zeros + a_mid[:, None]
+        s[:, SIGNS.index(raise_sign)] = 1.0
+        rows.append(self.G_ema(x, self.basis.maps(a_mid, s), loc[:, :1], loc[:, 1:])[0])
+        rows.append(att.expand_as(x) * 2 - 1)
+        return torch.stack(rows, dim=1).clamp(-1, 1).cpu()
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything a resume needs: tensors + JSON-able info."""
+        tensors = {**prefixed(self.G, "G"), **prefixed(self.G_ema, "G_ema"), **prefixed(self.D, "D")}
+        info = {"net": self.net_cfg.to_dict(), "amgan": self.t.to_dict()}
+        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            ts, i = optimizer_to_tensors(opt, name)
+            tensors.update(ts)
+            info[name] = i
+        tensors["rng.trainer"] = self.rng.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        return tensors, info
+
+    def load_state(self, tensors, info, step: int) -> None:
+        self.G.load_state_dict(unprefixed(tensors, "G"))
+        self.G_ema.load_state_dict(unprefixed(tensors, "G_ema"))
+        self.D.load_state_dict(unprefixed(tensors, "D"))
+        optimizer_from_tensors(self.opt_G, tensors, info["opt_G"], "opt_G")
+        optimizer_from_tensors(self.opt_D, tensors, info["opt_D"], "opt_D")
+        self.rng.set_state(tensors["rng.trainer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step = step
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        """The shipped weights: the EMA generator only."""
+        return dict(self.G_ema.state_dict())
