@@ -128,6 +128,11 @@ class AMGANFace:
     x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
     landmarks: np.ndarray  # (68, 2) crop pixels
 
+    @property
+    def crop(self) -> np.ndarray:
+        """The aligned face, uint8 [S, S, 3]."""
+        return self.aligned.crop if self.aligned is not None else to_uint8(self.x[0])
+
 
 class AMGANSession(PhotoSession):
     """One opened photo; every edit runs G once per face on its whole aligned crop."""

@@ -1,0 +1,178 @@
+"""The app's AgingMapGAN controls: target age, one slider per clinical sign, a paintable aging map.
+
+    panel = AMGANPanel(weights=None, outputs=app.outputs)   # in app.App
+    build_amgan_tab(panel, photo, face_index, slider=NumberSlider)   # inside gr.Blocks, in a gr.Tab
+
+The canvas (``gr.ImageEditor``) shows the map built from the face's landmarks and the sliders over the
+aligned face (:mod:`faceage.map_canvas`); strokes painted on it set the map where they fall
+(brightness = score) and the edit uses that painted map for the face shown (the largest chosen face;
+other faces use the sliders). "Reset to sliders" drops the strokes. Per photo, detection and
+alignment run once (a server-side LRU); a slider move or a stroke only re-runs the generator on the
+aligned crop (tens of milliseconds at 128 px on a CPU). Errors are ``gr.Error`` messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import threading
+from collections import OrderedDict
+
+import gradio as gr
+import numpy as np
+
+from faceage.aging_map import SIGNS
+from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
+from faceage.io import MAX_BYTES
+from faceage.map_canvas import canvas_picture, paint_map
+
+MAX_SESSIONS = 8
+CANVAS_SCALE = 4  # the canvas is 4x the aligned crop (512 px for 128-px crops)
+GRAYS = ["#000000", "#404040", "#808080", "#bfbfbf", "#ffffff"]  # brush scores 0, 0.25, 0.5, 0.75, 1
+
+SIGN_LABELS = {
+    "forehead": "Forehead wrinkles",
+    "glabella": "Glabellar (inter-ocular) wrinkles",
+    "under_eye_right": "Under-eye wrinkles, right",
+    "under_eye_left": "Under-eye wrinkles, left",
+    "nasolabial_right": "Nasolabial fold, right",
+    "nasolabial_left": "Nasolabial fold, left",
+    "upper_lip": "Upper-lip wrinkles",
+    "ptosis_right": "Lower-face ptosis, right",
+    "ptosis_left": "Lower-face ptosis, left",
+    "lip_corner_right": "Lip-corner wrinkles, right",
+    "lip_corner_left": "Lip-corner wrinkles, left",
+}
+"""Slider labels; right/left are the subject's, as in clinical atlases."""
+
+
+def _message(e: Exception) -> gr.Error:
+    return gr.Error(html.escape(str(e), quote=False))
+
+
+class AMGANPanel:
+    """The AMGAN editor (or why it is missing), an LRU of opened photos, and the handlers of the tab."""
+
+    def __init__(self, weights=None, outputs=None):
+        from faceage.amgan_editor import AMGANEditor
+
+        try:
+            self.editor, self.missing = AMGANEditor.load(weights), None
+        except (MissingWeightsError, CheckpointError) as e:
+            self.editor, self.missing = None, str(e)
+        self.outputs = outputs or (lambda rgb: rgb)  # rgb -> what the output components get
+        self.sessions: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def session(self, photo, face_index):
+        """The cached AMGAN session of the uploaded file ``photo`` (read from its bytes)."""
+        if self.editor is None:
+            raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights missing")
+        if photo is None:
+            raise gr.Error("Upload a photo with a face first.")
+        face = None if face_index in (None, -1) else int(face_index)
+        with open(photo, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        key = hashlib.sha1(data).hexdigest() + f":{face}"
+        with self._lock:
+            if key not in self.sessions:
+                self.sessions[key] = self.editor.open(data, face_index=face)
+                while len(self.sessions) > MAX_SESSIONS:
+                    self.sessions.popitem(last=False)
+            self.sessions.move_to_end(key)
+            return self.sessions[key]
+
+    @staticmethod
+    def signs(follow_age, scores) -> dict:
+        """The sign scores the sliders set, or none (every zone follows the age) when ``follow_age``."""
+        return {} if follow_age else dict(zip(SIGNS, scores))
+
+    def _canvas(self, session, age, signs, layers=()) -> dict:
+        amap = session.aging_map(age, signs)
+        picture = canvas_picture(session.faces[0].crop, amap, CANVAS_SCALE)
+        return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
+
+    def _edit(self, session, age, signs, canvas):
+        layers = (canvas or {}).get("layers") or []
+        face = session.faces[0]
+        painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
+        out = session.edit(age, signs, painted_map=[painted] + [None] * (len(session.faces) - 1))
+        return self.outputs(session.photo), self.outputs(out)
+
+    def edit(self, photo, face_index, age, follow_age, *rest):
+        """(before, after) of the photo edited with the sliders and the strokes of the canvas (last input)."""
+        *scores, canvas = rest
+        try:
+            s = self.session(photo, face_index)
+            return self._edit(s, age, self.signs(follow_age, scores), canvas)
+        except FaceAgeError as e:
+            raise _message(e) from None
+
+    def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
+        """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
+        *scores, canvas = rest
+        try:
+            s = self.session(photo, face_index)
+            signs = self.signs(follow_age, scores)
+            layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
+            return self._edit(s, age, signs, canvas), self._canvas(s, age, signs, layers)
+        except FaceAgeError as e:
+            raise _message(e) from None
+
+    def reset(self, photo, face_index, age, follow_age, *scores):
+        """The canvas of the sliders' map with no strokes, and the edit it gives."""
+        try:
+            s = self.session(photo, face_index)
+            signs = self.signs(follow_age, scores)
+            return self._edit(s, age, signs, None), self._canvas(s, age, signs)
+        except FaceAgeError as e:
+            raise _message(e) from None
+
+
+def _follow(age, follow, *scores):
+    """The sign sliders' values: the normalised age while they follow it, else unchanged."""
+    return [age / 100 if follow else x for x in scores]
+
+
+def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider) -> None:
+    """The AMGAN controls, inside the current Blocks context; ``photo`` and ``face_index`` are shared."""
+    if panel.missing:
+        gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
+    with gr.Row():
+        result = gr.ImageSlider(label="Before / after (AgingMapGAN)", type="numpy", format="png",
+                                elem_id="amgan_result")
+        canvas = gr.ImageEditor(
+            label="Aging map: paint scores on it (brightness = score: white = most marked, black = none)",
+            type="numpy", image_mode="RGBA", format="png", transforms=(), elem_id="amgan_canvas",
+            brush=gr.Brush(colors=GRAYS, default_color="#ffffff", color_mode="defaults", default_size=24),
+            eraser=gr.Eraser(default_size=24), sources=(),
+            layers=gr.LayerOptions(allow_additional_layers=False, layers=["paint"]))
+    with gr.Row():
+        age = slider(0, 100, value=60, step=1, label="Target age", elem_id="amgan_age")
+        follow = gr.Checkbox(True, label="Signs follow the target age (untick, or move a sign, to set each)",
+                             elem_id="amgan_follow")
+        reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
+        apply = gr.Button("Apply", variant="primary", elem_id="amgan_apply")
+    sliders = []
+    with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
+        for row in range(0, len(SIGNS), 4):
+            with gr.Row():
+                for sign in SIGNS[row:row + 4]:
+                    sliders.append(slider(0, 1, value=0.6, step=0.05, label=SIGN_LABELS[sign],
+                                          elem_id=f"amgan_{sign}"))
+    controls = [photo, face_index, age, follow, *sliders]
+    model = dict(concurrency_id="model")
+    canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
+    apply.click(panel.edit, [*controls, canvas], result, api_name="amgan_edit", **model)
+    reset.click(panel.reset, controls, [result, canvas], api_name="amgan_reset", **model)
+    canvas.input(panel.edit, [*controls, canvas], result, api_visibility="private", **canvas_events)
+    for s in (age, *sliders):
+        s.release(panel.edit_and_refresh, [*controls, canvas], [result, canvas], api_visibility="private",
+                  **canvas_events)
+    # the sign sliders show the age while they follow it; moving one sets the signs individually
+    for trigger in (age.change, follow.change):
+        trigger(_follow, [age, follow, *sliders], sliders, api_visibility="private", queue=False)
+    for s in sliders:
+        s.input(lambda: False, None, follow, api_visibility="private", queue=False)
+    if not panel.missing:  # a new photo: its map on the canvas and its edit
+        photo.upload(panel.reset, controls, [result, canvas], api_visibility="private", **model)
