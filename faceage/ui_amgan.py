@@ -46,10 +46,6 @@ SIGN_LABELS = {
 """Slider labels; right/left are the subject's, as in clinical atlases."""
 
 
-def _message(e: Exception) -> gr.Error:
-    return gr.Error(html.escape(str(e), quote=False))
-
-
 class AMGANPanel:
     """The AMGAN editor (or why it is missing), an LRU of opened photos, and the handlers of the tab."""
 
@@ -102,31 +98,28 @@ class AMGANPanel:
     def edit(self, photo, face_index, age, follow_age, *rest):
         """(before, after) of the photo edited with the sliders and the strokes of the canvas (last input)."""
         *scores, canvas = rest
-        try:
-            s = self.session(photo, face_index)
-            return self._edit(s, age, self.signs(follow_age, scores), canvas)
-        except FaceAgeError as e:
-            raise _message(e) from None
+        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=False)
 
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
         """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
         *scores, canvas = rest
-        try:
-            s = self.session(photo, face_index)
-            signs = self.signs(follow_age, scores)
-            layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
-            return self._edit(s, age, signs, canvas), self._canvas(s, age, signs, layers)
-        except FaceAgeError as e:
-            raise _message(e) from None
+        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=True)
 
     def reset(self, photo, face_index, age, follow_age, *scores):
         """The canvas of the sliders' map with no strokes, and the edit it gives."""
+        return self._run(photo, face_index, age, follow_age, scores, None, refresh=True)
+
+    def _run(self, photo, face_index, age, follow_age, scores, canvas, refresh: bool):
         try:
             s = self.session(photo, face_index)
             signs = self.signs(follow_age, scores)
-            return self._edit(s, age, signs, None), self._canvas(s, age, signs)
+            edited = self._edit(s, age, signs, canvas)
+            if not refresh:
+                return edited
+            layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
+            return edited, self._canvas(s, age, signs, layers)
         except FaceAgeError as e:
-            raise _message(e) from None
+            raise gr.Error(html.escape(str(e), quote=False)) from None
 
 
 def _follow(age, follow, *scores):

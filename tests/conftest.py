@@ -19,6 +19,15 @@ TINY_AMGAN = dict(g_base=8, g_max=16, n_down=2, n_bottleneck=1, spade_hidden=8, 
 TINY_NET = dict(resolution=64, n_down=4, enc_base=8, enc_max=32, channel_base=1024, channel_max=32, age_dim=16)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The test machine is shared: one torch thread is faster than fighting for cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def free_port():
     """A function returning a free TCP port on 127.0.0.1 (for launching the app in-process)."""

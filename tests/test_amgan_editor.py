@@ -9,13 +9,7 @@ from faceage.amgan_editor import AMGANEditor, as_map
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one thread is faster than fighting for cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
