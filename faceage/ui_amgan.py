@@ -13,18 +13,15 @@ aligned crop (tens of milliseconds at 128 px on a CPU). Errors are ``gr.Error`` 
 
 from __future__ import annotations
 
-import hashlib
 import html
-import threading
-from collections import OrderedDict
 
 import gradio as gr
 import numpy as np
 
 from faceage.aging_map import SIGNS
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
-from faceage.io import MAX_BYTES
 from faceage.map_canvas import canvas_picture, paint_map
+from faceage.session_cache import SessionCache
 
 MAX_SESSIONS = 8
 CANVAS_SCALE = 4  # the canvas is 4x the aligned crop (512 px for 128-px crops)
@@ -57,26 +54,15 @@ class AMGANPanel:
         except (MissingWeightsError, CheckpointError) as e:
             self.editor, self.missing = None, str(e)
         self.outputs = outputs or (lambda rgb: rgb)  # rgb -> what the output components get
-        self.sessions: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache = SessionCache(self.editor, MAX_SESSIONS)
 
     def session(self, photo, face_index):
-        """The cached AMGAN session of the uploaded file ``photo`` (read from its bytes)."""
+        """The cached AMGAN session of the uploaded file ``photo``."""
         if self.editor is None:
             raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights missing")
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
-        face = None if face_index in (None, -1) else int(face_index)
-        with open(photo, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-        key = hashlib.sha1(data).hexdigest() + f":{face}"
-        with self._lock:
-            if key not in self.sessions:
-                self.sessions[key] = self.editor.open(data, face_index=face)
-                while len(self.sessions) > MAX_SESSIONS:
-                    self.sessions.popitem(last=False)
-            self.sessions.move_to_end(key)
-            return self.sessions[key]
+        return self.cache.get(photo, None if face_index in (None, -1) else int(face_index))
 
     @staticmethod
     def signs(follow_age, scores) -> dict:
