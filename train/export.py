@@ -1,6 +1,12 @@
-"""Export the shipped weights from a training run: the EMA aging network only (not D, no optimiser).
+"""Export the shipped weights from a training run: the EMA generator only (not D, no optimiser).
 
     python -m train.export --run runs/cusp128 --out assets/cusp_utkface128.safetensors
+    python -m train.export --run runs/amgan128cpu --out assets/amgan_utkface128.safetensors \\
+        --hardware "2 CPU cores (shared)" --minutes 58
+
+CUSP: T_ema (E_s, E_c, E_a, G) with ``net`` in the manifest. AMGAN: G_ema as a plain state dict, with
+the :class:`faceage.models.amgan.AMGANConfig` fields under ``config`` and the training side under
+``resolution`` (crop side), ``patch``, ``step`` ... (what ``faceage.amgan_editor`` reads).
 """
 
 from __future__ import annotations
@@ -13,16 +19,34 @@ from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
 from train.train import checkpoints
 
 
-def export(run: Path, out: Path) -> dict:
-    """Write T_ema of the newest checkpoint of ``run`` to ``out`` with its config and step."""
+def _amgan_info(manifest: dict, cfg: dict) -> dict:
+    from faceage.models.amgan import AMGANConfig
+
+    net = AMGANConfig.from_dict(cfg["net"]).to_dict()
+    amgan = manifest.get("trainer", {}).get("amgan", cfg.get("amgan", {}))
+    return {"kind": "amgan-generator", "config": net, "resolution": int(cfg["net"].get("resolution", 128)),
+            "patch": int(amgan.get("patch", 64)), "amgan_train": amgan}
+
+
+def export(run: Path, out: Path, hardware: str | None = None, minutes: float | None = None) -> dict:
+    """Write the EMA generator of the newest checkpoint of ``run`` to ``out`` with its config and step."""
     ckpts = checkpoints(run)
     if not ckpts:
         raise FileNotFoundError(f"no checkpoints in {run}")
     tensors, manifest = load_checkpoint(ckpts[-1])
     cfg = manifest["config"]
-    info = {"kind": "cusp-generator", "net": cfg["net"], "step": manifest["step"], "batch": cfg["batch"],
-            "images_seen": manifest["step"] * cfg["batch"], "train_config": cfg}
-    save_checkpoint(out, unprefixed(tensors, "T_ema"), info)
+    common = {"step": manifest["step"], "batch": cfg["batch"], "images_seen": manifest["step"] * cfg["batch"],
+              "train_config": cfg, "source_checkpoint": ckpts[-1].name}
+    if hardware:
+        common["hardware"] = hardware
+    if minutes is not None:
+        common["train_minutes"] = minutes
+    if cfg.get("model") == "amgan":
+        info = {**_amgan_info(manifest, cfg), **common}
+        save_checkpoint(out, unprefixed(tensors, "G_ema"), info)
+    else:
+        info = {"kind": "cusp-generator", "net": cfg["net"], **common}
+        save_checkpoint(out, unprefixed(tensors, "T_ema"), info)
     return info
 
 
@@ -30,9 +54,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--hardware", help="where it was trained, for the manifest (e.g. '1x H100')")
+    p.add_argument("--minutes", type=float, help="wall-clock training minutes, for the manifest")
     a = p.parse_args(argv)
     try:
-        info = export(a.run, a.out)
+        info = export(a.run, a.out, a.hardware, a.minutes)
     except FileNotFoundError as e:
         print(f"error: {e}: train first (python -m train.train ...)", file=sys.stderr)
         return 2

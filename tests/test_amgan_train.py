@@ -1,0 +1,202 @@
+"""AMGAN training: weak sign labels, batched maps, a tiny run whose losses move, bit-identical resume, export."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from faceage.aging_map import SIGNS, build_aging_map, patch_location
+from faceage.checkpoint import load_checkpoint
+from faceage.errors import BadParameterError
+from faceage.face.align import template_points
+from faceage.models.amgan import AMGANConfig, AMGANGenerator
+from faceage.sign_scores import (
+    IMAGE_WEIGHT,
+    SignCalibration,
+    blend_with_age,
+    compute_labels,
+    template_zone_masks,
+    zone_measures,
+)
+from train.amgan_maps import MapBasis, crop_batch, patch_centres, sample_targets
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = "train/configs/amgan_tiny.toml"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one thread avoids oversubscription (10x slower when contended)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weak sign labels
+
+
+def _flat_faces(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    skin = torch.tensor([0.55, 0.25, 0.1]).view(1, 3, 1, 1) + 0.05 * torch.rand(n, 1, 1, 1, generator=g)
+    return (skin + 0.01 * torch.randn(n, 3, size, size, generator=g)).clamp(-1, 1).expand(n, 3, size, size).clone()
+
+
+def _draw_lines(img: torch.Tensor, zone: torch.Tensor, spacing: int = 4, depth: float = 0.5) -> torch.Tensor:
+    """Dark horizontal 1-px lines every ``spacing`` rows, inside ``zone`` only."""
+    out = img.clone()
+    rows = torch.zeros_like(zone)
+    rows[::spacing] = 1
+    out -= depth * (rows * zone)[None]
+    return out.clamp(-1, 1)
+
+
+def test_zone_with_drawn_lines_scores_higher_than_flat():
+    size = 64
+    zones = template_zone_masks(size)
+    faces = _flat_faces(6, size)
+    fh = SIGNS.index("forehead")
+    lined = torch.stack([_draw_lines(f, zones[fh]) for f in faces[:3]])
+    raw = zone_measures(torch.cat([lined, faces[3:]]), zones)
+    assert (raw[:3, fh].min() > 3 * raw[3:, fh].max()), raw[:, fh]
+    # the lines are only in the forehead: the under-eye zones do not see them
+    ue = SIGNS.index("under_eye_right")
+    assert raw[:3, ue].max() < raw[:3, fh].min()
+    # and after calibration + blending, at equal age, the lined foreheads get the higher scores
+    scores, _, _ = compute_labels(torch.cat([lined, faces[3:]]), torch.full((6,), 40.0))
+    assert scores[:3, fh].min() > scores[3:, fh].max()
+
+
+def test_calibration_is_a_monotone_cdf_and_blend_is_documented():
+    m = torch.rand(500, 3) * torch.tensor([1.0, 10.0, 0.1])
+    cal = SignCalibration.fit(m)
+    c = cal.cdf(m)
+    assert c.min() >= 0 and c.max() <= 1
+    assert abs(float(c.mean()) - 0.5) < 0.02  # calibrated: uniform over the set it was fitted on
+    order = m[:, 1].argsort()
+    assert (c[order, 1].diff() >= -1e-6).all()
+    b = blend_with_age(torch.ones(2, 3), torch.tensor([0.0, 100.0]))
+    assert torch.allclose(b[0], torch.full((3,), IMAGE_WEIGHT))
+    assert torch.allclose(b[1], torch.ones(3))
+
+
+def test_bad_inputs_to_sign_scores_raise_clearly():
+    with pytest.raises(BadParameterError, match=r"\[N, 3, H, W\]"):
+        zone_measures(torch.zeros(2, 1, 64, 64), template_zone_masks(64))
+    with pytest.raises(BadParameterError, match="zones"):
+        zone_measures(torch.zeros(2, 3, 64, 64), template_zone_masks(32))
+    with pytest.raises(BadParameterError, match="image weight"):
+        blend_with_age(torch.zeros(1, 3), torch.zeros(1), weight=1.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched maps and patches
+
+
+def test_map_basis_equals_build_aging_map():
+    size = 64
+    basis = MapBasis(size)
+    g = torch.Generator().manual_seed(3)
+    scores = torch.rand(3, len(SIGNS), generator=g)
+    ages = torch.tensor([5.0, 40.0, 85.0])
+    batch = basis.maps(ages / 100.0, scores)
+    pts = template_points(size)
+    for i in range(3):
+        ref = build_aging_map(pts, size, dict(zip(SIGNS, scores[i].tolist())), float(ages[i]))
+        assert torch.allclose(batch[i], ref, atol=1e-5)
+
+
+def test_patch_centres_and_crops_agree_with_aging_map_helpers():
+    corners = torch.tensor([[0, 0], [10, 30], [32, 32]])
+    xy = patch_centres(corners, 32, 64)
+    for (top, left), (x, y) in zip(corners.tolist(), xy.tolist()):
+        ex, ey = patch_location(top, left, 32, 64, 64)
+        assert abs(x - ex) < 1e-6 and abs(y - ey) < 1e-6
+    t = torch.arange(3 * 2 * 64 * 64, dtype=torch.float32).view(3, 2, 64, 64)
+    crops = crop_batch(t, corners, 32)
+    assert torch.equal(crops[1], t[1, :, 10:42, 30:62])
+
+
+def test_sampled_targets_stay_in_range_and_include_age_only_maps():
+    a, s = sample_targets(torch.Generator().manual_seed(0), 400, (0.0, 90.0), 0.5, 0.3)
+    assert a.min() >= 0 and a.max() <= 0.9 and s.min() >= 0 and s.max() <= 1
+    uniform = (s == a[:, None]).all(1).float().mean()
+    assert 0.2 < uniform < 0.4
+    assert (s.std(1) > 0.05).float().mean() > 0.5  # the rest have signs that differ from each other
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def _cfg(steps: int, *extra):
+    from train.config import load_config
+
+    return load_config(REPO / TINY, [f"steps={steps}", *extra])
+
+
+def test_amgan_trainer_refuses_flips():
+    from train.amgan_trainer import AMGANTrainer
+
+    with pytest.raises(ValueError, match="augment_flip"):
+        AMGANTrainer(_cfg(1, "augment_flip=true"), torch.device("cpu"))
+
+
+def test_tiny_training_run_losses_move_the_right_way():
+    """Against their start: D's aging-map and location regressions fall, the cycle loss falls, and the
+    critic ranks real patches above fakes (E[D(fake)] - E[D(real)] < 0)."""
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import AMGANTrainer
+    from train.batches import SyntheticFaces, get_batch
+
+    cfg = _cfg(60, "amgan.lr_d=0.002", "amgan.lr_decay=false")
+    tr = AMGANTrainer(cfg, torch.device("cpu"))
+    ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
+    hist = []
+    for step in range(cfg.steps):
+        hist.append(tr.train_step(*get_batch(ds, step, cfg.batch, cfg.seed, False)))
+
+    def mean(key, sl=slice(None)):
+        return float(np.mean([h[key] for h in hist[sl]]))
+
+    first, last = slice(0, 10), slice(-20, None)
+    assert mean("D/age", last) < 0.6 * mean("D/age", first), (mean("D/age", first), mean("D/age", last))
+    assert mean("D/loc", last) < 0.95 * mean("D/loc", first), (mean("D/loc", first), mean("D/loc", last))
+    assert mean("G/cyc", last) < 0.7 * mean("G/cyc", first), (mean("G/cyc", first), mean("G/cyc", last))
+    assert mean("D/wgan") < -0.01, mean("D/wgan")
+    assert mean("D/wgan", first) < -0.02
+    assert all(np.isfinite(h["G/total"]) for h in hist)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    from train.train import train
+
+    train(_cfg(6, "ckpt_every=3", "sample_every=1000"), tmp_path / "a", quiet=True)
+    # the LR decay depends on ``steps``, so the interrupted run keeps steps=6 and stops on time after step 1
+    train(_cfg(6, "ckpt_every=3", "sample_every=1000", "max_minutes=1e-9"), tmp_path / "b", quiet=True)
+    assert [p.name for p in sorted((tmp_path / "b").glob("ckpt-*"))] == ["ckpt-00000001.safetensors"]
+    train(_cfg(6, "ckpt_every=3", "sample_every=1000"), tmp_path / "b", quiet=True)  # resumes at 1
+    ta, ma = load_checkpoint(tmp_path / "a" / "ckpt-00000006.safetensors")
+    tb, mb = load_checkpoint(tmp_path / "b" / "ckpt-00000006.safetensors")
+    assert ma["step"] == mb["step"] == 6
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def test_export_writes_the_ema_generator_with_its_config(tmp_path):
+    from train.export import export
+    from train.train import train
+
+    train(_cfg(2, "ckpt_every=2", "sample_every=2"), tmp_path / "r", quiet=True)
+    assert (tmp_path / "r" / "samples" / "00000002.png").is_file()
+    info = export(tmp_path / "r", tmp_path / "g.safetensors", hardware="test", minutes=0.1)
+    tensors, manifest = load_checkpoint(tmp_path / "g.safetensors")
+    assert manifest["kind"] == "amgan-generator" and manifest["resolution"] == 64 and manifest["patch"] == 32
+    assert manifest["hardware"] == "test" and info["step"] == 2
+    G = AMGANGenerator(AMGANConfig.from_dict(manifest["config"]))
+    G.load_state_dict(tensors)  # strict: exactly G's keys, no D, no optimiser
+    run_ckpt, _ = load_checkpoint(tmp_path / "r" / "ckpt-00000002.safetensors")
+    assert torch.equal(tensors["color_head.weight"], run_ckpt["G_ema.color_head.weight"])
