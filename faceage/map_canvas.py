@@ -1,9 +1,9 @@
 """The paintable aging-map canvas (AgingMapGAN Sec. 3.6, "create a target aging map manually").
 
-The canvas shows the target map built from the landmarks and the sliders over the aligned face, as
-the picture ``faceage amgan-map`` writes (:func:`faceage.aging_map.map_to_image`: brightness =
-score, red = channel 0, green = channel 1) with the face's luminance blended in so the user sees
-where the zones lie; it is shown ``scale`` times larger than the crop so a brush can be precise.
+The canvas shows the target map built from the landmarks and the sliders over the aligned face, in
+gray (brightness = the mean score of the map's channels), with the face's luminance blended in so the
+user sees where the zones lie; it is shown ``scale`` times larger than the crop so a brush can be
+precise.
 
 The user paints on a transparent layer. :func:`paint_map` reads that layer back at the crop's size:
 where a stroke covers a pixel (alpha), channel c of the map becomes the stroke's colour c / 255 (a
@@ -25,14 +25,13 @@ FACE_SHOWN = 0.35  # share of the face's luminance in the canvas picture
 
 
 def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4) -> np.ndarray:
-    """uint8 ``(S*scale, S*scale, 3)``: the map picture with the face's luminance blended in."""
-    picture = map_to_image(aging_map).astype(np.float32)
-    if picture.ndim == 2:
-        picture = np.repeat(picture[..., None], 3, axis=2)
+    """uint8 ``(S*scale, S*scale, 3)`` gray: the map's brightness with the face's luminance blended in."""
+    picture = map_to_image(aging_map.mean(0, keepdim=True)).astype(np.float32)[..., None]  # gray: mean score
     luma = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     shown = (1 - FACE_SHOWN) * picture + FACE_SHOWN * luma[..., None]
     size = crop.shape[0] * scale
-    return cv2.resize(np.round(shown).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    gray = cv2.resize(np.round(shown[..., 0]).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def strokes(layer: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
