@@ -6,6 +6,11 @@ Per photo, detection, alignment, the CUSP mask and the encoders run once (cached
 session); a slider move only re-runs the skip blur and the decoder. Slider events use
 ``trigger_mode="always_last"`` so stale results are dropped.
 
+Outputs: the before/after slider, the full-resolution result as a PNG whose text chunks carry the
+settings (``faceage.provenance``), the mask M with the effect of the skip blur, and on request an age
+progression (strip, GIF, MP4; ``faceage.progression``). The example gallery is gathered at start-up
+(``faceage.examples``: ``$FACEAGE_EXAMPLES``, else the UTKFace test split when present) and never shipped.
+
 Bad input gets a ``gr.Error`` that says what was wrong and what to do, never a server error: the
 upload is read by ``faceage.io`` (limits, modes, EXIF), not decoded by Gradio first, and numbers sent
 through the API are checked before Gradio's own handling would fail on them. Limits:
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import math
 import os
 import shutil
@@ -24,6 +30,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,9 +39,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from faceage.cusp_mask import PRESETS, SIGMA_MAX  # noqa: E402
+from faceage import progression as prog  # noqa: E402
+from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
 from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
+from faceage.examples import ENV as EXAMPLES_ENV, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
+from faceage.provenance import edit_metadata  # noqa: E402
 
 MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
@@ -99,13 +109,14 @@ def read_upload(path) -> bytes:
 
 
 class OutputFiles:
-    """The images a handler returns, as PNG files: named by content, written once and atomically.
+    """The files a handler returns (images, the download, animations): named by content, written once, atomically.
 
     Handlers return these paths instead of arrays because Gradio 6.31 saves a returned array by
     rewriting ``<cache>/<hash of the PNG>/image.png`` in place: when two requests give the same
     image (the "before" photo and the mask on every slider move) a download of the first copy in
     progress is cut short ("peer closed connection"), which the load test caught. A returned file
     is instead copied into Gradio's cache under a temporary name and renamed, once.
+    Each file lies in its own folder ``<content hash>/<name>``, so a download keeps a readable name.
     """
 
     def __init__(self, keep: int = KEPT_OUTPUTS):
@@ -114,23 +125,36 @@ class OutputFiles:
         self._lock = threading.Lock()
         weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
 
-    def __call__(self, rgb: np.ndarray) -> str:
+    def __call__(self, rgb: np.ndarray, metadata: dict | None = None, name: str = "image.png") -> str:
+        """``rgb`` as a PNG (with ``metadata`` as text chunks)."""
         rgb = np.ascontiguousarray(rgb)
-        path = self.folder / (hashlib.sha1(str(rgb.shape).encode() + rgb.tobytes()).hexdigest() + ".png")
+        key = str(rgb.shape).encode() + rgb.tobytes() + json.dumps(metadata, sort_keys=True).encode()
+        return self.file(key, name, lambda path: save_png(rgb, path, metadata))
+
+    def file(self, key: bytes, name: str, write: Callable[[Path], object]) -> str:
+        """The file ``name`` for content ``key``, made by ``write(path)`` unless it exists already."""
+        path = self.folder / hashlib.sha1(key + name.encode()).hexdigest() / name
         with self._lock:
             if path.exists():
-                os.utime(path)  # newest again: not pruned before Gradio copies it
-            else:
-                save_png(rgb, path)
-                for old in sorted(self.folder.glob("*.png"), key=lambda f: f.stat().st_mtime)[:-self.keep]:
-                    old.unlink()
+                os.utime(path.parent)  # newest again: not pruned before Gradio copies it
+                return str(path)
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(".tmp-" + name)  # same suffix: writers pick the format from it
+            try:
+                write(tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            for old in sorted(self.folder.iterdir(), key=lambda d: d.stat().st_mtime)[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
         return str(path)
 
 
 class App:
     """Holds the editor (or the reason it could not load), an LRU of opened photos and the result files."""
 
-    def __init__(self, weights=None):
+    def __init__(self, weights=None, examples=None):
         from faceage.editor import CUSPEditor
 
         try:
@@ -139,7 +163,19 @@ class App:
             self.editor, self.missing = None, str(e)
         self.sessions: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
+        self._last = None  # (session, controls, edited photo): the download reuses the edit just shown
         self.outputs = OutputFiles()
+        self.examples = self._gather_examples(examples)
+
+    def _gather_examples(self, folder) -> list[tuple[str, str]]:
+        """``[(photo, label)]`` for the gallery (``faceage.examples``); ``[]`` if there are none or they fail."""
+        dest = Path(tempfile.mkdtemp(prefix="faceage-examples-"))
+        weakref.finalize(self, shutil.rmtree, dest, ignore_errors=True)
+        try:
+            return gather_examples(dest, folder)
+        except (OSError, FaceAgeError) as e:  # a broken folder costs the gallery, not the app
+            print(f"faceage: no example gallery ({e})")
+            return []
 
     def session(self, path, face_index: int | None):
         """The cached session of the photo file at ``path`` (opened from its bytes: no path in messages)."""
@@ -155,25 +191,99 @@ class App:
             self.sessions.move_to_end(key)
             return self.sessions[key]
 
-    def edit(self, photo, face_index, age, sigma_m, sigma_g):
-        """Age every chosen face of the photo file ``photo``: PNG paths of (before, after) and the mask heat map."""
+    def example(self, picked: gr.SelectData) -> str:
+        """The photo file of the example face clicked in the gallery."""
+        return self.examples[picked.index][0]
+
+    def _edited(self, photo, face_index, age, sigma_m, sigma_g):
+        """(session, face, edited full-resolution photo) of the photo file ``photo`` at these controls."""
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
+        face = _face(face_index)
+        s = self.session(photo, face)
+        controls = (age, sigma_m, sigma_g)
+        last = self._last
+        if last is not None and last[0] is s and last[1] == controls:
+            return s, face, last[2]
+        out = s.edit(*controls)
+        self._last = (s, controls, out)
+        return s, face, out
+
+    def edit(self, photo, face_index, age, sigma_m, sigma_g):
+        """Age every chosen face of the photo file ``photo``: PNG paths of (before, after) and the mask preview."""
         try:
-            s = self.session(photo, None if face_index in (None, -1) else int(face_index))
-            out = s.edit(age, sigma_m, sigma_g)
-            return (self.outputs(s.photo), self.outputs(out)), self.outputs(mask_overlay(s))
+            s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g)
+            return (self.outputs(s.photo), self.outputs(out)), self.outputs(mask_preview(s, sigma_m, sigma_g))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
+    def download(self, photo, face_index, age, sigma_m, sigma_g):
+        """The edited photo at full resolution as a PNG whose text chunks carry the settings."""
+        try:
+            s, face, out = self._edited(photo, face_index, age, sigma_m, sigma_g)
+        except FaceAgeError as e:
+            raise gr.Error(error_html(str(e))) from None
+        meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face)
+        return self.outputs(out, meta, name=f"faceage_age{age:g}.png")
 
-def mask_overlay(session) -> np.ndarray:
-    """The CUSP mask M of the first face as a red heat map over the aligned crop."""
+    def progression(self, photo, face_index, sigma_m, sigma_g, progress=gr.Progress()):
+        """The chosen face (the largest when all) across ``prog.DEFAULT_AGES``: strip PNG, GIF, and the files."""
+        if photo is None:
+            raise gr.Error("Upload a photo with a face first.")
+        ages = prog.DEFAULT_AGES
+        try:
+            s = self.session(photo, _face(face_index))
+            frames = prog.progression(s, ages, sigma_m, sigma_g, on_frame=lambda i, a: progress(
+                i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
+        except FaceAgeError as e:
+            raise gr.Error(error_html(str(e))) from None
+        progress(1.0, desc="writing the GIF and MP4")
+        meta = edit_metadata(self.editor, list(ages), sigma_m, sigma_g, _face(face_index))
+        strip = self.outputs(prog.strip(frames), meta, name="faceage_progression.png")
+        gif, *mp4 = self._animations(frames)
+        return strip, gif, [strip, gif, *mp4]
+
+    def _animations(self, frames) -> list[str]:
+        """The GIF of ``frames``, and the MP4 when this OpenCV can write one."""
+        key = np.ascontiguousarray(prog.strip(frames)).tobytes()
+        files = [self.outputs.file(key, "faceage_progression.gif", lambda p: prog.save_gif(frames, p))]
+        try:
+            mp4 = self.outputs.file(key, "faceage_progression.mp4", lambda p: _written(prog.save_mp4(frames, p)))
+            files.append(mp4)
+        except NoEncoder:
+            pass  # the strip and the GIF only
+        return files
+
+
+class NoEncoder(Exception):
+    """OpenCV could not write an MP4 here."""
+
+
+def _written(path):
+    """``save_mp4``'s answer, or ``NoEncoder`` (so no empty MP4 is kept)."""
+    if path is None:
+        raise NoEncoder
+    return path
+
+
+def _face(face_index) -> int | None:
+    """The face control's value as ``CUSPEditor.open`` wants it: None (every face) or an index."""
+    return None if face_index in (None, -1) else int(face_index)
+
+
+def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
+    """The first face: the CUSP mask M as a red heat map over the aligned crop (left), and the crop blurred
+    as Eq. 2 blurs the skip features (right): sigma_m inside M, sigma_g outside, i.e. the structure the
+    decoder is free to change."""
+    from faceage.editor import to_uint8
+
     face = session.faces[0]
     crop = face.aligned.crop if face.aligned is not None else session.photo
     m = session.mask_images()[0][..., None]
     heat = np.concatenate([np.ones_like(m), np.zeros_like(m), np.zeros_like(m)], axis=2) * 255
-    return (crop * (1 - 0.6 * m) + heat * 0.6 * m).astype(np.uint8)
+    overlay = (crop * (1 - 0.6 * m) + heat * 0.6 * m).astype(np.uint8)
+    blurred = to_uint8(blur_skip(face.x, face.mask, sigma_m, sigma_g)[0])
+    return np.concatenate([overlay, blurred], axis=1)
 
 
 def build(app: App) -> gr.Blocks:
@@ -186,6 +296,7 @@ def build(app: App) -> gr.Blocks:
             photo = PhotoInput(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                elem_id="photo")
             result = gr.ImageSlider(label="Before / after", type="numpy", format="png", elem_id="result")
+        example_loaded = _examples(app, photo)
         with gr.Row():
             age = NumberSlider(0, 100, value=70, step=1, label="Target age", elem_id="age")
             sigma_m = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][0], step=0.1,
@@ -195,16 +306,50 @@ def build(app: App) -> gr.Blocks:
         with gr.Row():
             preset = gr.Radio(list(PRESETS), value="custom preservation", label="Structure preservation preset")
             face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)")
-            mask = gr.Image(label="CUSP mask M", type="numpy", interactive=False, elem_id="mask")
+            apply = gr.Button("Apply", variant="primary")
+        with gr.Row():
+            mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
+                            interactive=False, height=280, elem_id="mask")
+            download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
+                               elem_id="download")
+        with gr.Accordion("Age progression", open=True):
+            ages = ", ".join(f"{a:g}" for a in prog.DEFAULT_AGES)
+            make_progression = gr.Button(f"Make an age progression ({ages})", elem_id="make_progression")
+            with gr.Row():
+                strip = gr.Image(label="Ages", type="filepath", interactive=False, height=240, elem_id="strip")
+                animation = gr.Image(label="Animated", type="filepath", interactive=False, height=240,
+                                     elem_id="animation")
+                progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple", interactive=False,
+                                            height=240, elem_id="progression_files")
         inputs = [photo, face_index, age, sigma_m, sigma_g]
-        preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g])
-        photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", concurrency_id="model")
+        model = dict(concurrency_id="model")
+        edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]
         for slider in (age, sigma_m, sigma_g):
-            slider.release(app.edit, inputs, [result, mask], trigger_mode="always_last",
-                           show_progress="minimal", concurrency_id="model")
-        gr.Button("Apply", variant="primary").click(app.edit, inputs, [result, mask], api_name="edit",
-                                                    concurrency_id="model")
+            edits.append(slider.release(app.edit, inputs, [result, mask], trigger_mode="always_last",
+                                        show_progress="minimal", **model))
+        clicked = apply.click(app.edit, inputs, [result, mask], api_name="edit", **model)
+        clicked.then(app.download, inputs, download, api_name="download", **model)
+        if example_loaded is not None:  # clicking an example face edits it
+            edits.append(example_loaded.then(app.edit, inputs, [result, mask], api_visibility="private", **model))
+        for e in edits:  # the download follows every edit (computed once: App keeps the last edit)
+            e.then(app.download, inputs, download, api_visibility="private", **model)
+        preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g])
+        make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g],
+                               [strip, animation, progression_files], api_name="progression", **model)
     return demo
+
+
+def _examples(app: App, photo):
+    """The gallery of example faces, a click putting one into ``photo`` (that event is returned), or a
+    note saying how to get one (``None``)."""
+    if not app.examples:
+        gr.Markdown(f"No example faces here: set `{EXAMPLES_ENV}` to a folder of photos (or put the UTKFace "
+                    "data at `../shared/data/utkface`) and restart.", elem_id="no_examples")
+        return None
+    gallery = gr.Gallery(app.examples, label="Example faces: click one to edit it", columns=len(app.examples),
+                         rows=1, height=170, object_fit="contain", allow_preview=False, interactive=False,
+                         elem_id="examples")
+    return gallery.select(app.example, None, photo, show_progress="hidden", api_visibility="private")
 
 
 def launch(demo: gr.Blocks, **kwargs):

@@ -3,7 +3,7 @@
     faceage edit photo.jpg --age 70 --sigma-m 8 --sigma-g 4.5 -o out.png
     faceage edit photos/ --age 70 -o aged/            # a folder, with a progress bar
     faceage mask photo.jpg -o mask.png                 # the CUSP mask M of the (first) face
-    faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif strip.gif]
+    faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif ages.gif] [--mp4 ages.mp4]
     faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli_amgan
     faceage amgan photo.jpg --map painted.png -o out.png               # a painted map (from amgan-map)
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from faceage import cli_amgan
 from faceage.errors import FaceAgeError, MissingWeightsError
+from faceage.progression import DEFAULT_AGES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -52,10 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     common(m)
     g = sub.add_parser("progression", help="a strip of the aligned face at several ages")
     common(g)
-    g.add_argument("--ages", type=float, nargs="+", default=[5, 15, 25, 35, 50, 65, 80])
+    g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
     g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages")
+    g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder)")
     cli_amgan.add_commands(sub, common)
     return p
 
@@ -77,28 +79,27 @@ def _problem(src: Path, e: Exception) -> str:
 
 
 def _run_one(editor, args, src: Path, dst: Path) -> None:
-    from PIL import Image
-
+    from faceage import progression as prog
     from faceage.io import save_png
+    from faceage.provenance import edit_metadata, model_metadata
 
     if args.cmd in cli_amgan.COMMANDS:
         return cli_amgan.run_one(editor, args, src, dst)
     session = editor.open(src, face_index=args.face)
-    settings = {"source": src.name, "model": "cusp", "weights_step": editor.info.get("step")}
     if args.cmd == "edit":
         out = session.edit(args.age, args.sigma_m, args.sigma_g)
-        settings.update(age=args.age, sigma_m=args.sigma_m, sigma_g=args.sigma_g)
-        save_png(out, dst, settings)
+        save_png(out, dst, edit_metadata(editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name))
     elif args.cmd == "mask":
         gray = (session.mask_images()[0] * 255).round().astype(np.uint8)
-        save_png(np.repeat(gray[..., None], 3, axis=2), dst, settings)
+        save_png(np.repeat(gray[..., None], 3, axis=2), dst, model_metadata(editor, args.face, source=src.name))
     else:
-        frames = [session.edit_crops(a, args.sigma_m, args.sigma_g)[0] for a in args.ages]
-        settings.update(ages=args.ages, sigma_m=args.sigma_m, sigma_g=args.sigma_g)
-        save_png(np.concatenate(frames, axis=1), dst, settings)
+        frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g)
+        save_png(prog.strip(frames), dst,
+                 edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, args.face, source=src.name))
         if args.gif:
-            ims = [Image.fromarray(f) for f in frames]
-            ims[0].save(args.gif, save_all=True, append_images=ims[1:] + ims[-2:0:-1], duration=300, loop=0)
+            prog.save_gif(frames, args.gif)
+        if args.mp4 and prog.save_mp4(frames, args.mp4) is None:
+            raise FaceAgeError(f"no MP4 encoder in this OpenCV: {args.mp4} not written (use --gif)")
 
 
 def main(argv=None) -> int:

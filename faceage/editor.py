@@ -74,6 +74,10 @@ class Session(PhotoSession):
         """The edited aligned crops (uint8 [S,S,3]) of every face."""
         return [to_uint8(x[0]) for x in self.editor._decode(self.faces, age, sigma_m, sigma_g)]
 
+    def edit_crop(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0) -> np.ndarray:
+        """The edited aligned crop of face number ``face`` only (what age progressions are made of)."""
+        return to_uint8(self.editor._decode([self.faces[face]], age, sigma_m, sigma_g)[0][0])
+
     def edit(self, age, sigma_m=0.0, sigma_g=0.0) -> np.ndarray:
         """The full-resolution photo with every opened face aged to ``age`` and pasted back."""
         return self.paste(self.edit_crops(age, sigma_m, sigma_g))
@@ -101,7 +105,7 @@ class CUSPEditor(PhotoEditor):
         T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
         T.load_state_dict(tensors)
         dev = pick_device(device)
-        return cls(T, AgeClassifier.load(), dev, manifest)
+        return cls(T, AgeClassifier.load(), dev, dict(manifest, file=path.name))
 
     def _classify(self, x, guided=False):
         return self.C.from_canonical(x, guided=guided)

@@ -108,3 +108,25 @@ def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
     assert requests, "no requests recorded"
     outside = [u for u in requests if not _local(u)]
     assert not outside, f"requests left localhost: {outside}"
+
+
+def test_example_gallery_download_and_progression(served, page):
+    """Click an example face, get the settings-stamped PNG from the download link, make a progression."""
+    from faceage.progression import DEFAULT_AGES
+
+    url, app_obj = served
+    if not app_obj.examples:
+        pytest.skip("no example faces (FACEAGE_EXAMPLES unset and no UTKFace test split)")
+    page.goto(url)
+    page.locator("#examples img").first.click()  # the gallery fills the photo and the edit runs
+    page.wait_for_function(NEW_RESULT, arg=[])
+    link = page.locator("#download a[href*='faceage_age70.png']")
+    link.wait_for()
+    png = Image.open(io.BytesIO(page.request.get(urllib.parse.urljoin(url, link.get_attribute("href"))).body()))
+    assert png.format == "PNG" and png.text["model"] == "cusp" and float(png.text["age"]) == 70
+    assert png.size == Image.open(app_obj.examples[0][0]).size  # the full-resolution photo
+
+    page.click("#make_progression")
+    page.wait_for_function("() => document.querySelectorAll('#animation img, #strip img').length === 2")
+    gif = Image.open(io.BytesIO(page.request.get(page.locator("#animation img").get_attribute("src")).body()))
+    assert gif.format == "GIF" and gif.n_frames == 2 * len(DEFAULT_AGES) - 2

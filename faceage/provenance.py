@@ -1,0 +1,35 @@
+"""What made a result image: the settings written as PNG text chunks by the app and the CLI alike.
+
+    save_png(out, "aged.png", edit_metadata(editor, age=70, sigma_m=8, sigma_g=4.5, face=None))
+    Image.open("aged.png").text   # {"Software": "faceage 0.1.0", "model": "cusp", "age": "70.0", ...}
+
+Non-string values are stored as JSON by ``faceage.io.save_png`` (70 -> "70.0", [5, 15] -> "[5.0, 15.0]").
+"""
+
+from __future__ import annotations
+
+from faceage import __version__
+
+
+def model_metadata(editor, face=None, **extra) -> dict:
+    """faceage version, model, weights (file, sha256, training step) and which face: what every output carries.
+
+    ``face``: None for every face, else the index of the one used (0 = largest); ``extra`` is added as is.
+    """
+    info = getattr(editor, "info", {}) or {}
+    return {
+        "Software": f"faceage {__version__}",
+        "faceage_version": __version__,
+        "model": "cusp",
+        "weights": info.get("file", ""),
+        "weights_sha256": info.get("sha256", ""),
+        "weights_step": info.get("step"),
+        "face": "all" if face is None else int(face),
+        **extra,
+    }
+
+
+def edit_metadata(editor, age, sigma_m, sigma_g, face=None, **extra) -> dict:
+    """``model_metadata`` plus the controls of a CUSP edit; ``age`` is one target age or a list (a progression)."""
+    ages = [float(a) for a in age] if isinstance(age, (list, tuple)) else float(age)
+    return model_metadata(editor, face, age=ages, sigma_m=float(sigma_m), sigma_g=float(sigma_g), **extra)
