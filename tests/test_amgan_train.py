@@ -200,3 +200,47 @@ def test_export_writes_the_ema_generator_with_its_config(tmp_path):
     G.load_state_dict(tensors)  # strict: exactly G's keys, no D, no optimiser
     run_ckpt, _ = load_checkpoint(tmp_path / "r" / "ckpt-00000002.safetensors")
     assert torch.equal(tensors["color_head.weight"], run_ckpt["G_ema.color_head.weight"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-parallel (torch.distributed, gloo): 2 processes follow 1 process on the same global batch
+
+DDP_STEPS = 2
+DDP_OVERRIDES = ["batch=4", "log_every=1", "ckpt_every=2", "sample_every=1000"]
+
+
+def _ddp_worker(rank: int, world: int, port: int, run: str) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as tdist
+
+    from train.amgan_trainer import AMGANTrainer
+    from train.train import train
+
+    step_once = AMGANTrainer.train_step
+
+    def step_then_compare(self, *batch):
+        out = step_once(self, *batch)
+        mine = torch.cat([p.detach().reshape(-1) for m in (self.G, self.D, self.G_ema) for p in m.parameters()])
+        rank0 = mine.clone()
+        tdist.broadcast(rank0, src=0)
+        assert torch.equal(mine, rank0), f"rank {rank}: weights differ from rank 0 after step {self.step}"
+        return out
+
+    AMGANTrainer.train_step = step_then_compare
+    train(_cfg(DDP_STEPS, *DDP_OVERRIDES), Path(run), quiet=True)
+
+
+def test_two_processes_match_one_process(tmp_path, free_port):
+    import torch.multiprocessing as mp
+    from test_distributed import _assert_same_training_state
+
+    from train.train import train
+
+    train(_cfg(DDP_STEPS, *DDP_OVERRIDES), tmp_path / "one", quiet=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2)
+    name = f"ckpt-{DDP_STEPS:08d}.safetensors"
+    _assert_same_training_state(tmp_path / "one" / name, tmp_path / "two" / name)

@@ -177,7 +177,8 @@ class AMGANTrainer:
         """Add lambda_gp * GP's gradients (unwrapped D, averaged over ranks) to D's DDP-averaged ones."""
         kept = [None if p.grad is None else p.grad.clone() for p in self.D.parameters()]
         self.opt_D.zero_grad(set_to_none=True)
-        gp = amgan.gradient_penalty(self.D, real, fake)
+        eps = self.dist.local(torch.rand(len(real) * self.dist.world, generator=self.rng))
+        gp = amgan.gradient_penalty(self.D, real, fake, eps)
         (self.t.lambda_gp * gp).backward()
         self.dist.average_gradients(self.D)
         for p, g in zip(self.D.parameters(), kept):

@@ -272,9 +272,16 @@ def generator_adv_loss(fake_critic: torch.Tensor) -> torch.Tensor:
     return -fake_critic.mean()
 
 
-def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP [Gulrajani et al. 2017]: E[(||grad_x D(x)||_2 - 1)^2] on random interpolates."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP [Gulrajani et al. 2017]: E[(||grad_x D(x)||_2 - 1)^2] on random interpolates.
+
+    ``eps`` [N]: the interpolation weights (drawn uniformly here when None; a data-parallel trainer
+    draws them for the global batch and passes this rank's rows).
+    """
+    if eps is None:
+        eps = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    eps = eps.to(real).view(-1, 1, 1, 1)
     x = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     critic = D(x)[0]
     (grad,) = torch.autograd.grad(critic.sum(), x, create_graph=True)

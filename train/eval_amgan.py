@@ -1,0 +1,199 @@
+"""Measure the shipped AMGAN generator on the UTKFace test split and draw the signs figure.
+
+    python -m train.eval_amgan --weights assets/amgan_utkface128.safetensors --n 100 \\
+        --out docs/amgan_eval.json --figure docs/amgan_signs.png
+
+Numbers (all on ``n`` test faces spread evenly over the packed test split, full 128-px faces, G_ema):
+
+* **age**: the evaluation estimator A (:mod:`faceage.models.age_estimator`, never seen by AMGAN) on the
+  inputs and on the outputs of age-only ("uniform") maps at target ages 20 and 70 (Sec. 5.4).
+* **locality**, per sign: the face's own map (its age + weak labels, :mod:`faceage.sign_scores`) is
+  changed only in that sign's zone, to 1.0; ``delta = |G(x, raised) - G(x, own)|`` summed over RGB;
+  *share inside* = sum of delta inside the zone / sum of delta over the image. *area* = the zone's share
+  of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
+  around the zone too (the map itself is blurred by one sigma there). Also the mean |change| in the zone.
+* **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceage.aging_map import DEFAULT_BLUR, SIGNS
+from faceage.checkpoint import load_checkpoint
+from faceage.data.ages import normalize_age
+from faceage.models.amgan import AMGANConfig, AMGANGenerator
+from faceage.sign_scores import SignCalibration, labels_path, packed_labels, template_zone_masks
+from train.amgan_maps import MapBasis
+
+TRAIN_PACK = "packed/utkface_train_128.safetensors"
+TEST_PACK = "packed/utkface_test_128.safetensors"
+
+
+def load_generator(path: Path) -> tuple[AMGANGenerator, dict]:
+    tensors, manifest = load_checkpoint(path)
+    if "config" not in manifest:
+        raise ValueError(f"{path}: no AMGAN config in the manifest")
+    G = AMGANGenerator(AMGANConfig.from_dict(manifest["config"]))
+    G.load_state_dict(tensors)
+    return G.eval(), manifest
+
+
+def test_faces(n: int):
+    """(images [n,3,S,S], ages [n], labels [n, Z]) spread evenly over the test split."""
+    from faceage.data.utkface import PackedFaces
+
+    train = PackedFaces(TRAIN_PACK)
+    cal = SignCalibration(packed_labels(train, labels_path(TRAIN_PACK))["knots"])
+    del train
+    test = PackedFaces(TEST_PACK)
+    labels = packed_labels(test, labels_path(TEST_PACK), cal)["scores"]
+    idx = np.linspace(0, len(test) - 1, n).round().astype(int)
+    x = test.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x, test.ages[idx].float(), labels[idx], [test.names[i] for i in idx]
+
+
+class Runner:
+    """G on full faces with maps from :class:`MapBasis` (template zones: the crops are aligned)."""
+
+    def __init__(self, G: AMGANGenerator, size: int):
+        self.G, self.basis = G, MapBasis(size)
+        self.loc = self.basis.location[None]
+
+    @torch.no_grad()
+    def __call__(self, x, age_norm, scores, chunk: int = 16):
+        outs = []
+        for i in range(0, len(x), chunk):
+            xs = x[i:i + chunk]
+            m = self.basis.maps(age_norm[i:i + chunk], scores[i:i + chunk])
+            loc = self.loc.expand(len(xs), -1, -1, -1)
+            outs.append(self.G(xs, m, loc[:, :1], loc[:, 1:])[0])
+        return torch.cat(outs)
+
+
+def measure(G, x, ages, labels) -> dict:
+    from faceage.models.age_estimator import AgeEstimator
+
+    S = x.shape[-1]
+    run = Runner(G, S)
+    A = AgeEstimator.load()
+    a_own = normalize_age(ages)
+    own = run(x, a_own, labels)
+    res = {"n_faces": len(x), "estimator_age_input": float(A.age(x).mean()),
+           "reconstruction_l1": float(((own - x).abs() / 2).mean())}
+    for t in (20, 70):
+        a = torch.full((len(x),), normalize_age(float(t)))
+        out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
+        res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
+        res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
+    zones = template_zone_masks(S)
+    sigma = DEFAULT_BLUR * _eye_distance(S)
+    r = int(round(2 * sigma))
+    margin = F.max_pool2d(zones[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+    per_sign = {}
+    for z, sign in enumerate(SIGNS):
+        raised = labels.clone()
+        raised[:, z] = 1.0
+        delta = ((run(x, a_own, raised) - own).abs() / 2).sum(1)  # [n, S, S]
+        total = delta.flatten(1).sum(1).clamp(min=1e-12)
+        inside = (delta * zones[z]).flatten(1).sum(1) / total
+        inside_m = (delta * margin[z]).flatten(1).sum(1) / total
+        per_sign[sign] = {"share_inside": float(inside.mean()), "share_inside_margin": float(inside_m.mean()),
+                          "zone_area": float(zones[z].mean()), "margin_area": float(margin[z].mean()),
+                          "mean_abs_change_in_zone": float((delta * zones[z]).flatten(1).sum(1).mean()
+                                                           / zones[z].sum() / 3),
+                          "mean_label": float(labels[:, z].mean())}
+    res["locality"] = per_sign
+    res["locality_mean_share_inside"] = float(np.mean([v["share_inside"] for v in per_sign.values()]))
+    res["locality_mean_zone_area"] = float(np.mean([v["zone_area"] for v in per_sign.values()]))
+    res["locality_mean_share_inside_margin"] = float(np.mean([v["share_inside_margin"] for v in per_sign.values()]))
+    res["locality_mean_margin_area"] = float(np.mean([v["margin_area"] for v in per_sign.values()]))
+    return res
+
+
+def _eye_distance(size: int) -> float:
+    from faceage.face.align import template_points
+
+    p = template_points(size)
+    return float(np.hypot(*(p[42:48].mean(0) - p[36:42].mean(0))))
+
+
+def figure(G, x, age, labels, out: Path, gain: float = 4.0) -> None:
+    """Row 1: input, own map, each sign raised alone (to 1.0); row 2: |change| x gain; row 3: uniform ages."""
+    from PIL import Image, ImageDraw
+
+    S = x.shape[-1]
+    run = Runner(G, S)
+    x1, a1, l1 = x[:1], normalize_age(age[:1]), labels[:1]
+    own = run(x1, a1, l1)
+    edits, diffs = [], []
+    for z in range(len(SIGNS)):
+        r = l1.clone()
+        r[:, z] = 1.0
+        e = run(x1, a1, r)
+        edits.append(e[0])
+        diffs.append(((e - own).abs().mean(1, keepdim=True) * gain).clamp(0, 1)[0].expand(3, -1, -1) * 2 - 1)
+    ages = (10, 20, 30, 40, 50, 60, 70, 80)
+    uni = [run(x1, torch.tensor([normalize_age(float(t))]),
+               torch.full((1, len(SIGNS)), normalize_age(float(t))))[0] for t in ages]
+
+    def to_img(t):
+        return Image.fromarray(((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+
+    cols = 2 + len(SIGNS)
+    label_h = 14
+    W, H = cols * S, 3 * (S + label_h)
+    canvas = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(canvas)
+    rows = [
+        [("input", x1[0]), ("own map", own[0])] + [(s.replace("_", " "), e) for s, e in zip(SIGNS, edits)],
+        [("", None), (f"|change| x{gain:g}", None)] + [("", t) for t in diffs],
+        [(f"age {t}", u) for t, u in zip(ages, uni)],
+    ]
+    for r, row in enumerate(rows):
+        y0 = r * (S + label_h)
+        for c, (name, t) in enumerate(row):
+            if t is not None:
+                canvas.paste(to_img(t), (c * S, y0 + label_h))
+            d.text((c * S + 2, y0 + 1), name[:21], fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, default=Path("assets/amgan_utkface128.safetensors"))
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--face", type=int, default=0, help="which of the n faces the figure shows")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--figure", type=Path)
+    a = p.parse_args(argv)
+    torch.manual_seed(0)
+    try:
+        G, manifest = load_generator(a.weights)
+    except Exception as e:  # missing file, not AMGAN weights
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    x, ages, labels, names = test_faces(a.n)
+    if a.figure:
+        f = a.face
+        figure(G, x[f:f + 1], ages[f:f + 1], labels[f:f + 1], a.figure)
+        print(f"wrote {a.figure} (test face {names[f]})")
+    res = {"weights": str(a.weights), "step": manifest.get("step"), **measure(G, x, ages, labels)}
+    text = json.dumps(res, indent=2)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
