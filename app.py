@@ -28,7 +28,6 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +44,8 @@ from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
 from faceage.provenance import edit_metadata  # noqa: E402
+from faceage.session_cache import SessionCache  # noqa: E402
+from faceage.ui_amgan import AMGANPanel, build_amgan_tab  # noqa: E402
 
 MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
@@ -102,12 +103,6 @@ def error_html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def read_upload(path) -> bytes:
-    """The uploaded file's bytes, at most ``MAX_BYTES + 1`` (``load_image`` refuses anything longer)."""
-    with open(path, "rb") as f:
-        return f.read(MAX_BYTES + 1)
-
-
 class OutputFiles:
     """The files a handler returns (images, the download, animations): named by content, written once, atomically.
 
@@ -154,17 +149,17 @@ class OutputFiles:
 class App:
     """Holds the editor (or the reason it could not load), an LRU of opened photos and the result files."""
 
-    def __init__(self, weights=None, examples=None):
+    def __init__(self, weights=None, examples=None, amgan_weights=None):
         from faceage.editor import CUSPEditor
 
         try:
             self.editor, self.missing = CUSPEditor.load(weights), None
         except MissingWeightsError as e:
             self.editor, self.missing = None, str(e)
-        self.sessions: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache = SessionCache(self.editor, MAX_SESSIONS)
         self._last = None  # (session, controls, edited photo): the download reuses the edit just shown
         self.outputs = OutputFiles()
+        self.amgan = AMGANPanel(amgan_weights, self.outputs)  # the AgingMapGAN tab (faceage.ui_amgan)
         self.examples = self._gather_examples(examples)
 
     def _gather_examples(self, folder) -> list[tuple[str, str]]:
@@ -181,15 +176,7 @@ class App:
         """The cached session of the photo file at ``path`` (opened from its bytes: no path in messages)."""
         if self.editor is None:
             raise gr.Error(error_html(self.missing), title="Weights missing")
-        data = read_upload(path)
-        key = hashlib.sha1(data).hexdigest() + f":{face_index}"
-        with self._lock:
-            if key not in self.sessions:
-                self.sessions[key] = self.editor.open(data, face_index=face_index)
-                while len(self.sessions) > MAX_SESSIONS:
-                    self.sessions.popitem(last=False)
-            self.sessions.move_to_end(key)
-            return self.sessions[key]
+        return self.cache.get(path, face_index)
 
     def example(self, picked: gr.SelectData) -> str:
         """The photo file of the example face clicked in the gallery."""
@@ -288,39 +275,47 @@ def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
 
 def build(app: App) -> gr.Blocks:
     with gr.Blocks(title="faceage", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# faceage\nAge or rejuvenate a face. **sigma_m** loosens structure where the age "
-                    "classifier looks (the mask), **sigma_g** everywhere: higher = more shape change.")
+        gr.Markdown("# faceage\nAge or rejuvenate a face. **CUSP**: **sigma_m** loosens structure where the "
+                    "age classifier looks (the mask), **sigma_g** everywhere: higher = more shape change. "
+                    "**AgingMapGAN**: age each clinical sign on its own, or paint where the face ages.")
         if app.missing:
             gr.Markdown(f"**Weights missing:** {html.escape(app.missing)}", elem_id="missing")
         with gr.Row():
             photo = PhotoInput(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                elem_id="photo")
-            result = gr.ImageSlider(label="Before / after", type="numpy", format="png", elem_id="result")
+            result = gr.ImageSlider(label="Before / after (CUSP)", type="numpy", format="png", elem_id="result")
         example_loaded = _examples(app, photo)
-        with gr.Row():
-            age = NumberSlider(0, 100, value=70, step=1, label="Target age", elem_id="age")
-            sigma_m = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][0], step=0.1,
-                                   label="sigma_m (local blur, in the mask)", elem_id="sigma_m")
-            sigma_g = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][1], step=0.1,
-                                   label="sigma_g (global blur)", elem_id="sigma_g")
-        with gr.Row():
-            preset = gr.Radio(list(PRESETS), value="custom preservation", label="Structure preservation preset")
-            face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)")
-            apply = gr.Button("Apply", variant="primary")
-        with gr.Row():
-            mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
-                            interactive=False, height=280, elem_id="mask")
-            download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
-                               elem_id="download")
-        with gr.Accordion("Age progression", open=True):
-            ages = ", ".join(f"{a:g}" for a in prog.DEFAULT_AGES)
-            make_progression = gr.Button(f"Make an age progression ({ages})", elem_id="make_progression")
-            with gr.Row():
-                strip = gr.Image(label="Ages", type="filepath", interactive=False, height=240, elem_id="strip")
-                animation = gr.Image(label="Animated", type="filepath", interactive=False, height=240,
-                                     elem_id="animation")
-                progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple", interactive=False,
-                                            height=240, elem_id="progression_files")
+        face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
+        with gr.Tabs():
+            with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):
+                with gr.Row():
+                    age = NumberSlider(0, 100, value=70, step=1, label="Target age", elem_id="age")
+                    sigma_m = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][0], step=0.1,
+                                           label="sigma_m (local blur, in the mask)", elem_id="sigma_m")
+                    sigma_g = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][1], step=0.1,
+                                           label="sigma_g (global blur)", elem_id="sigma_g")
+                with gr.Row():
+                    preset = gr.Radio(list(PRESETS), value="custom preservation",
+                                      label="Structure preservation preset")
+                    apply = gr.Button("Apply", variant="primary")
+                with gr.Row():
+                    mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
+                                    interactive=False, height=280, elem_id="mask")
+                    download = gr.File(label="Full-resolution result (PNG, settings in its metadata)",
+                                       interactive=False, elem_id="download")
+                with gr.Accordion("Age progression", open=True):
+                    ages = ", ".join(f"{a:g}" for a in prog.DEFAULT_AGES)
+                    make_progression = gr.Button(f"Make an age progression ({ages})",
+                                                 elem_id="make_progression")
+                    with gr.Row():
+                        strip = gr.Image(label="Ages", type="filepath", interactive=False, height=240,
+                                         elem_id="strip")
+                        animation = gr.Image(label="Animated", type="filepath", interactive=False, height=240,
+                                             elem_id="animation")
+                        progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple",
+                                                    interactive=False, height=240, elem_id="progression_files")
+            with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab"):
+                build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, loaded=example_loaded)
         inputs = [photo, face_index, age, sigma_m, sigma_g]
         model = dict(concurrency_id="model")
         edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

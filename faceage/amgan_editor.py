@@ -100,26 +100,6 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
     return m.contiguous()
 
 
-def edit_metadata(editor, age, signs, face=None, painted=False, **extra) -> dict:
-    """The settings of one AMGAN edit, for PNG text chunks: version, model, weights, controls, face."""
-    from faceage import __version__
-
-    info = getattr(editor, "info", {}) or {}
-    return {
-        "Software": f"faceage {__version__}",
-        "model": "amgan",
-        "weights": info.get("file", ""),
-        "weights_sha256": info.get("sha256", ""),
-        "weights_step": info.get("step"),
-        "age": None if painted else float(age),
-        "signs": {} if painted else dict(signs or {}),
-        "painted_map": bool(painted),
-        "resolution": editor.resolution,
-        "face": "all" if face is None else int(face),
-        **extra,
-    }
-
-
 @dataclass
 class AMGANFace:
     """Per-face cache: the aligned face (None for a bare crop), its tensor and its landmarks in the crop."""
@@ -231,4 +211,4 @@ class AMGANEditor(PhotoEditor):
         return out
 
 
-__all__ = ["AMGANEditor", "AMGANSession", "SIGNS", "as_map", "check_signs", "edit_metadata"]
+__all__ = ["AMGANEditor", "AMGANSession", "SIGNS", "as_map", "check_signs"]

@@ -82,11 +82,12 @@ def load_editor(args):
 def run_one(editor, args, src: Path, dst: Path) -> None:
     """Edit (or export the map of) one photo ``src`` into ``dst``."""
     from faceage.aging_map import map_to_image
-    from faceage.amgan_editor import as_map, edit_metadata
+    from faceage.amgan_editor import as_map
     from faceage.io import save_png
+    from faceage.provenance import amgan_metadata
 
     session = editor.open(src, face_index=args.face)
-    meta = edit_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
+    meta = amgan_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
                          source=src.name)
     if args.cmd == "amgan-map":
         save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)

@@ -2,6 +2,7 @@
 
     save_png(out, "aged.png", edit_metadata(editor, age=70, sigma_m=8, sigma_g=4.5, face=None))
     Image.open("aged.png").text   # {"Software": "faceage 0.1.0", "model": "cusp", "age": "70.0", ...}
+    amgan_metadata(editor, age=60, signs={"forehead": 0.8}, face=None)   # an AgingMapGAN edit
 
 Non-string values are stored as JSON by ``faceage.io.save_png`` (70 -> "70.0", [5, 15] -> "[5.0, 15.0]").
 """
@@ -14,7 +15,8 @@ from faceage import __version__
 def model_metadata(editor, face=None, **extra) -> dict:
     """faceage version, model, weights (file, sha256, training step) and which face: what every output carries.
 
-    ``face``: None for every face, else the index of the one used (0 = largest); ``extra`` is added as is.
+    ``face``: None for every face, else the index of the one used (0 = largest); ``extra`` is added as is
+    (``model="amgan"`` replaces the default "cusp").
     """
     info = getattr(editor, "info", {}) or {}
     return {
@@ -33,3 +35,11 @@ def edit_metadata(editor, age, sigma_m, sigma_g, face=None, **extra) -> dict:
     """``model_metadata`` plus the controls of a CUSP edit; ``age`` is one target age or a list (a progression)."""
     ages = [float(a) for a in age] if isinstance(age, (list, tuple)) else float(age)
     return model_metadata(editor, face, age=ages, sigma_m=float(sigma_m), sigma_g=float(sigma_g), **extra)
+
+
+def amgan_metadata(editor, age, signs, face=None, painted=False, **extra) -> dict:
+    """``model_metadata`` plus the controls of an AgingMapGAN edit: the target age and sign scores, or
+    ``painted_map`` true when a painted map replaced them (it holds the scores), and the crop side."""
+    controls = {"age": None, "signs": {}} if painted else {"age": float(age), "signs": dict(signs or {})}
+    return model_metadata(editor, face, model="amgan", **controls, painted_map=bool(painted),
+                          resolution=editor.resolution, **extra)

@@ -43,6 +43,10 @@ SIGN_LABELS = {
 """Slider labels; right/left are the subject's, as in clinical atlases."""
 
 
+def _as_is(rgb, metadata=None, name=None):
+    return rgb
+
+
 class AMGANPanel:
     """The AMGAN editor (or why it is missing), an LRU of opened photos, and the handlers of the tab."""
 
@@ -53,11 +57,11 @@ class AMGANPanel:
             self.editor, self.missing = AMGANEditor.load(weights), None
         except (MissingWeightsError, CheckpointError) as e:
             self.editor, self.missing = None, str(e)
-        self.outputs = outputs or (lambda rgb: rgb)  # rgb -> what the output components get
+        self.outputs = outputs or _as_is  # (rgb, metadata, name) -> what the output components get
         self.cache = SessionCache(self.editor, MAX_SESSIONS)
 
     def session(self, photo, face_index):
-        """The cached AMGAN session of the uploaded file ``photo``."""
+        """The cached AMGAN session of the uploaded file ``photo`` (``face_index`` -1: every face)."""
         if self.editor is None:
             raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights missing")
         if photo is None:
@@ -74,12 +78,17 @@ class AMGANPanel:
         picture = canvas_picture(session.faces[0].crop, amap, CANVAS_SCALE)
         return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
 
-    def _edit(self, session, age, signs, canvas):
+    def _edit(self, session, age, signs, canvas, face_index):
+        """((before, after), the download PNG with the settings in its metadata)."""
+        from faceage.provenance import amgan_metadata
+
         layers = (canvas or {}).get("layers") or []
         face = session.faces[0]
         painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
         out = session.edit(age, signs, painted_map=[painted] + [None] * (len(session.faces) - 1))
-        return self.outputs(session.photo), self.outputs(out)
+        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None)
+        download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
+        return (self.outputs(session.photo), self.outputs(out)), download
 
     def edit(self, photo, face_index, age, follow_age, *rest):
         """(before, after) of the photo edited with the sliders and the strokes of the canvas (last input)."""
@@ -99,11 +108,12 @@ class AMGANPanel:
         try:
             s = self.session(photo, face_index)
             signs = self.signs(follow_age, scores)
-            edited = self._edit(s, age, signs, canvas)
+            face = None if face_index in (None, -1) else int(face_index)
+            edited = self._edit(s, age, signs, canvas, face)
             if not refresh:
                 return edited
             layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
-            return edited, self._canvas(s, age, signs, layers)
+            return *edited, self._canvas(s, age, signs, layers)
         except FaceAgeError as e:
             raise gr.Error(html.escape(str(e), quote=False)) from None
 
@@ -113,8 +123,12 @@ def _follow(age, follow, *scores):
     return [age / 100 if follow else x for x in scores]
 
 
-def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider) -> None:
-    """The AMGAN controls, inside the current Blocks context; ``photo`` and ``face_index`` are shared."""
+def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, loaded=None) -> None:
+    """The AMGAN controls, inside the current Blocks context.
+
+    ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` the slider class (the app's
+    checks API numbers); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery).
+    """
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
     with gr.Row():
@@ -132,6 +146,8 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider) -> N
                              elem_id="amgan_follow")
         reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
         apply = gr.Button("Apply", variant="primary", elem_id="amgan_apply")
+    download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
+                       elem_id="amgan_download")
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
         for row in range(0, len(SIGNS), 4):
@@ -142,16 +158,22 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider) -> N
     controls = [photo, face_index, age, follow, *sliders]
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
-    apply.click(panel.edit, [*controls, canvas], result, api_name="amgan_edit", **model)
-    reset.click(panel.reset, controls, [result, canvas], api_name="amgan_reset", **model)
-    canvas.input(panel.edit, [*controls, canvas], result, api_visibility="private", **canvas_events)
+    edited, refreshed = [result, download], [result, download, canvas]
+    apply.click(panel.edit, [*controls, canvas], edited, api_name="amgan_edit", **model)
+    reset.click(panel.reset, controls, refreshed, api_name="amgan_reset", **model)
+    # private events get explicit names too: Gradio would name them after the handler ("edit"), and an
+    # explicit name the page gives later (CUSP's /edit) would become /edit_1
+    private = dict(api_visibility="private")
+    canvas.input(panel.edit, [*controls, canvas], edited, api_name="amgan_paint", **private, **canvas_events)
     for s in (age, *sliders):
-        s.release(panel.edit_and_refresh, [*controls, canvas], [result, canvas], api_visibility="private",
+        s.release(panel.edit_and_refresh, [*controls, canvas], refreshed, api_name="amgan_slider", **private,
                   **canvas_events)
     # the sign sliders show the age while they follow it; moving one sets the signs individually
     for trigger in (age.change, follow.change):
-        trigger(_follow, [age, follow, *sliders], sliders, api_visibility="private", queue=False)
+        trigger(_follow, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
     for s in sliders:
-        s.input(lambda: False, None, follow, api_visibility="private", queue=False)
+        s.input(lambda: False, None, follow, api_name="amgan_unfollow", queue=False, **private)
     if not panel.missing:  # a new photo: its map on the canvas and its edit
-        photo.upload(panel.reset, controls, [result, canvas], api_visibility="private", **model)
+        photo.upload(panel.reset, controls, refreshed, api_name="amgan_photo", **private, **model)
+        if loaded is not None:
+            loaded.then(panel.reset, controls, refreshed, api_name="amgan_example", **private, **model)

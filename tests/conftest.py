@@ -41,12 +41,12 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def app_server(tiny_weights, free_port):
+def app_server(tiny_weights, amgan_weights, free_port):
     """The app on tiny weights, served as ``app.py`` serves it, at a free localhost port: (url, App)."""
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     import app
 
-    a = app.App(tiny_weights)
+    a = app.App(tiny_weights, amgan_weights=amgan_weights)
     demo = app.build(a)
     port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

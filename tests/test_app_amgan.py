@@ -1,0 +1,92 @@
+"""The app's AgingMapGAN tab through gradio_client on localhost (tiny random weights, a real face)."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+SCORES = [0.6] * 11  # one per sign, faceage.aging_map.SIGNS order
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photo(face_photo, tmp_path_factory):
+    path = tmp_path_factory.mktemp("amgan_app") / "p.png"
+    Image.fromarray(face_photo).save(path)
+    return path
+
+
+def rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_both_models_keep_their_endpoint_names(client):
+    """The AMGAN tab is built before CUSP's events: its handlers must not take CUSP's names."""
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/edit", "/edit_photo", "/download", "/amgan_edit", "/amgan_reset"} <= names
+    assert not [n for n in names if n.startswith("/amgan") and n[-2:] == "_1"]  # Gradio renames a name taken twice
+
+
+def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
+    from gradio_client import handle_file
+
+    (before, plain), download, canvas = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES,
+                                                       api_name="/amgan_reset")
+    b, a = rgb(before), rgb(plain)
+    assert np.array_equal(b, face_photo) and a.shape == face_photo.shape
+    assert np.array_equal(rgb(download), a)  # the download is the full-resolution result, with its settings
+    assert Image.open(download).text["model"] == "amgan" and Image.open(download).text["age"] == "60.0"
+    ys, xs = np.nonzero(np.any(a != b, axis=2))
+    assert len(ys) > 1000 and ys.min() >= 60 and ys.max() <= 420 and xs.min() >= 140 and xs.max() <= 500
+
+    background = rgb(canvas["background"])  # the map over the face, 4x the 64-px crop
+    assert background.shape == (256, 256, 3) and not canvas["layers"]
+
+    (_, raised), download = client.predict(handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None,
+                                           api_name="/amgan_edit")  # the forehead raised alone
+    assert '"forehead": 1.0' in Image.open(download).text["signs"]
+    assert np.any(rgb(raised) != a)
+
+    layer = np.zeros((256, 256, 4), np.uint8)
+    layer[20:80, 60:200] = 255  # a white stroke across the forehead
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    value = {"background": handle_file(canvas["background"]), "layers": [handle_file(str(tmp_path / "layer.png"))],
+             "composite": None}
+    (_, painted), _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, api_name="/amgan_edit")
+    ys, _ = np.nonzero(np.any(rgb(painted) != a, axis=2))
+    assert len(ys) > 500
+    assert np.median(ys) < 240  # above the middle of the face (rows 90..390): where the forehead was painted
+
+
+def test_errors_are_messages(client, photo, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    with pytest.raises(AppError, match="No face"):
+        client.predict(handle_file(str(blank)), -1, 60, True, *SCORES, None, api_name="/amgan_edit")
+    with pytest.raises(AppError, match="Forehead wrinkles must be a number from 0 to 1"):
+        client.predict(handle_file(str(photo)), -1, 60, False, 1.7, *SCORES[1:], None, api_name="/amgan_edit")
+    (_, after), _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, api_name="/amgan_edit")
+    assert Image.open(after).size == (640, 480)  # the server still serves
+
+
+def test_missing_amgan_weights_keep_the_page_working(tiny_weights, tmp_path):
+    import app
+
+    a = app.App(tiny_weights, amgan_weights=tmp_path / "absent.safetensors")
+    assert a.editor is not None and a.amgan.editor is None and "AMGAN weights not found" in a.amgan.missing
+    app.build(a)  # the page builds: CUSP works, the AMGAN tab says what is missing
+    with pytest.raises(Exception, match="AMGAN weights not found"):
+        a.amgan.edit(str(tmp_path / "x.png"), -1, 60, True, *SCORES, None)
