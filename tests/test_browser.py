@@ -130,3 +130,39 @@ def test_example_gallery_download_and_progression(served, page):
     page.wait_for_function("() => document.querySelectorAll('#animation img, #strip img').length === 2")
     gif = Image.open(io.BytesIO(page.request.get(page.locator("#animation img").get_attribute("src")).body()))
     assert gif.format == "GIF" and gif.n_frames == 2 * len(DEFAULT_AGES) - 2
+
+
+AMGAN_SRCS = "() => [...document.querySelectorAll('#amgan_result img')].map(e => e.src)"
+AMGAN_NEW = """old => {
+    const s = [...document.querySelectorAll('#amgan_result img')].map(e => e.src);
+    return s.length === 2 && s.join() !== old.join();
+}"""
+
+
+def test_amgan_tab_paint_on_the_aging_map(served, page, face_photo, tmp_path):
+    """AgingMapGAN tab: upload, the map appears on the canvas, a brush stroke on the forehead re-ages it."""
+    import re
+
+    url, _ = served
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    page.goto(url)
+    page.get_by_role("tab", name=re.compile("AgingMapGAN")).click()
+    page.set_input_files("#photo input[type=file]", src)  # upload: the canvas and the AMGAN edit
+    page.wait_for_function(AMGAN_NEW, arg=[])
+    first = page.evaluate(AMGAN_SRCS)
+    _, after0 = _before_after(page, first, face_photo)
+
+    canvas = page.locator("#amgan_canvas canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + 0.15 * box["height"]  # the canvas shows the aligned face: its top is the forehead
+    page.mouse.move(box["x"] + 0.35 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.65 * box["width"], y, steps=15)
+    page.mouse.up()
+    page.wait_for_function(AMGAN_NEW, arg=first)  # the stroke re-ran the edit with the painted map
+    _, after1 = _before_after(page, page.evaluate(AMGAN_SRCS), face_photo)
+    ys, _ = np.nonzero(np.any(after1 != after0, axis=2))
+    assert len(ys) > 200 and np.median(ys) < 240, "the painted forehead should change the upper face (rows 90..390)"
+    page.screenshot(path=str(tmp_path / "amgan.png"), full_page=True)
