@@ -144,6 +144,18 @@ def test_amgan_trainer_refuses_flips():
         AMGANTrainer(_cfg(1, "augment_flip=true"), torch.device("cpu"))
 
 
+def test_attention_bias_init_starts_the_mask_low_in_G_and_its_ema():
+    from train.amgan_trainer import AMGANTrainer
+
+    tr = AMGANTrainer(_cfg(1, "amgan.attention_bias_init=-3.0"), torch.device("cpu"))
+    for G in (tr.G, tr.G_ema):
+        assert torch.all(G.attention_head.bias == -3.0)
+    x = torch.zeros(1, 3, 32, 32)
+    m = torch.full((1, 2, 32, 32), 0.5)
+    a = tr.G(x, m, torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32))[1]
+    assert float(a.mean()) < 0.2  # sigmoid(-3) = 0.05 plus the head's small weights
+
+
 def test_tiny_training_run_losses_move_the_right_way():
     """Against their start: D's aging-map and location regressions fall, the cycle loss falls, and the
     critic ranks real patches above fakes (E[D(fake)] - E[D(real)] < 0)."""

@@ -48,6 +48,7 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     uniform_prob: float = 0.3  # share of age-only target maps
     image_weight: float = IMAGE_WEIGHT  # target sign = w U(0,1) + (1 - w) age (as the weak labels)
     lr_decay: bool = True  # linear to 0 at cfg.steps (Sec. 3.5)
+    attention_bias_init: float | None = None  # ours: start A at sigmoid(b) (None: PyTorch's default init)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -98,6 +99,9 @@ class AMGANTrainer:
                              f"{m} (2**n_down), with patch <= resolution")
         torch.manual_seed(cfg.seed)
         self.G = AMGANGenerator(self.net_cfg).to(device)
+        if self.t.attention_bias_init is not None:  # a low start makes the colour head C learn early
+            with torch.no_grad():
+                self.G.attention_head.bias.fill_(self.t.attention_bias_init)
         self.D = AMGANDiscriminator(self.net_cfg).to(device)
         self.G_ema = amgan.make_ema(self.G)
         self.G_step = self.dist.wrap(CycleStep(self.G))
