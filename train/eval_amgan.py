@@ -94,6 +94,15 @@ def measure(G, x, ages, labels) -> dict:
         out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
+    res.update(locality(run, x, a_own, labels))
+    return res
+
+
+def locality(run: "Runner", x, a_own, labels) -> dict:
+    """Per-sign share of |change| inside the raised sign's zone (see the module docstring)."""
+    S = x.shape[-1]
+    own = run(x, a_own, labels)
+    res = {}
     zones = template_zone_masks(S)
     sigma = DEFAULT_BLUR * _eye_distance(S)
     r = int(round(2 * sigma))
@@ -175,6 +184,7 @@ def main(argv=None) -> int:
     p.add_argument("--face", type=int, default=0, help="which of the n faces the figure shows")
     p.add_argument("--out", type=Path)
     p.add_argument("--figure", type=Path)
+    p.add_argument("--random-baseline", action="store_true", help="also measure a random-weights G's locality")
     a = p.parse_args(argv)
     torch.manual_seed(0)
     try:
@@ -188,6 +198,11 @@ def main(argv=None) -> int:
         figure(G, x[f:f + 1], ages[f:f + 1], labels[f:f + 1], a.figure)
         print(f"wrote {a.figure} (test face {names[f]})")
     res = {"weights": str(a.weights), "step": manifest.get("step"), **measure(G, x, ages, labels)}
+    if a.random_baseline:  # how local a same-config G with random weights is (the architecture alone)
+        torch.manual_seed(0)
+        R = AMGANGenerator(G.cfg).eval()
+        base = locality(Runner(R, x.shape[-1]), x, normalize_age(ages), labels)
+        res["random_init_baseline"] = {k: v for k, v in base.items() if k.startswith("locality_mean")}
     text = json.dumps(res, indent=2)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
