@@ -314,8 +314,8 @@ def build(app: App) -> gr.Blocks:
                                              elem_id="animation")
                         progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple",
                                                     interactive=False, height=240, elem_id="progression_files")
-            with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab"):
-                build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, loaded=example_loaded)
+            with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab") as t:
+                build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, loaded=example_loaded, tab=t)
         inputs = [photo, face_index, age, sigma_m, sigma_g]
         model = dict(concurrency_id="model")
         edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

@@ -104,6 +104,14 @@ class AMGANPanel:
         """The canvas of the sliders' map with no strokes, and the edit it gives."""
         return self._run(photo, face_index, age, follow_age, scores, None, refresh=True)
 
+    def when_opened(self, opened, photo, face_index, age, follow_age, *rest):
+        """The edit and its canvas (keeping the strokes of the canvas, the last input; None drops them),
+        or nothing while the tab was never opened, there is no photo or no weights: a CUSP user pays nothing."""
+        if not opened or photo is None or self.editor is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        *scores, canvas = rest
+        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=True)
+
     def _run(self, photo, face_index, age, follow_age, scores, canvas, refresh: bool):
         try:
             s = self.session(photo, face_index)
@@ -123,11 +131,12 @@ def _follow(age, follow, *scores):
     return [age / 100 if follow else x for x in scores]
 
 
-def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, loaded=None) -> None:
+def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, loaded=None, tab=None) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
     ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` the slider class (the app's
-    checks API numbers); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery).
+    checks API numbers); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery);
+    ``tab``: the gr.Tab holding these controls: AMGAN runs on a new photo only once it has been opened.
     """
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
@@ -173,7 +182,13 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, load
         trigger(_follow, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
     for s in sliders:
         s.input(lambda: False, None, follow, api_name="amgan_unfollow", queue=False, **private)
-    if not panel.missing:  # a new photo: its map on the canvas and its edit
-        photo.upload(panel.reset, controls, refreshed, api_name="amgan_photo", **private, **model)
-        if loaded is not None:
-            loaded.then(panel.reset, controls, refreshed, api_name="amgan_example", **private, **model)
+    if panel.missing:
+        return
+    opened, no_strokes = gr.State(tab is None), gr.State(None)
+    if tab is not None:  # opening the tab: the map of the photo already there (strokes kept)
+        tab.select(lambda: True, None, opened, api_name="amgan_opened", queue=False, **private).then(
+            panel.when_opened, [opened, *controls, canvas], refreshed, api_name="amgan_show", **private, **model)
+    for new_photo in (photo.upload, loaded.then if loaded is not None else None):
+        if new_photo is not None:  # a new photo: its map on the canvas (no strokes) and its edit
+            new_photo(panel.when_opened, [opened, *controls, no_strokes], refreshed, api_name="amgan_photo",
+                      **private, **model)
