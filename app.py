@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from faceage import progression as prog  # noqa: E402
 from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
 from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
-from faceage.examples import ENV as EXAMPLES_ENV, gather_examples  # noqa: E402
+from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
 from faceage.provenance import edit_metadata  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
@@ -177,10 +177,6 @@ class App:
         if self.editor is None:
             raise gr.Error(error_html(self.missing), title="Weights missing")
         return self.cache.get(path, face_index)
-
-    def example(self, picked: gr.SelectData) -> str:
-        """The photo file of the example face clicked in the gallery."""
-        return self.examples[picked.index][0]
 
     def _edited(self, photo, face_index, age, sigma_m, sigma_g):
         """(session, face, edited full-resolution photo) of the photo file ``photo`` at these controls."""
@@ -341,10 +337,11 @@ def _examples(app: App, photo):
         gr.Markdown(f"No example faces here: set `{EXAMPLES_ENV}` to a folder of photos (or put the UTKFace "
                     "data at `../shared/data/utkface`) and restart.", elem_id="no_examples")
         return None
-    gallery = gr.Gallery(app.examples, label="Example faces: click one to edit it", columns=len(app.examples),
-                         rows=1, height=170, object_fit="contain", allow_preview=False, interactive=False,
-                         elem_id="examples")
-    return gallery.select(app.example, None, photo, show_progress="hidden", api_visibility="private")
+    paths, labels = zip(*app.examples)
+    # thumbnails of a fixed size whatever their number (a gr.Gallery stretches a few across the page)
+    ex = gr.Examples([[p] for p in paths], [photo], label=f"Example faces, click one: {', '.join(labels)}",
+                     examples_per_page=MAX_EXAMPLES, cache_examples=False, elem_id="examples")
+    return ex.load_input_event
 
 
 def launch(demo: gr.Blocks, **kwargs):

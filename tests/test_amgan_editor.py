@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from bad_inputs import BAD_FILES
 from faceage.aging_map import map_to_image, sign_zone_masks
 from faceage.amgan_editor import AMGANEditor, as_map
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
@@ -98,3 +99,12 @@ def test_resolution_is_checked(amgan_weights):
     with pytest.raises(BadParameterError, match="multiple of 4"):
         AMGANEditor.load(amgan_weights, resolution=66)
 
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=[c.name for c in BAD_FILES])
+def test_bad_files_get_the_same_messages_as_cusp(case, editor, face_photo, tmp_path):
+    """The AMGAN editor shares the face pipeline: every bad file of the corpus fails with its message."""
+    with pytest.raises(case.error) as err:
+        editor.open(case.write(face_photo, tmp_path)).edit(60)
+    text = str(err.value).lower().replace("-", "_")
+    assert all(w.replace("-", "_") in text for w in case.words)
