@@ -1,10 +1,11 @@
 """The screenshot in the README: the app on the shipped weights, in headless Chromium, with a real
 UTKFace test face uploaded, the age slider dragged up and an age progression made.
 
-    PYTHONPATH=. python train/bench/screenshot.py [--out docs/app_screenshot.png] [--age 75]
+    PYTHONPATH=. python train/bench/screenshot.py [--out docs/app_screenshot.png] [--age 60]
 
 Needs Debian's /usr/bin/chromium, the ``playwright`` wheel (never ``playwright install``) and the
-UTKFace data at ../shared/data/utkface (non-commercial: the face is shown, the data is not copied).
+UTKFace data at ../shared/data/utkface (non-commercial: one test face is shown, no data is copied into
+the repository). The example gallery holds only that face, so no other UTKFace person is pictured.
 Runs the app in-process on a free localhost port, as ``tests/test_browser.py`` does.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -19,16 +21,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-PHOTO_AGE = 25  # the uploaded face: the first test-split face of this age
+PHOTO = "30_0_0_20170116183741574.jpg.chip.jpg"  # the uploaded face: a UTKFace test-split face, age 30
 WAIT_MS = 180_000
 
 
-def test_face(dest: Path, age: int = PHOTO_AGE) -> Path:
-    """The first UTKFace test-split face of ``age`` (by name), copied to ``dest``."""
-    from faceage.data.utkface import UTKFaceIndex, default_root
+def utkface_test_face(folder: Path, name: str = PHOTO) -> Path:
+    """The UTKFace test-split face ``name``, copied into ``folder``."""
+    from faceage.data.utkface import UTKFaceIndex, default_root, parse_name
 
     index = UTKFaceIndex.build(default_root(), verify=False)
-    m = min((m for m in index.split("test") if m.record.age == age), key=lambda m: m.record.name)
+    m = next(m for m in index.split("test") if m.record.name == name)
+    dest = folder / f"UTKFace test face, age {parse_name(name).age}.jpg"
     with open(index.shards[m.shard], "rb") as f:
         f.seek(m.offset)
         dest.write_bytes(f.read(m.size))
@@ -42,7 +45,8 @@ def free_port() -> int:
 
 
 def drag(page, selector: str, fraction: float) -> None:
-    """Drag the thumb of the range input ``selector`` from its middle to ``fraction`` of its width."""
+    """Press in the middle of ``selector`` (a range input, the before/after image) and drag the pointer
+    to ``fraction`` of its width."""
     track = page.locator(selector)
     track.scroll_into_view_if_needed()
     box = track.bounding_box()
@@ -56,7 +60,7 @@ def drag(page, selector: str, fraction: float) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "app_screenshot.png")
-    ap.add_argument("--age", type=int, default=75, help="where to drag the age slider")
+    ap.add_argument("--age", type=int, default=60, help="where to drag the age slider")
     args = ap.parse_args(argv)
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     sys.path.insert(0, str(ROOT))
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="faceage-shot-"))
-    photo = test_face(tmp / "face.jpg")
+    photo = utkface_test_face(tmp)
+    os.environ[app.EXAMPLES_ENV] = str(tmp)  # the gallery: this face only
     a = app.App()  # the shipped weights
     if a.missing:
         print(a.missing, file=sys.stderr)
@@ -85,6 +90,7 @@ def main(argv=None) -> int:
             drag(page, "#age input[type=range]", args.age / 100)
             shown = page.locator("#age input[type=number]").input_value()
             page.wait_for_function(f"() => ({srcs})() !== {first!r}")
+            drag(page, "#result img >> nth=0", 0.3)  # the before/after divider: show mostly the aged face
             page.click("#make_progression")
             page.wait_for_function("() => document.querySelector('#animation img') !== null")
             page.wait_for_timeout(1500)  # let the images paint
@@ -93,7 +99,8 @@ def main(argv=None) -> int:
             browser.close()
     finally:
         demo.close()
-    print(f"{args.out}: photo {photo.name} (age {PHOTO_AGE}), age slider at {shown}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{args.out}: uploaded {PHOTO}, age slider at {shown}")
     return 0
 
 
