@@ -169,8 +169,9 @@ class AMGANEditor(PhotoEditor):
         stored with the weights). G is fully convolutional, so any multiple of its stride works.
         """
         path = weights_path(weights, DEFAULT_WEIGHTS, "AMGAN", (
-            "They are trained by train/amgan_trainer.py on UTKFace and exported to assets/; until then "
-            "use --weights with a checkpoint of yours."))
+            "They are trained by train/amgan_trainer.py (python -m train.train --config "
+            "train/configs/amgan_128_cpu.toml) and exported by python -m train.export; or pass your own "
+            "(CLI: --weights)."))
         tensors, manifest = load_checkpoint(path)
         config = manifest.get("config")
         if not isinstance(config, dict):
