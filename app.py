@@ -351,4 +351,5 @@ def launch(demo: gr.Blocks, **kwargs):
 
 
 if __name__ == "__main__":
-    launch(build(App()), server_name=os.environ.get("FACEAGE_HOST", "127.0.0.1"))
+    # FACEAGE_HOST, else Gradio's GRADIO_SERVER_NAME (0.0.0.0 on Hugging Face Spaces), else 127.0.0.1
+    launch(build(App()), server_name=os.environ.get("FACEAGE_HOST"))
