@@ -95,6 +95,12 @@ class AMGANPanel:
         *scores, canvas = rest
         return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=False)
 
+    def paint(self, photo, face_index, age, follow_age, *rest):
+        """A stroke on the canvas: the edit with it; nothing without a photo (the canvas also fires on load)."""
+        if photo is None or self.editor is None:
+            return gr.skip(), gr.skip()
+        return self.edit(photo, face_index, age, follow_age, *rest)
+
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
         """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
         *scores, canvas = rest
@@ -173,7 +179,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, load
     # private events get explicit names too: Gradio would name them after the handler ("edit"), and an
     # explicit name the page gives later (CUSP's /edit) would become /edit_1
     private = dict(api_visibility="private")
-    canvas.input(panel.edit, [*controls, canvas], edited, api_name="amgan_paint", **private, **canvas_events)
+    canvas.input(panel.paint, [*controls, canvas], edited, api_name="amgan_paint", **private, **canvas_events)
     for s in (age, *sliders):
         s.release(panel.edit_and_refresh, [*controls, canvas], refreshed, api_name="amgan_slider", **private,
                   **canvas_events)

@@ -84,9 +84,13 @@ def test_errors_are_messages(client, photo, tmp_path):
 
 def test_missing_amgan_weights_keep_the_page_working(tiny_weights, tmp_path):
     import app
+    import gradio as gr
 
     a = app.App(tiny_weights, amgan_weights=tmp_path / "absent.safetensors")
     assert a.editor is not None and a.amgan.editor is None and "AMGAN weights not found" in a.amgan.missing
     app.build(a)  # the page builds: CUSP works, the AMGAN tab says what is missing
     with pytest.raises(Exception, match="AMGAN weights not found"):
         a.amgan.edit(str(tmp_path / "x.png"), -1, 60, True, *SCORES, None)
+    # events that fire without the user asking (a canvas at page load, a new photo) stay silent
+    assert a.amgan.paint(None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 2
+    assert a.amgan.when_opened(True, None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 3
