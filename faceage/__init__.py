@@ -1,7 +1,8 @@
 """faceage: face age editing with CUSP (ECCV 2022) and AgingMapGAN, CPU-first, offline.
 
 Data flow: photo -> ``faceage.face`` (detect, align, paste back) -> ``faceage.models`` ->
-``faceage.editor`` (the one API the app and the CLI use). Heavy imports (dlib, gradio) are lazy.
+``faceage.editor`` / ``faceage.amgan_editor`` (the API the app and the CLI use; both on
+``faceage.photo_editor``). Heavy imports (dlib, gradio) are lazy.
 """
 
 __version__ = "0.1.0"
@@ -12,4 +13,8 @@ def __getattr__(name):
         from faceage.editor import CUSPEditor
 
         return CUSPEditor
+    if name == "AMGANEditor":
+        from faceage.amgan_editor import AMGANEditor
+
+        return AMGANEditor
     raise AttributeError(name)
