@@ -68,6 +68,25 @@ class PhotoInput(gr.Image):
         return payload.path
 
 
+class PaintCanvas(gr.ImageEditor):
+    """``gr.ImageEditor`` that answers an unreadable painted layer from an API caller with a message.
+
+    Stock ``gr.ImageEditor`` decodes the layers with PIL before the handler runs, so a corrupt file would
+    fail there as an opaque server error (a browser always sends PNG).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        from PIL import Image
+
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise gr.Error("The painted aging map could not be read: its background and layers must be PNG "
+                           "images (API callers: send the canvas value the app returns).") from None
+
+
 class NumberSlider(gr.Slider):
     """``gr.Slider`` that refuses a non-number or out-of-range value from an API caller with a message."""
 
@@ -311,7 +330,8 @@ def build(app: App) -> gr.Blocks:
                         progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple",
                                                     interactive=False, height=240, elem_id="progression_files")
             with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab") as t:
-                build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, loaded=example_loaded, tab=t)
+                build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
+                                loaded=example_loaded, tab=t)
         inputs = [photo, face_index, age, sigma_m, sigma_g]
         model = dict(concurrency_id="model")
         edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

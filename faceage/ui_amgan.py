@@ -137,11 +137,12 @@ def _follow(age, follow, *scores):
     return [age / 100 if follow else x for x in scores]
 
 
-def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, loaded=None, tab=None) -> None:
+def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canvas=gr.ImageEditor, loaded=None,
+                    tab=None) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
-    ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` the slider class (the app's
-    checks API numbers); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery);
+    ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` and ``canvas`` the slider and
+    image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery);
     ``tab``: the gr.Tab holding these controls: AMGAN runs on a new photo only once it has been opened.
     """
     if panel.missing:
@@ -149,7 +150,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, load
     with gr.Row():
         result = gr.ImageSlider(label="Before / after (AgingMapGAN)", type="numpy", format="png",
                                 elem_id="amgan_result")
-        canvas = gr.ImageEditor(
+        canvas = canvas(
             label="Aging map: paint scores on it (brightness = score: white = most marked, black = none)",
             type="numpy", image_mode="RGBA", format="png", transforms=(), elem_id="amgan_canvas",
             brush=gr.Brush(colors=GRAYS, default_color="#ffffff", color_mode="defaults", default_size=24),

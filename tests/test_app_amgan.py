@@ -94,3 +94,14 @@ def test_missing_amgan_weights_keep_the_page_working(tiny_weights, tmp_path):
     # events that fire without the user asking (a canvas at page load, a new photo) stay silent
     assert a.amgan.paint(None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 2
     assert a.amgan.when_opened(True, None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 3
+
+
+def test_unreadable_painted_layer_is_a_message(client, photo, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image at all")
+    value = {"background": None, "layers": [handle_file(str(junk))], "composite": None}
+    with pytest.raises(AppError, match="painted aging map could not be read"):
+        client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, api_name="/amgan_edit")
