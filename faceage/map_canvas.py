@@ -35,7 +35,7 @@ def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4) ->
 
 
 def strokes(layer: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A painted RGBA layer (any square side) at ``size``: colour [size, size, 3] in [0, 1] and alpha [size, size]."""
+    """A painted RGBA layer (any square side) at ``size``: colour [size, size, 3] and alpha [size, size], in [0, 1]."""
     layer = np.asarray(layer)
     if layer.ndim != 3 or layer.shape[2] != 4 or layer.shape[0] != layer.shape[1]:
         raise BadParameterError(f"the painted layer must be a square RGBA picture, got shape {layer.shape}")

@@ -142,8 +142,9 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     """The AMGAN controls, inside the current Blocks context.
 
     ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` and ``canvas`` the slider and
-    image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new photo in ``photo`` (the example gallery);
-    ``tab``: the gr.Tab holding these controls: AMGAN runs on a new photo only once it has been opened.
+    image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new
+    photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
+    new photo only once it has been opened.
     """
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
