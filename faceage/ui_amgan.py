@@ -1,14 +1,16 @@
 """The app's AgingMapGAN controls: target age, one slider per clinical sign, a paintable aging map.
 
     panel = AMGANPanel(weights=None, outputs=app.outputs)   # in app.App
-    build_amgan_tab(panel, photo, face_index, slider=NumberSlider)   # inside gr.Blocks, in a gr.Tab
+    with gr.Tab("AgingMapGAN") as tab:                       # inside gr.Blocks
+        build_amgan_tab(panel, photo, face_index, slider=NumberSlider, canvas=PaintCanvas, tab=tab)
 
 The canvas (``gr.ImageEditor``) shows the map built from the face's landmarks and the sliders over the
 aligned face (:mod:`faceage.map_canvas`); strokes painted on it set the map where they fall
 (brightness = score) and the edit uses that painted map for the face shown (the largest chosen face;
 other faces use the sliders). "Reset to sliders" drops the strokes. Per photo, detection and
 alignment run once (a server-side LRU); a slider move or a stroke only re-runs the generator on the
-aligned crop (tens of milliseconds at 128 px on a CPU). Errors are ``gr.Error`` messages.
+aligned crop (about 0.25 s at 128 px on one core of a busy CPU) and the paste-back. Nothing runs for
+AMGAN until its tab is opened. Errors are ``gr.Error`` messages.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import html
 
 import gradio as gr
-import numpy as np
 
 from faceage.aging_map import SIGNS
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
