@@ -69,3 +69,16 @@ def test_errors_are_one_line_with_exit_codes(amgan_weights, photo, tmp_path, arg
     assert run.returncode == code, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_folder_batch_with_a_bad_file(amgan_weights, photo, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo.read_bytes())
+    (folder / "b.jpg").write_bytes(b"not an image")
+    run = faceage("--weights", amgan_weights, "amgan", folder, "--age", 70, "-o", tmp_path / "out",
+                  "--save-map", tmp_path / "maps")
+    assert run.returncode == 4, run.stderr  # some files failed: one line each, the others done
+    assert "b.jpg" in run.stderr and "Traceback" not in run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert Image.open(tmp_path / "maps" / "a.png").size == (64, 64)
