@@ -22,16 +22,26 @@ from faceage.errors import BadParameterError
 from faceage.filters import gaussian_blur
 
 FACE_SHOWN = 0.35  # share of the face's luminance in the canvas picture
+ZONE_COLOUR = (255, 140, 0)  # outlines of the sign zones (orange: never a score, which is gray)
 
 
-def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4) -> np.ndarray:
-    """uint8 ``(S*scale, S*scale, 3)`` gray: the map's brightness with the face's luminance blended in."""
+def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4, zones=None) -> np.ndarray:
+    """uint8 ``(S*scale, S*scale, 3)``: the map's brightness (gray) with the face's luminance blended in.
+
+    ``zones``: optional {sign: (S, S) bool mask} (:func:`faceage.aging_map.sign_zone_masks`) outlined
+    in orange, so the user sees where each sign's score goes even when it equals the age around it.
+    """
     picture = map_to_image(aging_map.mean(0, keepdim=True)).astype(np.float32)[..., None]  # gray: mean score
     luma = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     shown = (1 - FACE_SHOWN) * picture + FACE_SHOWN * luma[..., None]
     size = crop.shape[0] * scale
     gray = cv2.resize(np.round(shown[..., 0]).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
-    return np.repeat(gray[..., None], 3, axis=2)
+    out = np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    for mask in (zones or {}).values():
+        big = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, ZONE_COLOUR, thickness=max(1, scale // 2))
+    return out
 
 
 def strokes(layer: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

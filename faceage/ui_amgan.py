@@ -19,7 +19,7 @@ import html
 
 import gradio as gr
 
-from faceage.aging_map import SIGNS
+from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, paint_map
 from faceage.session_cache import SessionCache
@@ -75,8 +75,9 @@ class AMGANPanel:
         return {} if follow_age else dict(zip(SIGNS, scores))
 
     def _canvas(self, session, age, signs, layers=()) -> dict:
-        amap = session.aging_map(age, signs)
-        picture = canvas_picture(session.faces[0].crop, amap, CANVAS_SCALE)
+        face = session.faces[0]
+        zones = sign_zone_masks(face.landmarks, face.crop.shape[0])
+        picture = canvas_picture(face.crop, session.aging_map(age, signs), CANVAS_SCALE, zones)
         return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
 
     def _edit(self, session, age, signs, canvas, face_index):

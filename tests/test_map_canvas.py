@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.aging_map import build_aging_map
+from faceage.aging_map import build_aging_map, sign_zone_masks
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.map_canvas import canvas_picture, paint_map, strokes
+from faceage.map_canvas import ZONE_COLOUR, canvas_picture, paint_map, strokes
 
 S = 64
 
@@ -26,6 +26,11 @@ def test_canvas_shows_the_map_over_the_face(amap):
     assert (pic[..., 0] == pic[..., 2]).all()
     bright = canvas_picture(np.full((S, S, 3), 255, np.uint8), amap, scale=1)
     assert (bright.astype(int) >= canvas_picture(face, amap, scale=1)).all()
+    zones = sign_zone_masks(template_points(S), S)
+    outlined = canvas_picture(face, amap, scale=4, zones={"forehead": zones["forehead"]})
+    orange = np.all(outlined == ZONE_COLOUR, axis=2)
+    ys, _ = np.nonzero(orange)  # the forehead outline, in the top part of the face only
+    assert orange.sum() > 100 and ys.max() < 4 * 30 and not orange[4 * 40:].any()
 
 
 def test_strokes_set_the_map_where_painted_only(amap):
