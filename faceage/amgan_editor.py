@@ -92,7 +92,7 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
         if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
             raise BadParameterError("a painted map must hold finite scores in [0, 1]")
         m = m.expand(channels, *m.shape[1:])
-    if m.shape[1] != m.shape[2]:
+    if m.shape[1] != m.shape[2] or m.shape[1] == 0:
         raise BadParameterError(f"a painted map must be square like the aligned face crop, got "
                                 f"{m.shape[2]}x{m.shape[1]} pixels: paint on the map `faceage amgan-map` exports")
     if m.shape[1] != size:

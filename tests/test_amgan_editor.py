@@ -86,6 +86,8 @@ def test_tiled_inference_matches_one_pass(amgan_weights, face_photo):
     (dict(age=60, signs={"glabella": "high"}), "'glabella'"),
     (dict(age=-3), "target age"),
     (dict(age=60, painted_map=np.zeros((64, 32, 3), np.uint8)), "square"),
+    (dict(age=60, painted_map=np.zeros((0, 0, 3), np.uint8)), "square"),
+    (dict(age=60, painted_map=np.zeros((64, 64))), "[C, H, W]"),
     (dict(age=60, painted_map=torch.full((2, 64, 64), 2.0)), "[0, 1]"),
     (dict(age=60, painted_map=[None, None]), "2 painted maps"),
 ])
