@@ -9,7 +9,7 @@ from faceage.checkpoint import save_checkpoint
 from faceage.models.age_estimator import AgeEstimator, label_distribution
 from train import metrics
 from train.batches import SyntheticFaces
-from train.evaluate import CUSPMethod, Evaluation, Faces, Identity, main
+from train.evaluate import CUSPMethod, Evaluation, Faces, Identity, main, spread
 from train.metrics import Judges
 from train.train_estimator import fit, loss_fn
 
@@ -87,3 +87,10 @@ def test_command_writes_report(tiny_weights, tiny_estimator, tmp_path, monkeypat
     assert ident["id_dist"] == 0 and "kid" in ident
     assert (out / "report.md").read_text().count("identity copy") >= 3
     assert (out / "grid.png").is_file() and any(out.glob("sweep_*.png"))
+
+
+def test_faces_are_spread_over_the_split_not_its_youngest_first():
+    assert spread(10, 3).tolist() == [0, 4, 9] and spread(5, 9).tolist() == [0, 1, 2, 3, 4] and len(spread(5, 0)) == 0
+    ages = torch.arange(40.0)  # the split is in file-name order, i.e. sorted by age
+    test = Faces(torch.zeros(40, 3, 8, 8), ages)
+    assert test.take(spread(40, 4)).ages.tolist() == [0.0, 13.0, 26.0, 39.0]

@@ -53,7 +53,7 @@ def report(res: dict) -> str:
     lines = [
         "# faceage evaluation on the UTKFace test split", "",
         f"Command: `{res.get('command', 'python -m train.evaluate')}`. Every figure is in `results.json`.", "",
-        f"- Faces: the first {res['n_faces']} of the {res['n_test_split']} test-split faces, at {res['resolution']} px.",
+        f"- Faces: {res['n_faces']} of the {res['n_test_split']} test-split faces, spread evenly over the split (all ages), at {res['resolution']} px.",
         f"- Age judge: estimator A, not used in training; its MAE on the {res['n_test_split']} real test faces is "
         f"{real['estimator_mae_on_test_split']:.2f} years (manifest: {est.get('test_mae_years')}). *Corrected* MAE is "
         "the distance to A's mean prediction on the real test faces of the target group (CUSP paper Sec. 4.1).",
@@ -86,7 +86,7 @@ def report(res: dict) -> str:
         if "sigma_sweep" in m:
             lines += [f"## Sigma sweep, {name} (paper Fig. 7)", "",
                       f"![sigma sweep](sweep_{_slug(name)}.png)", "",
-                      f"On the first {m['sigma_sweep']['n_faces']} faces; left: corrected age MAE over all groups, "
+                      f"On {m['sigma_sweep']['n_faces']} faces spread over the split; left: corrected age MAE over all groups, "
                       "right: 1 - SSIM at the own age.", ""]
     lines += ["## Examples", "", "![grid](grid.png)", "",
               "Rows: test faces; columns: input, mask M, then targets 5, 15, 25, 35, 50, 65, 80 (custom preset).", ""]

@@ -9,7 +9,7 @@ table. Judges (train/metrics.py): estimator A for age (not C, which CUSP trains 
 128-d embeddings for identity, dlib's gender classifier, Inception features for KID/FID.
 
 Tasks (paper Sec. 4.1):
-  * age groups: the first N test faces translated to the centre of each age group of
+  * age groups: N test faces spread evenly over the split (:func:`spread`) translated to the centre of each age group of
     faceage.data.ages, with the high / custom / low preservation presets (Tables 2-3). Age MAE is reported
     to the nominal target and, as the paper corrects for its judge's bias, to A's mean prediction on the
     real test faces of the target group ("corrected"); KID/FID against the real test faces of that group;
@@ -115,14 +115,25 @@ def load_test_faces(size: int, packed: Path | None) -> Faces:
     return Faces(x, ages)
 
 
+def spread(total: int, n: int) -> torch.Tensor:
+    """``n`` indices spread evenly over ``0..total-1``.
+
+    The test split is listed in file-name order, which starts with the age, so its first N faces are the
+    youngest: taking them would judge aging on children only. Evenly spaced indices follow the split's
+    own age distribution instead, and stay fixed from run to run.
+    """
+    n = min(n, total)
+    return torch.linspace(0, total - 1, n).round().long() if n > 1 else torch.zeros(n, dtype=torch.long)
+
+
 class Evaluation:
     """Runs the tasks for several methods against the same faces and judges; :attr:`results` is the JSON."""
 
     def __init__(self, test: Faces, judges: Judges, n: int, sweep_n: int, real_per_group: int = 250,
                  realism: bool = True, seed: int = 0) -> None:
         self.test, self.j, self.realism = test, judges, realism
-        self.faces = test.take(slice(0, n))
-        self.sweep = test.take(slice(0, sweep_n))
+        self.faces = test.take(spread(len(test.x), n))
+        self.sweep = test.take(spread(len(test.x), sweep_n))
         groups = torch.tensor([age_to_group(float(a)) for a in test.ages])
         gen = torch.Generator().manual_seed(seed)
         self.real_idx = [torch.nonzero(groups == g).flatten() for g in range(len(AGE_GROUPS))]
@@ -179,7 +190,8 @@ class Evaluation:
         return out
 
     def young_to_old(self, method) -> dict:
-        young = torch.nonzero((self.test.ages >= YOUNG[0]) & (self.test.ages <= YOUNG[1])).flatten()[: len(self.faces.x)]
+        young = torch.nonzero((self.test.ages >= YOUNG[0]) & (self.test.ages <= YOUNG[1])).flatten()
+        young = young[spread(len(young), len(self.faces.x))]
         faces = self.test.take(young)
         states, shapes = method.encode(faces.x), self.j.landmarks(faces.x)
         emb, gender = self.j.identity(faces.x, shapes), self.j.gender(faces.x)
@@ -250,7 +262,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="CUSP weights to judge (default: the shipped ones)")
     p.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH", help="earlier checkpoints to compare")
-    p.add_argument("--n", type=int, default=1000, help="first N test faces (paper: 1000)")
+    p.add_argument("--n", type=int, default=1000, help="N test faces spread evenly over the split (paper: 1000)")
     p.add_argument("--limit", type=int, default=None, help="quick run: cap N and the sweep at this many faces")
     p.add_argument("--sweep-n", type=int, default=100)
     p.add_argument("--packed", type=Path, default=None, help="packed test split (train.pack_data --split test)")
