@@ -33,17 +33,11 @@ DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
 
 
 def load_generator(weights: Path) -> tuple[AMGANGenerator, str]:
-    """The shipped generator if ``weights`` exists, else a default-config one with random weights."""
+    """The shipped generator (through the editor's loader) if ``weights`` exists, else a default-config one."""
     if weights.is_file():
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from faceage.amgan_editor import AMGANEditor
 
-        with safe_open(str(weights), "pt") as f:
-            manifest = json.loads((f.metadata() or {}).get("manifest", "{}"))
-        G = AMGANGenerator(AMGANConfig.from_dict(manifest.get("config", {})))
-        state = load_file(str(weights))
-        G.load_state_dict({k.split("G.", 1)[-1]: v for k, v in state.items()}, strict=False)
-        return G.eval(), f"{weights.name}"
+        return AMGANEditor.load(weights, device="cpu").G, weights.name
     return AMGANGenerator(AMGANConfig()).eval(), "default AMGANConfig, random weights (no shipped AMGAN yet)"
 
 
