@@ -108,3 +108,29 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, info: dict
         pid, name = k.split(".", 1)
         state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+def training_state(modules: dict, optimizers: dict, rng: torch.Generator) -> tuple[dict[str, torch.Tensor], dict]:
+    """Everything a GAN trainer's resume needs, as tensors + a JSON-able part (no pickle).
+
+    ``modules`` and ``optimizers`` map a name (the key prefix) to the object; the trainer's own RNG and
+    torch's global RNG are saved too, so a resumed CPU run continues bit-identically.
+    """
+    tensors = {k: v for name, m in modules.items() for k, v in prefixed(m, name).items()}
+    info = {}
+    for name, opt in optimizers.items():
+        t, info[name] = optimizer_to_tensors(opt, name)
+        tensors.update(t)
+    tensors["rng.trainer"] = rng.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors, info
+
+
+def load_training_state(modules: dict, optimizers: dict, rng: torch.Generator, tensors: dict, info: dict) -> None:
+    """Inverse of :func:`training_state`: load every module, optimiser and both RNG states."""
+    for name, m in modules.items():
+        m.load_state_dict(unprefixed(tensors, name))
+    for name, opt in optimizers.items():
+        optimizer_from_tensors(opt, tensors, info[name], name)
+    rng.set_state(tensors["rng.trainer"])
+    torch.set_rng_state(tensors["rng.torch"])

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from faceage.checkpoint import load_checkpoint
@@ -56,7 +57,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     deadline = time.time() + 180
     while not list(killed.glob("ckpt-*.safetensors")):  # at least one checkpoint written
         assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline, Path(f"{killed}.log").read_text()[-3000:]
+        if time.time() > deadline:  # a guard against hanging, not a speed check
+            pytest.fail("no checkpoint within 180 s:\n" + Path(f"{killed}.log").read_text()[-3000:])
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL

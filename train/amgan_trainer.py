@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from faceage.checkpoint import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
+from faceage.checkpoint import load_training_state, training_state
 from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
@@ -218,25 +218,18 @@ class AMGANTrainer:
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything a resume needs: tensors + JSON-able info."""
-        tensors = {**prefixed(self.G, "G"), **prefixed(self.G_ema, "G_ema"), **prefixed(self.D, "D")}
-        info = {"net": self.net_cfg.to_dict(), "amgan": self.t.to_dict()}
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            ts, i = optimizer_to_tensors(opt, name)
-            tensors.update(ts)
-            info[name] = i
-        tensors["rng.trainer"] = self.rng.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        return tensors, info
+        tensors, info = training_state(self._modules(), self._optimizers(), self.rng)
+        return tensors, {"net": self.net_cfg.to_dict(), "amgan": self.t.to_dict(), **info}
 
     def load_state(self, tensors, info, step: int) -> None:
-        self.G.load_state_dict(unprefixed(tensors, "G"))
-        self.G_ema.load_state_dict(unprefixed(tensors, "G_ema"))
-        self.D.load_state_dict(unprefixed(tensors, "D"))
-        optimizer_from_tensors(self.opt_G, tensors, info["opt_G"], "opt_G")
-        optimizer_from_tensors(self.opt_D, tensors, info["opt_D"], "opt_D")
-        self.rng.set_state(tensors["rng.trainer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        load_training_state(self._modules(), self._optimizers(), self.rng, tensors, info)
         self.step = step
+
+    def _modules(self) -> dict:
+        return {"G": self.G, "G_ema": self.G_ema, "D": self.D}
+
+    def _optimizers(self) -> dict:
+        return {"opt_G": self.opt_G, "opt_D": self.opt_D}
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         """The shipped weights: the EMA generator only."""

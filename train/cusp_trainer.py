@@ -26,7 +26,7 @@ import copy
 
 import torch
 
-from faceage.checkpoint import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
+from faceage.checkpoint import load_training_state, training_state
 from faceage.cusp_mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.data.ages import age_to_group
 from faceage.models.age_classifier import AGE_WEIGHTS
@@ -194,25 +194,17 @@ class CUSPTrainer:
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything a resume needs: tensors + JSON-able info."""
-        tensors = {**prefixed(self.T, "T"), **prefixed(self.T_ema, "T_ema"), **prefixed(self.D, "D")}
-        info = {}
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            t, i = optimizer_to_tensors(opt, name)
-            tensors.update(t)
-            info[name] = i
-        tensors["rng.trainer"] = self.rng.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        return tensors, info
+        return training_state(self._modules(), self._optimizers(), self.rng)
 
     def load_state(self, tensors, info, step: int) -> None:
-        self.T.load_state_dict(unprefixed(tensors, "T"))
-        self.T_ema.load_state_dict(unprefixed(tensors, "T_ema"))
-        self.D.load_state_dict(unprefixed(tensors, "D"))
-        optimizer_from_tensors(self.opt_G, tensors, info["opt_G"], "opt_G")
-        optimizer_from_tensors(self.opt_D, tensors, info["opt_D"], "opt_D")
-        self.rng.set_state(tensors["rng.trainer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        load_training_state(self._modules(), self._optimizers(), self.rng, tensors, info)
         self.step = step
+
+    def _modules(self) -> dict:
+        return {"T": self.T, "T_ema": self.T_ema, "D": self.D}
+
+    def _optimizers(self) -> dict:
+        return {"opt_G": self.opt_G, "opt_D": self.opt_D}
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         """The shipped weights: the EMA aging network only (E_s, E_c, E_a, G; not D)."""
