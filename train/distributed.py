@@ -157,6 +157,9 @@ class Dist:
     def close(self) -> None:
         """Destroy the process group if :func:`init_distributed` created it."""
         if self.owns_group and tdist.is_initialized():
+            # every rank reaches here before any tears down: a rank destroying its gloo pairs while a peer
+            # still uses them aborts that peer ("terminate called without an active exception")
+            tdist.barrier()
             tdist.destroy_process_group()
 
 
