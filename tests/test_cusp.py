@@ -111,3 +111,30 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
+    """``init_weights`` loads an export into T and T_ema; with lr 0 the run's step-1 checkpoint equals it."""
+    from faceage.checkpoint import load_checkpoint
+    from train.export import export
+
+    _run(tmp_path, "a", 4)
+    export(tmp_path / "a", tmp_path / "g.safetensors")
+    exported, _ = load_checkpoint(tmp_path / "g.safetensors")
+    _run(tmp_path, "b", 1, [f"init_weights='{tmp_path / 'g.safetensors'}'", "lr=0.0", "ckpt_every=1"])
+    _run(tmp_path, "fresh", 1, ["lr=0.0", "ckpt_every=1"])
+    b, _ = load_checkpoint(tmp_path / "b" / "ckpt-00000001.safetensors")
+    fresh, _ = load_checkpoint(tmp_path / "fresh" / "ckpt-00000001.safetensors")
+    for prefix in ("T", "T_ema"):
+        for k, v in exported.items():
+            assert torch.equal(b[f"{prefix}.{k}"], v), (prefix, k)
+    assert any(not torch.equal(fresh[f"T.{k}"], v) for k, v in exported.items())
+
+
+def test_init_weights_of_another_network_is_a_clear_error(tmp_path):
+    from train.export import export
+
+    _run(tmp_path, "a", 2)
+    export(tmp_path / "a", tmp_path / "g.safetensors")
+    with pytest.raises(ValueError, match="does not fit this config's network"):
+        _run(tmp_path, "b", 1, [f"init_weights='{tmp_path / 'g.safetensors'}'", "net.channel_max=16"])

@@ -225,6 +225,10 @@ class AMGANTrainer:
         load_training_state(self._modules(), self._optimizers(), self.rng, tensors, info)
         self.step = step
 
+    def generators(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(trained, EMA) copies of the generator: what ``init_weights`` fills."""
+        return self.G, self.G_ema
+
     def _modules(self) -> dict:
         return {"G": self.G, "G_ema": self.G_ema, "D": self.D}
 

@@ -46,6 +46,7 @@ class TrainConfig:
     keep_ckpts: int = 2
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0 = no limit
     classifier: str = "assets/age_classifier_C.safetensors"
+    init_weights: str = ""  # exported generator (train.export) to start a new run from; ignored on resume
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -200,6 +200,10 @@ class CUSPTrainer:
         load_training_state(self._modules(), self._optimizers(), self.rng, tensors, info)
         self.step = step
 
+    def generators(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(trained, EMA) copies of the aging network: what ``init_weights`` fills."""
+        return self.T, self.T_ema
+
     def _modules(self) -> dict:
         return {"T": self.T, "T_ema": self.T_ema, "D": self.D}
 

@@ -7,6 +7,7 @@
 
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids
 (``samples/``) and checkpoints ``ckpt-XXXXXXXX.safetensors`` (atomic, the last ``keep_ckpts`` kept).
+``--set init_weights=assets/X.safetensors`` starts a new run from exported weights (fine-tuning).
 Running the same command again resumes from the newest readable checkpoint (a corrupt newest one is
 reported and the previous one used) and continues the same loss curve: the batch of step k, the target
 ages, sigmas and noise depend only on the seed and k. Under torchrun (see ``train.distributed``),
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from faceage.checkpoint import load_checkpoint, save_checkpoint
 from faceage.editor import pick_device
-from faceage.errors import CheckpointError
+from faceage.errors import CheckpointError, FaceAgeError
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
 from train.distributed import Dist, env_rank, env_world, init_distributed
@@ -92,6 +93,24 @@ def resume(trainer, run: Path) -> int:
         log.info("resumed from %s (step %d)", path.name, manifest["step"])
         return manifest["step"]
     return 0
+
+
+def init_from_weights(trainer, path: str | Path) -> dict:
+    """Start a new run from exported weights (``train.export``): fine-tuning, or a CPU run carried on.
+
+    Both the trained generator and its EMA copy start from the file; D, the optimisers and the step start
+    fresh. The file must hold the same network as the config (``net``); else a ValueError says what differs.
+    """
+    tensors, manifest = load_checkpoint(path)
+    live, ema = trainer.generators()
+    try:
+        live.load_state_dict(tensors)
+    except RuntimeError as e:  # missing/unexpected keys or shape mismatches: another network config
+        raise ValueError(f"{path} does not fit this config's network ({' '.join(str(e).split())[:300]}); "
+                         f"use the [net] settings it was trained with: {manifest.get('net') or manifest.get('config')}")
+    ema.load_state_dict(live.state_dict())
+    log.info("initialised the generator from %s (trained %s steps)", path, manifest.get("step", "?"))
+    return manifest
 
 
 def checkpoint_step(path: Path) -> int:
@@ -165,6 +184,8 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
         dataset = with_sign_labels(dataset)
     start = resume(trainer, run)
     dist.check_same(start, "step to resume from")
+    if start == 0 and cfg.init_weights:
+        init_from_weights(trainer, cfg.init_weights)
     if dist.enabled:
         log.info("training on %d processes (%s, backend %s): %d images per process and step",
                  dist.world, dist.device.type, torch.distributed.get_backend(), cfg.batch // dist.world)
@@ -232,7 +253,11 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    train(cfg, Path(args.run))
+    try:
+        train(cfg, Path(args.run))
+    except (ValueError, FaceAgeError) as e:  # a bad init_weights file, data of the wrong size, ...
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
