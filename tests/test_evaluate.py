@@ -69,6 +69,11 @@ def test_identity_copy_scores_exactly_what_copying_gives(tiny_weights, tiny_esti
     cusp = ev.run(CUSPMethod("tiny", tiny_weights))
     assert cusp["reconstruction"]["sigma 0"]["l1"] > 0
     assert len(cusp["sigma_sweep"]["age_mae_corrected"]) == len(cusp["sigma_sweep"]["sigmas"])
+    # the headline numbers default to the same faces, so their sigma-0 L1 is the reconstruction table's
+    gap = cusp["age_gap"]
+    assert gap["n_faces"] == 8 and gap["sigma0_own_age_l1"] == pytest.approx(cusp["reconstruction"]["sigma 0"]["l1"])
+    more = Evaluation(test, ev.j, n=4, sweep_n=2, real_per_group=10, realism=False, gap_n=12).age_gap(CUSPMethod("tiny", tiny_weights))
+    assert more["n_faces"] == 12 and 0 < more["sigma0_own_age_l1"] and more["sigma0_own_age_psnr"] < 100
 
 
 @pytest.mark.slow

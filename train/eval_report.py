@@ -81,8 +81,12 @@ def report(res: dict) -> str:
     for name, m in res["methods"].items():
         if "age_gap" in m:
             g = m["age_gap"]
-            lines += [f"**{name}: age gap.** Mean A-predicted age of edits to 70 minus edits to 10 (custom preset): "
-                      f"{g['pred_age_target_70']:.1f} - {g['pred_age_target_10']:.1f} = **{g['gap_70_minus_10']:.1f} years**.", ""]
+            lines += [f"**{name}: age gap, {g.get('n_faces', res['n_faces'])} faces.** Mean A-predicted age of edits "
+                      f"to 70 minus edits to 10 (custom preset): {g['pred_age_target_70']:.1f} - "
+                      f"{g['pred_age_target_10']:.1f} = **{g['gap_70_minus_10']:.1f} years**.", ""]
+            if "sigma0_own_age_l1" in g:
+                lines += [f"Same faces, sigma 0 at their own age: L1 {g['sigma0_own_age_l1']:.3f} (images in [0, 1]), "
+                          f"PSNR {g['sigma0_own_age_psnr']:.1f} dB.", ""]
         if "sigma_sweep" in m:
             lines += [f"## Sigma sweep, {name} (paper Fig. 7)", "",
                       f"![sigma sweep](sweep_{_slug(name)}.png)", "",

@@ -130,10 +130,11 @@ class Evaluation:
     """Runs the tasks for several methods against the same faces and judges; :attr:`results` is the JSON."""
 
     def __init__(self, test: Faces, judges: Judges, n: int, sweep_n: int, real_per_group: int = 250,
-                 realism: bool = True, seed: int = 0) -> None:
+                 realism: bool = True, seed: int = 0, gap_n: int | None = None) -> None:
         self.test, self.j, self.realism = test, judges, realism
         self.faces = test.take(spread(len(test.x), n))
         self.sweep = test.take(spread(len(test.x), sweep_n))
+        self.gap_faces = test.take(spread(len(test.x), gap_n or n))
         groups = torch.tensor([age_to_group(float(a)) for a in test.ages])
         gen = torch.Generator().manual_seed(seed)
         self.real_idx = [torch.nonzero(groups == g).flatten() for g in range(len(AGE_GROUPS))]
@@ -214,11 +215,17 @@ class Evaluation:
                            "ssim": s.mean().item(), "one_minus_ssim": (1 - s).mean().item()}
         return out
 
-    def age_gap(self, method, states) -> dict:
+    def age_gap(self, method) -> dict:
+        """The two headline numbers on ``gap_n`` faces: A's age of edits to 70 minus edits to 10 (custom
+        preset), and the sigma-0 edit to the face's own age against the input (L1 on [0, 1], PSNR)."""
+        faces = self.gap_faces
+        states, n = method.encode(faces.x), len(faces.x)
         sm, sg = PRESETS["custom preservation"]
-        n = len(self.faces.x)
         pred = {t: self.j.age(method.decode(states, torch.full((n,), float(t)), sm, sg)).mean().item() for t in (10, 70)}
-        return {"pred_age_target_10": pred[10], "pred_age_target_70": pred[70], "gap_70_minus_10": pred[70] - pred[10]}
+        rec = method.decode(states, faces.ages.clamp(max=100), 0.0, 0.0)
+        return {"n_faces": n, "pred_age_target_10": pred[10], "pred_age_target_70": pred[70],
+                "gap_70_minus_10": pred[70] - pred[10], "sigma0_own_age_l1": metrics.l1(rec, faces.x).mean().item(),
+                "sigma0_own_age_psnr": metrics.psnr(rec, faces.x).mean().item()}
 
     def sigma_sweep(self, method) -> dict:
         states = method.encode(self.sweep.x)
@@ -238,7 +245,7 @@ class Evaluation:
         res = {"age_groups": self.age_groups(method, states), "young_to_old": self.young_to_old(method),
                "reconstruction": self.reconstruction(method, states)}
         if not isinstance(method, Identity):
-            res["age_gap"] = self.age_gap(method, states)
+            res["age_gap"] = self.age_gap(method)
             res["sigma_sweep"] = self.sigma_sweep(method)
         self.results["methods"][method.name] = res
         return res
@@ -265,6 +272,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1000, help="N test faces spread evenly over the split (paper: 1000)")
     p.add_argument("--limit", type=int, default=None, help="quick run: cap N and the sweep at this many faces")
     p.add_argument("--sweep-n", type=int, default=100)
+    p.add_argument("--gap-n", type=int, default=None,
+                   help="faces for the age gap (70 vs 10) and the sigma-0 reconstruction (default: --n; issue #4: 200)")
     p.add_argument("--packed", type=Path, default=None, help="packed test split (train.pack_data --split test)")
     p.add_argument("--estimator", default=None, help="age estimator A weights (default assets/age_estimator_A)")
     p.add_argument("--no-realism", action="store_true", help="skip KID/FID (no Inception network installed)")
@@ -281,7 +290,8 @@ def main(argv=None) -> int:
         methods = [CUSPMethod("CUSP" if a.weights else "CUSP (shipped)", a.weights, a.device)]
         methods += [CUSPMethod(spec.split("=", 1)[0], spec.split("=", 1)[-1], a.device) for spec in a.baseline]
         judges = Judges(a.device, a.estimator)
-        ev = Evaluation(load_test_faces(methods[0].resolution, a.packed), judges, n, sweep_n, realism=not a.no_realism, seed=a.seed)
+        ev = Evaluation(load_test_faces(methods[0].resolution, a.packed), judges, n, sweep_n, realism=not a.no_realism, seed=a.seed,
+                        gap_n=min(a.gap_n, a.limit) if a.limit and a.gap_n else a.gap_n)
     except (FaceAgeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
