@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from faceage import progression as prog  # noqa: E402
 from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
+from faceage.map_canvas import heat_overlay  # noqa: E402
 from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
@@ -281,9 +282,7 @@ def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
 
     face = session.faces[0]
     crop = face.aligned.crop if face.aligned is not None else session.photo
-    m = session.mask_images()[0][..., None]
-    heat = np.concatenate([np.ones_like(m), np.zeros_like(m), np.zeros_like(m)], axis=2) * 255
-    overlay = (crop * (1 - 0.6 * m) + heat * 0.6 * m).astype(np.uint8)
+    overlay = heat_overlay(crop, session.mask_images()[0])
     blurred = to_uint8(blur_skip(face.x, face.mask, sigma_m, sigma_g)[0])
     return np.concatenate([overlay, blurred], axis=1)
 

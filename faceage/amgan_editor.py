@@ -133,13 +133,24 @@ class AMGANSession(PhotoSession):
         ``painted_map``: None (the map of ``age`` and ``signs``), one map for every face, or a list
         with one entry per face (None entries use ``age`` and ``signs``); see :func:`as_map`.
         """
+        return [to_uint8(y[0]) for y, _ in self._generate(age, signs, painted_map)]
+
+    def edit_with_attention(self, age, signs: Mapping[str, float] | None = None,
+                            painted_map=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The edited photo (as :meth:`edit`) and, per face, G's attention mask A (float [S, S] in [0, 1]:
+        1 where the output keeps the input pixel, 0 where it is G's generated colour)."""
+        results = self._generate(age, signs, painted_map)
+        photo = self.paste([to_uint8(y[0]) for y, _ in results])
+        return photo, [a[0, 0].float().cpu().numpy() for _, a in results]
+
+    def _generate(self, age, signs, painted_map) -> list[tuple[torch.Tensor, torch.Tensor]]:
         maps = self.aging_maps(age, signs)
         size = self.editor.resolution
         painted = painted_map if isinstance(painted_map, (list, tuple)) else [painted_map] * len(maps)
         if len(painted) != len(maps):
             raise BadParameterError(f"{len(painted)} painted maps were given for {len(maps)} faces")
         maps = [m if p is None else as_map(p, size, m.shape[0]) for m, p in zip(maps, painted)]
-        return [to_uint8(y[0]) for y in self.editor.generate([f.x for f in self.faces], maps)]
+        return self.editor.generate([f.x for f in self.faces], maps, with_attention=True)
 
     def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None) -> np.ndarray:
         """The full-resolution photo with every opened face edited and pasted back."""
@@ -197,18 +208,20 @@ class AMGANEditor(PhotoEditor):
         return AMGANFace(aligned, x, np.asarray(pts, dtype=np.float64))
 
     @torch.no_grad()
-    def generate(self, images: list[torch.Tensor], maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        """G's output [1, 3, S, S] for each image [1, 3, S, S] and its aging map [C, S, S]."""
+    def generate(self, images: list[torch.Tensor], maps: list[torch.Tensor], with_attention: bool = False) -> list:
+        """G's output [1, 3, S, S] for each image [1, 3, S, S] and its aging map [C, S, S]; with
+        ``with_attention``, (output, attention mask A [1, 1, S, S]) pairs."""
         out = []
         with self._lock:
             for x, m in zip(images, maps):
                 m = m[None].to(x)
                 size = x.shape[-1]
                 if size > self.tile_above:
-                    out.append(generate_tiled(self.G, x, m, tile=TILE, overlap=OVERLAP))
+                    y, a = generate_tiled(self.G, x, m, tile=TILE, overlap=OVERLAP, with_attention=True)
                 else:
                     loc = location_maps(size, size).to(x)[None]
-                    out.append(self.G(x, m, loc[:, :1], loc[:, 1:])[0])
+                    y, a, _ = self.G(x, m, loc[:, :1], loc[:, 1:])
+                out.append((y, a) if with_attention else y)
         return out
 
 

@@ -3,6 +3,7 @@
     faceage amgan photo.jpg --age 60 --sign forehead=0.8 --sign nasolabial_left=0.5 -o out.png
     faceage amgan photo.jpg --map painted.png -o out.png          # a map painted by hand (Sec. 3.6)
     faceage amgan photo.jpg --age 60 -o out.png --save-map map.png   # also write the map it used
+    faceage amgan photo.jpg --age 60 -o out.png --save-attention a.png  # and G's attention mask A
     faceage amgan photos/ --age 60 --sign forehead=1 -o aged/      # a folder, with a progress bar
     faceage amgan-map photo.jpg --age 60 --sign forehead=0.8 -o map.png   # the map to paint on
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 from faceage.errors import FaceAgeError
 
@@ -48,6 +51,9 @@ def add_commands(sub, common) -> None:
     controls(a)
     a.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) used instead of --age/--sign")
     a.add_argument("--save-map", type=Path, help="also write the map of the first face (a folder for a folder)")
+    a.add_argument("--save-attention", type=Path,
+                   help="also write G's attention mask A of the first face as a gray PNG (white: input kept; "
+                        "a folder for a folder)")
     m = sub.add_parser("amgan-map", help="save the aging map of the first chosen face, to paint on")
     common(m)
     controls(m)
@@ -92,10 +98,19 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     if args.cmd == "amgan-map":
         save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)
         return
-    save_png(session.edit(args.age, args.signs, painted_map=args.painted), dst, meta)
+    photo, attention = session.edit_with_attention(args.age, args.signs, painted_map=args.painted)
+    save_png(photo, dst, meta)
     if args.save_map:
         used = as_map(args.painted, editor.resolution) if args.painted is not None \
             else session.aging_map(args.age, args.signs)
-        to = args.save_map / dst.name if args.input.is_dir() else args.save_map
-        to.parent.mkdir(parents=True, exist_ok=True)
-        save_png(map_to_image(used), to, meta)
+        save_png(map_to_image(used), _beside(args.save_map, args, dst), meta)
+    if args.save_attention:
+        gray = np.round(np.clip(attention[0], 0, 1) * 255).astype(np.uint8)
+        save_png(np.repeat(gray[..., None], 3, axis=2), _beside(args.save_attention, args, dst), meta)
+
+
+def _beside(base: Path, args, dst: Path) -> Path:
+    """Where a side output goes: ``base`` itself, or ``base/<dst name>`` when the input is a folder."""
+    to = base / dst.name if args.input.is_dir() else base
+    to.parent.mkdir(parents=True, exist_ok=True)
+    return to

@@ -44,6 +44,15 @@ def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4, zo
     return out
 
 
+def heat_overlay(crop: np.ndarray, weight: np.ndarray, share: float = 0.6) -> np.ndarray:
+    """uint8 ``crop`` with red blended in by ``weight`` (float [S, S] in [0, 1]): the app's mask previews
+    (CUSP's mask M, AMGAN's 1 - A)."""
+    w = np.clip(np.asarray(weight, np.float32), 0, 1)[..., None] * share
+    red = np.zeros_like(crop, dtype=np.float32)
+    red[..., 0] = 255
+    return np.round(crop.astype(np.float32) * (1 - w) + red * w).astype(np.uint8)
+
+
 def strokes(layer: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A painted RGBA layer (any square side) at ``size``: colour [size, size, 3] and alpha [size, size], in [0, 1]."""
     layer = np.asarray(layer)

@@ -21,7 +21,7 @@ import gradio as gr
 
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
-from faceage.map_canvas import canvas_picture, paint_map
+from faceage.map_canvas import canvas_picture, heat_overlay, paint_map
 from faceage.session_cache import SessionCache
 
 MAX_SESSIONS = 8
@@ -81,16 +81,17 @@ class AMGANPanel:
         return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
 
     def _edit(self, session, age, signs, canvas, face_index):
-        """((before, after), the download PNG with the settings in its metadata)."""
+        """((before, after), the download PNG with the settings in its metadata, the attention preview)."""
         from faceage.provenance import amgan_metadata
 
         layers = (canvas or {}).get("layers") or []
         face = session.faces[0]
         painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
-        out = session.edit(age, signs, painted_map=[painted] + [None] * (len(session.faces) - 1))
+        out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1))
         meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None)
         download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
-        return (self.outputs(session.photo), self.outputs(out)), download
+        preview = self.outputs(heat_overlay(face.crop, 1 - attention[0]))
+        return (self.outputs(session.photo), self.outputs(out)), download, preview
 
     def edit(self, photo, face_index, age, follow_age, *rest):
         """(before, after) of the photo edited with the sliders and the strokes of the canvas (last input)."""
@@ -100,7 +101,7 @@ class AMGANPanel:
     def paint(self, photo, face_index, age, follow_age, *rest):
         """A stroke on the canvas: the edit with it; nothing without a photo (the canvas also fires on load)."""
         if photo is None or self.editor is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         return self.edit(photo, face_index, age, follow_age, *rest)
 
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
@@ -116,7 +117,7 @@ class AMGANPanel:
         """The edit and its canvas (keeping the strokes of the canvas, the last input; None drops them),
         or nothing while the tab was never opened, there is no photo or no weights: a CUSP user pays nothing."""
         if not opened or photo is None or self.editor is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         *scores, canvas = rest
         return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=True)
 
@@ -165,8 +166,11 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
                              elem_id="amgan_follow")
         reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
         apply = gr.Button("Apply", variant="primary", elem_id="amgan_apply")
-    download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
-                       elem_id="amgan_download")
+    with gr.Row():
+        download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
+                           elem_id="amgan_download")
+        attention = gr.Image(label="Where AMGAN paints: 1 - A in red over the face (A = 1 keeps the input pixel)",
+                             type="numpy", interactive=False, height=280, elem_id="amgan_attention")
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
         for row in range(0, len(SIGNS), 4):
@@ -177,7 +181,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     controls = [photo, face_index, age, follow, *sliders]
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
-    edited, refreshed = [result, download], [result, download, canvas]
+    edited, refreshed = [result, download, attention], [result, download, attention, canvas]
     apply.click(panel.edit, [*controls, canvas], edited, api_name="amgan_edit", **model)
     reset.click(panel.reset, controls, refreshed, api_name="amgan_reset", **model)
     # private events get explicit names too: Gradio would name them after the handler ("edit"), and an

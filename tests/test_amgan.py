@@ -214,8 +214,10 @@ def test_tiled_inference_matches_one_pass():
     torch.manual_seed(0)
     G = AMGANGenerator(AMGANConfig(**{**TINY, "n_down": 1})).eval()  # receptive margin 14 px
     with torch.no_grad():
-        one = G(img, am, xm, ym)[0]
-    assert (generate_tiled(G, img, am, tile=96, overlap=48) - one).abs().max() < 1e-4  # overlap/4 >= margin
+        one, one_att, _ = G(img, am, xm, ym)
+        tiled, tiled_att = generate_tiled(G, img, am, tile=96, overlap=48, with_attention=True)
+    assert (tiled - one).abs().max() < 1e-4  # overlap/4 >= margin
+    assert tiled_att.shape == (1, 1, 128, 128) and (tiled_att - one_att).abs().max() < 1e-4
     torch.manual_seed(0)
     G = AMGANGenerator(AMGANConfig(**TINY)).eval()  # margin 28 px > overlap / 4: close, not exact
     with torch.no_grad():

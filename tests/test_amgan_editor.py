@@ -55,6 +55,13 @@ def test_edit_changes_only_the_face_and_each_control_matters(session, face_photo
     assert not np.array_equal(session.edit(60, signs={"nasolabial_left": 1.0, "forehead": 0.0}), a)
 
 
+def test_attention_mask_comes_with_the_same_edit(session):
+    photo, attention = session.edit_with_attention(60, {"forehead": 1.0})
+    assert np.array_equal(photo, session.edit(60, {"forehead": 1.0}))
+    assert len(attention) == len(session.faces) and attention[0].shape == (64, 64)
+    assert 0 <= attention[0].min() and attention[0].max() <= 1 and attention[0].std() > 0
+
+
 def test_painted_map_is_used(session):
     slider_map = session.aging_map(60)
     plain = session.edit_crops(60)[0]

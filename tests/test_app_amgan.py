@@ -40,8 +40,8 @@ def test_both_models_keep_their_endpoint_names(client):
 def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     from gradio_client import handle_file
 
-    (before, plain), download, canvas = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES,
-                                                       api_name="/amgan_reset")
+    (before, plain), download, attention, canvas = client.predict(handle_file(str(photo)), -1, 60, True,
+                                                                  *SCORES, api_name="/amgan_reset")
     b, a = rgb(before), rgb(plain)
     assert np.array_equal(b, face_photo) and a.shape == face_photo.shape
     assert np.array_equal(rgb(download), a)  # the download is the full-resolution result, with its settings
@@ -49,10 +49,13 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     ys, xs = np.nonzero(np.any(a != b, axis=2))
     assert len(ys) > 1000 and ys.min() >= 60 and ys.max() <= 420 and xs.min() >= 140 and xs.max() <= 500
 
+    heat = rgb(attention)  # 1 - A in red over the 64-px crop of the tiny model
+    assert heat.shape == (64, 64, 3)
+
     background = rgb(canvas["background"])  # the map over the face, 4x the 64-px crop
     assert background.shape == (256, 256, 3) and not canvas["layers"]
 
-    (_, raised), download = client.predict(handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None,
+    (_, raised), download, _ = client.predict(handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None,
                                            api_name="/amgan_edit")  # the forehead raised alone
     assert '"forehead": 1.0' in Image.open(download).text["signs"]
     assert np.any(rgb(raised) != a)
@@ -62,7 +65,7 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     Image.fromarray(layer).save(tmp_path / "layer.png")
     value = {"background": handle_file(canvas["background"]), "layers": [handle_file(str(tmp_path / "layer.png"))],
              "composite": None}
-    (_, painted), _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, api_name="/amgan_edit")
+    (_, painted), _, _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, api_name="/amgan_edit")
     ys, _ = np.nonzero(np.any(rgb(painted) != a, axis=2))
     assert len(ys) > 500
     assert np.median(ys) < 240  # above the middle of the face (rows 90..390): where the forehead was painted
@@ -78,7 +81,7 @@ def test_errors_are_messages(client, photo, tmp_path):
         client.predict(handle_file(str(blank)), -1, 60, True, *SCORES, None, api_name="/amgan_edit")
     with pytest.raises(AppError, match="Forehead wrinkles must be a number from 0 to 1"):
         client.predict(handle_file(str(photo)), -1, 60, False, 1.7, *SCORES[1:], None, api_name="/amgan_edit")
-    (_, after), _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, api_name="/amgan_edit")
+    (_, after), _, _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, api_name="/amgan_edit")
     assert Image.open(after).size == (640, 480)  # the server still serves
 
 
@@ -92,8 +95,8 @@ def test_missing_amgan_weights_keep_the_page_working(tiny_weights, tmp_path):
     with pytest.raises(Exception, match="AMGAN weights not found"):
         a.amgan.edit(str(tmp_path / "x.png"), -1, 60, True, *SCORES, None)
     # events that fire without the user asking (a canvas at page load, a new photo) stay silent
-    assert a.amgan.paint(None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 2
-    assert a.amgan.when_opened(True, None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 3
+    assert a.amgan.paint(None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 3
+    assert a.amgan.when_opened(True, None, -1, 60, True, *SCORES, None) == (gr.skip(),) * 4
 
 
 def test_unreadable_painted_layer_is_a_message(client, photo, tmp_path):

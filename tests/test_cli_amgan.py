@@ -33,10 +33,13 @@ def photo(face_photo, tmp_path_factory) -> Path:
 def test_signs_map_export_and_painted_map(amgan_weights, photo, face_photo, tmp_path):
     w = ("--weights", amgan_weights)
     run = faceage(*w, "amgan", photo, "--age", 60, "--sign", "forehead=0.8", "--sign", "nasolabial_left=0.5",
-                  "-o", tmp_path / "signs.png", "--save-map", tmp_path / "used.png")
+                  "-o", tmp_path / "signs.png", "--save-map", tmp_path / "used.png",
+                  "--save-attention", tmp_path / "att" / "a.png")
     assert run.returncode == 0, run.stderr
     out = Image.open(tmp_path / "signs.png")
     assert out.size == (640, 480) and out.text["model"] == "amgan" and '"forehead": 0.8' in out.text["signs"]
+    att = rgb(tmp_path / "att" / "a.png")  # A of the first face, gray, at the crop's size
+    assert att.shape == (64, 64, 3) and np.array_equal(att[..., 0], att[..., 2]) and att.std() > 0
     edited = rgb(tmp_path / "signs.png")
     assert np.any(edited != face_photo) and np.array_equal(edited[:40], face_photo[:40])
 

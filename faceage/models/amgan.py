@@ -394,8 +394,11 @@ def _starts(total: int, tile: int, step: int) -> list[int]:
 
 @torch.no_grad()
 def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tensor,
-                   tile: int = 256, overlap: int = 64) -> torch.Tensor:
+                   tile: int = 256, overlap: int = 64, with_attention: bool = False):
     """G's output on a full image computed tile by tile, for images too large for memory.
+
+    Returns the output [N, 3, H, W], or (output, attention mask A [N, 1, H, W]) with ``with_attention``
+    (A is blended across tiles with the same weights).
 
     ``image`` [N, 3, H, W], ``aging_map`` [N, C, H, W] for the full image; the location maps are
     those of the full image (:func:`faceage.aging_map.location_maps`), cropped with each tile. Tiles
@@ -416,16 +419,18 @@ def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tens
         )
     loc = location_maps(h, w).to(image)[None].expand(n, 2, h, w)
     out = torch.zeros_like(image)
+    att = torch.zeros(n, 1, h, w, dtype=image.dtype, device=image.device)
     weight = torch.zeros(1, 1, h, w, dtype=image.dtype, device=image.device)
     step = tile - overlap
     th, tw = min(tile, h), min(tile, w)
     for top in _starts(h, th, step):
         for left in _starts(w, tw, step):
             sl = (..., slice(top, top + th), slice(left, left + tw))
-            y = G(image[sl], aging_map[sl], loc[:, :1][sl], loc[:, 1:][sl])[0]
+            y, a, _ = G(image[sl], aging_map[sl], loc[:, :1][sl], loc[:, 1:][sl])
             wy = _ramp(th, overlap if th < h else 0, top > 0, top + th < h)
             wx = _ramp(tw, overlap if tw < w else 0, left > 0, left + tw < w)
             win = (wy[:, None] * wx[None, :]).to(image)
             out[sl] += y * win
+            att[sl] += a * win
             weight[sl] += win
-    return out / weight
+    return (out / weight, att / weight) if with_attention else out / weight
