@@ -77,6 +77,14 @@ def check_args(args) -> None:
                            (" or --map" if args.cmd == "amgan" else ""))
     check_age(args.age)
     args.signs = check_signs(dict(args.sign))
+    sides = {"-o": args.output, "--save-map": getattr(args, "save_map", None),
+             "--save-attention": getattr(args, "save_attention", None)}
+    given = [(flag, p.resolve()) for flag, p in sides.items() if p is not None]
+    for i, (flag, p) in enumerate(given):
+        for other, q in given[i + 1:]:
+            if p == q:
+                raise FaceAgeError(f"{flag} and {other} name the same path ({p}): one would overwrite the "
+                                   "other; give each its own file or folder")
 
 
 def load_editor(args):

@@ -10,7 +10,8 @@ aligned face (:mod:`faceage.map_canvas`); strokes painted on it set the map wher
 other faces use the sliders). "Reset to sliders" drops the strokes. Per photo, detection and
 alignment run once (a server-side LRU); a slider move or a stroke only re-runs the generator on the
 aligned crop (about 0.25 s at 128 px on one core of a busy CPU) and the paste-back. Nothing runs for
-AMGAN until its tab is opened. Errors are ``gr.Error`` messages.
+AMGAN until its tab is opened. Beside each edit the tab shows where G paints (1 - its attention mask A,
+in red over the face shown). Errors are ``gr.Error`` messages.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class AMGANPanel:
         return (self.outputs(session.photo), self.outputs(out)), download, preview
 
     def edit(self, photo, face_index, age, follow_age, *rest):
-        """(before, after) of the photo edited with the sliders and the strokes of the canvas (last input)."""
+        """((before, after), download, attention preview) of the photo edited with the sliders and the strokes
+        of the canvas (last input)."""
         *scores, canvas = rest
         return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=False)
 
@@ -169,7 +171,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     with gr.Row():
         download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
                            elem_id="amgan_download")
-        attention = gr.Image(label="Where AMGAN paints: 1 - A in red over the face (A = 1 keeps the input pixel)",
+        attention = gr.Image(label="Where AMGAN paints: 1 - A in red over the face shown on the canvas (A = 1 keeps the input)",
                              type="numpy", interactive=False, height=280, elem_id="amgan_attention")
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):

@@ -60,6 +60,10 @@ def test_attention_mask_comes_with_the_same_edit(session):
     assert np.array_equal(photo, session.edit(60, {"forehead": 1.0}))
     assert len(attention) == len(session.faces) and attention[0].shape == (64, 64)
     assert 0 <= attention[0].min() and attention[0].max() <= 1 and attention[0].std() > 0
+    # out = A * input + (1 - A) * colour with both in [-1, 1]: a pixel moves at most 255 (1 - A) grey levels,
+    # so where A = 1 the input is kept
+    moved = np.abs(session.edit_crops(60, {"forehead": 1.0})[0].astype(int) - session.faces[0].crop).max(axis=2)
+    assert (moved <= 255 * (1 - attention[0]) + 1).all()
 
 
 def test_painted_map_is_used(session):

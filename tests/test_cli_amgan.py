@@ -85,3 +85,10 @@ def test_folder_batch_with_a_bad_file(amgan_weights, photo, tmp_path):
     assert "b.jpg" in run.stderr and "Traceback" not in run.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
     assert Image.open(tmp_path / "maps" / "a.png").size == (64, 64)
+
+
+def test_side_outputs_that_would_overwrite_each_other_are_refused(amgan_weights, photo, tmp_path):
+    run = faceage("--weights", amgan_weights, "amgan", photo, "--age", 60, "-o", tmp_path / "x.png",
+                  "--save-map", tmp_path / "side.png", "--save-attention", tmp_path / "side.png")
+    assert run.returncode == 2 and "--save-map and --save-attention name the same path" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "x.png").exists()

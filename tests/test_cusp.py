@@ -129,6 +129,10 @@ def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
         for k, v in exported.items():
             assert torch.equal(b[f"{prefix}.{k}"], v), (prefix, k)
     assert any(not torch.equal(fresh[f"T.{k}"], v) for k, v in exported.items())
+    # a run's checkpoint works too: its EMA generator is what starts the new run
+    _run(tmp_path, "c", 1, [f"init_weights='{tmp_path / 'a' / 'ckpt-00000004.safetensors'}'", "lr=0.0", "ckpt_every=1"])
+    c, _ = load_checkpoint(tmp_path / "c" / "ckpt-00000001.safetensors")
+    assert all(torch.equal(c[f"T.{k}"], v) for k, v in exported.items())
 
 
 def test_init_weights_of_another_network_is_a_clear_error(tmp_path):
@@ -138,3 +142,5 @@ def test_init_weights_of_another_network_is_a_clear_error(tmp_path):
     export(tmp_path / "a", tmp_path / "g.safetensors")
     with pytest.raises(ValueError, match="does not fit this config's network"):
         _run(tmp_path, "b", 1, [f"init_weights='{tmp_path / 'g.safetensors'}'", "net.channel_max=16"])
+    with pytest.raises(ValueError, match="amgan-generator weights, not a cusp generator"):
+        _run(tmp_path, "c", 1, ["init_weights='assets/amgan_utkface128.safetensors'"])

@@ -7,7 +7,7 @@ import torch
 from faceage.aging_map import build_aging_map, sign_zone_masks
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.map_canvas import ZONE_COLOUR, canvas_picture, paint_map, strokes
+from faceage.map_canvas import ZONE_COLOUR, canvas_picture, heat_overlay, paint_map, strokes
 
 S = 64
 
@@ -54,3 +54,12 @@ def test_half_transparent_and_small_layers(amap):
     assert torch.allclose(painted[0], torch.ones(S, S)) and torch.allclose(painted[1], torch.zeros(S, S))
     with pytest.raises(BadParameterError, match="square RGBA"):
         paint_map(amap, [np.zeros((S, S, 3), np.uint8)])
+
+
+def test_heat_overlay_blends_red_by_the_weight():
+    crop = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(heat_overlay(crop, np.zeros((8, 8))), crop)
+    full = heat_overlay(crop, np.ones((8, 8)))
+    assert np.array_equal(full, np.round(0.4 * crop.astype(np.float32) + 0.6 * np.array([255, 0, 0], np.float32)).astype(np.uint8))
+    half = heat_overlay(crop, np.full((8, 8), 0.5))
+    assert (half[..., 0].astype(int) >= crop[..., 0]).all() and (half[..., 1:] <= crop[..., 1:]).all()

@@ -19,7 +19,8 @@ Tasks (paper Sec. 4.1):
     (the LPIPS substitute: LPIPS cannot be had offline);
   * sigma sweep (Fig. 7): corrected age MAE over all groups and 1 - SSIM at the own age, over a grid of
     sigma_m x sigma_g, drawn as heat maps;
-  * the age gap of the CUSP issue: mean A-predicted age of edits to 70 minus edits to 10 (custom preset).
+  * the headline numbers of the CUSP issue, on ``--gap-n`` faces (default N): mean A-predicted age of edits
+    to 70 minus edits to 10 (custom preset), and the sigma-0 edit to the own age against the input (L1, PSNR).
 Writes ``<out>/results.json`` (every figure), ``<out>/report.md`` and PNG plots.
 """
 
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="CUSP weights to judge (default: the shipped ones)")
     p.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH", help="earlier checkpoints to compare")
     p.add_argument("--n", type=int, default=1000, help="N test faces spread evenly over the split (paper: 1000)")
-    p.add_argument("--limit", type=int, default=None, help="quick run: cap N and the sweep at this many faces")
+    p.add_argument("--limit", type=int, default=None, help="quick run: cap N, the sweep and --gap-n at this many faces")
     p.add_argument("--sweep-n", type=int, default=100)
     p.add_argument("--gap-n", type=int, default=None,
                    help="faces for the age gap (70 vs 10) and the sigma-0 reconstruction (default: --n; issue #4: 200)")

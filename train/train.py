@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from faceage.checkpoint import load_checkpoint, save_checkpoint
+from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
 from faceage.editor import pick_device
 from faceage.errors import CheckpointError, FaceAgeError
 from train.batches import SyntheticFaces, get_batch
@@ -42,6 +42,12 @@ from train.config import TrainConfig, load_config
 from train.distributed import Dist, env_rank, env_world, init_distributed
 
 log = logging.getLogger("faceage.train")
+
+EMA_NAMES = {"cusp": "T_ema", "amgan": "G_ema"}  # the EMA generator's prefix in a run's checkpoints
+
+
+class RunSetupError(ValueError):
+    """A run cannot start as configured (data, weights, model name): reported in one line, no traceback."""
 
 
 def load_dataset(cfg: TrainConfig, resolution: int):
@@ -52,7 +58,7 @@ def load_dataset(cfg: TrainConfig, resolution: int):
 
     ds = PackedFaces(cfg.data)
     if ds.size != resolution:
-        raise ValueError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
+        raise RunSetupError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
     log.info("data: %d faces from %s (%d unreadable and %d malformed entries skipped)",
              len(ds), cfg.data, ds.skipped_reads, ds.skipped_names)
     return ds
@@ -71,7 +77,7 @@ def build_trainer(cfg: TrainConfig, dist: Dist):
 
         return AMGANTrainer(cfg, dist.device, dist)
     if cfg.model != "cusp":
-        raise ValueError(f"unknown model {cfg.model!r}: use 'cusp' or 'amgan'")
+        raise RunSetupError(f"unknown model {cfg.model!r}: use 'cusp' or 'amgan'")
     from train.cusp_trainer import CUSPTrainer
 
     return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
@@ -96,18 +102,28 @@ def resume(trainer, run: Path) -> int:
 
 
 def init_from_weights(trainer, path: str | Path) -> dict:
-    """Start a new run from exported weights (``train.export``): fine-tuning, or a CPU run carried on.
+    """Start a new run from exported weights (``train.export``) or from another run's checkpoint (its EMA
+    generator): fine-tuning, or a CPU run carried on.
 
     Both the trained generator and its EMA copy start from the file; D, the optimisers and the step start
-    fresh. The file must hold the same network as the config (``net``); else a ValueError says what differs.
+    fresh. The file must hold the same network as the config (``net``); else a RunSetupError says what differs.
     """
+    model = trainer.cfg.model
     tensors, manifest = load_checkpoint(path)
+    kind = manifest.get("kind", "")
+    if kind == f"{model}-train":
+        tensors, net = unprefixed(tensors, EMA_NAMES[model]), manifest.get("config", {}).get("net")
+    elif kind == f"{model}-generator":
+        net = manifest.get("net") or manifest.get("config")
+    else:
+        raise RunSetupError(f"{path} holds {kind or 'unknown'} weights, not a {model} generator: give a file "
+                            f"written by python -m train.export, or a checkpoint of a {model} run")
     live, ema = trainer.generators()
     try:
         live.load_state_dict(tensors)
     except RuntimeError as e:  # missing/unexpected keys or shape mismatches: another network config
-        raise ValueError(f"{path} does not fit this config's network ({' '.join(str(e).split())[:300]}); "
-                         f"use the [net] settings it was trained with: {manifest.get('net') or manifest.get('config')}")
+        raise RunSetupError(f"{path} does not fit this config's network ({' '.join(str(e).split())[:300]}); "
+                            f"use the [net] settings it was trained with: {net}") from None
     ema.load_state_dict(live.state_dict())
     log.info("initialised the generator from %s (trained %s steps)", path, manifest.get("step", "?"))
     return manifest
@@ -255,7 +271,7 @@ def main(argv=None) -> int:
         return 0
     try:
         train(cfg, Path(args.run))
-    except (ValueError, FaceAgeError) as e:  # a bad init_weights file, data of the wrong size, ...
+    except (RunSetupError, FaceAgeError) as e:  # a bad init_weights file, data of the wrong size, ...
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
