@@ -26,7 +26,10 @@ class TrainConfig:
     lr: float = 0.0025  # Adam, beta1 = 0, beta2 = 0.99 (paper)
     betas: tuple = (0.0, 0.99)
     lambda_r: float = 10.0  # L_r weight (paper)
-    lambda_C: float = 0.06  # L_C weight (paper; the release uses 0.1)
+    # L_C weight. Paper: 0.06 (release: 0.1), tuned on the released loss, which applies softmax twice; our
+    # mean-variance loss on C's logits (one softmax, as defined) pushes the image 43-54x harder
+    # (train/bench/age_loss_gradient.py), and at 0.06 G paints speckle that fools C. 0.006 ages with folds.
+    lambda_C: float = 0.006
     lambda_D: float = 1.0  # L_D weight (paper)
     lambda_cy: float = 10.0  # L_cy weight (paper)
     r1_gamma: float = 0.5  # R1 weight (release: 0.56 at 224-256 px)

@@ -9,6 +9,11 @@ Per step, with a batch (x, a_i) and sampled target ages a_t and sigmas (sigma_m,
 then D on (x, a_i) vs (x_fake.detach(), a_t), with R1 every ``r1_every`` steps.
 x_rec and x_fake share one encoder pass (the encoders see the same x).
 
+Choice (paper vs release): MV is the mean-variance loss on C's logits, one softmax, as the paper and
+Pan et al. define it; the release feeds it C's softmax, i.e. softmax twice, and its lambda_C (0.06 in
+the paper) was tuned on that far weaker push. Ours is 43-54x stronger on the image
+(``train/bench/age_loss_gradient.py``), so our default lambda_C is 0.006 (``train.config``).
+
 Multi-process (torchrun, see ``train.distributed``): x is this rank's part of the global batch. T's
 work of the G step runs as ONE forward of a DDP-wrapped :class:`GeneratorStep`, D's step through a
 DDP-wrapped D (real and fake forwards, one backward), so DDP averages their gradients. The lazy R1
