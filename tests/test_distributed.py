@@ -76,9 +76,13 @@ def _assert_same_training_state(a_path: Path, b_path: Path) -> None:
     for k in a:
         if not a[k].is_floating_point() or k.endswith(".step"):
             assert torch.equal(a[k], b[k]), k
-        else:  # relative to the tensor's scale: 1e-4 is ~100x the rounding seen, far below any real bug
+        else:  # relative to the tensor's scale, far below any real bug (a missed all-reduce is ~50%)
+            # Weights: 1e-4 (rounding seen: <= 2e-5). Adam moments: 1e-3, since with beta1 = 0 exp_avg IS the
+            # last gradient, a sum over the batch with cancellation, where rounding of the DDP all-reduce
+            # vs one process's sum shows up to ~1.1e-4 of the tensor's max.
             scale = a[k].abs().max().item()
-            assert (a[k] - b[k]).abs().max().item() <= 1e-4 * scale + 1e-7, k
+            rel = 1e-3 if k.startswith("opt_") else 1e-4
+            assert (a[k] - b[k]).abs().max().item() <= rel * scale + 1e-7, k
 
 
 @pytest.fixture(scope="module")
