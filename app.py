@@ -336,14 +336,15 @@ def build(app: App) -> gr.Blocks:
         edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]
         for slider in (age, sigma_m, sigma_g):
             edits.append(slider.release(app.edit, inputs, [result, mask], trigger_mode="always_last",
-                                        show_progress="minimal", **model))
+                                        show_progress="minimal", api_name="edit_slider", api_visibility="private",
+                                        **model))
         clicked = apply.click(app.edit, inputs, [result, mask], api_name="edit", **model)
         clicked.then(app.download, inputs, download, api_name="download", **model)
         if example_loaded is not None:  # clicking an example face edits it
             edits.append(example_loaded.then(app.edit, inputs, [result, mask], api_visibility="private", **model))
         for e in edits:  # the download follows every edit (computed once: App keeps the last edit)
             e.then(app.download, inputs, download, api_visibility="private", **model)
-        preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g])
+        preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g], api_name="preset", api_visibility="private")
         make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g],
                                [strip, animation, progression_files], api_name="progression", **model)
     return demo

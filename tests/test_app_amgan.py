@@ -34,7 +34,8 @@ def test_both_models_keep_their_endpoint_names(client):
     """The AMGAN tab is built before CUSP's events: its handlers must not take CUSP's names."""
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/edit", "/edit_photo", "/download", "/amgan_edit", "/amgan_reset"} <= names
-    assert not [n for n in names if n.startswith("/amgan") and n[-2:] == "_1"]  # Gradio renames a name taken twice
+    # Gradio renames a name taken twice (/edit_1) and names unnamed events after their handler (/lambda)
+    assert not [n for n in names if n[-2:] == "_1" or n == "/lambda"], sorted(names)
 
 
 def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
