@@ -127,10 +127,13 @@ class AMGANTrainer:
         corners = sample_patches(self.rng, n, self.resolution, self.t.patch)
         return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners)
 
-    def train_step(self, x, age, signs) -> dict[str, float]:
-        """One G step and one D step on a batch of full faces; returns the loss values."""
-        t, P, S = self.t, self.t.patch, self.resolution
-        lr_f = self._set_lr()
+    def prepare(self, x, age, signs) -> dict[str, torch.Tensor]:
+        """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
+
+        -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``L_p`` (location
+        map patches, x then y) and ``xy`` (patch centres, D_Loc's target).
+        """
+        P, S = self.t.patch, self.resolution
         a_t, s_t, corners = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
@@ -139,19 +142,52 @@ class AMGANTrainer:
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)
+        return {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy}
+
+    def generator_weights(self) -> dict[str, float]:
+        """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
+        t = self.t
+        return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0}
+
+    def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
+        (``fake``, ``att_fake``, ``cyc``, ``att_cyc``). "att" is the attention regulariser of both masks
+        with ``lambda_mask`` and ``lambda_tv`` inside it (its weight in :meth:`generator_weights` is 1)."""
+        t, I_p, At_p, As_p, L_p = self.t, b["I_p"], b["At_p"], b["As_p"], b["L_p"]
+        fake, att_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
+        critic_f, loc_f, age_f = self.D(fake)
+        terms = {"adv": amgan.generator_adv_loss(critic_f),
+                 "cyc": amgan.cycle_loss(cyc, I_p),
+                 "age": amgan.age_loss(age_f, At_p),
+                 "loc": amgan.loc_loss(loc_f, b["xy"]),
+                 "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
+                         + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv))}
+        return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
+
+    def discriminator_weights(self) -> dict[str, float]:
+        """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""
+        return {"wgan": 1.0, "age": self.t.lambda_age, "loc": self.t.lambda_loc}
+
+    def discriminator_terms(self, b: dict, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's loss terms, unweighted, but for the gradient penalty (:meth:`_gradient_penalty_grads`)."""
+        I_p = b["I_p"]
+        critic, loc_pred, age_pred = self.D_ddp(torch.cat([I_p, fake]))
+        critic_r, critic_f = critic.chunk(2)
+        return {"wgan": amgan.critic_loss(critic_r, critic_f),
+                "age": amgan.age_loss(age_pred[:len(I_p)], b["As_p"]),
+                "loc": amgan.loc_loss(loc_pred[:len(I_p)], b["xy"])}
+
+    def train_step(self, x, age, signs) -> dict[str, float]:
+        """One G step and one D step on a batch of full faces; returns the loss values."""
+        lr_f = self._set_lr()
+        b = self.prepare(x, age, signs)
 
         # --- generator step (Eq. 1-4, G's terms) ----------------------------------------------
         requires_grad(self.G, True)
         requires_grad(self.D, False)
-        fake, att_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
-        critic_f, loc_f, age_f = self.D(fake)
-        L_adv = amgan.generator_adv_loss(critic_f)
-        L_cyc = amgan.cycle_loss(cyc, I_p)
-        L_age_g = amgan.age_loss(age_f, At_p)
-        L_loc_g = amgan.loc_loss(loc_f, xy)
-        L_att = (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
-                 + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv))
-        loss_G = L_adv + t.lambda_cyc * L_cyc + t.lambda_age * L_age_g + t.lambda_loc * L_loc_g + L_att
+        g, out = self.generator_terms(b)
+        w = self.generator_weights()
+        loss_G = g["adv"] + w["cyc"] * g["cyc"] + w["age"] * g["age"] + w["loc"] * g["loc"] + g["att"]
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -160,21 +196,18 @@ class AMGANTrainer:
         # --- discriminator step (Eq. 1-4, D's terms) -------------------------------------------
         requires_grad(self.G, False)
         requires_grad(self.D, True)
-        fake = fake.detach()
-        critic, loc_pred, age_pred = self.D_ddp(torch.cat([I_p, fake]))
-        critic_r, critic_f = critic.chunk(2)
-        L_wgan = amgan.critic_loss(critic_r, critic_f)
-        L_age_d = amgan.age_loss(age_pred[:len(I_p)], As_p)
-        L_loc_d = amgan.loc_loss(loc_pred[:len(I_p)], xy)
-        loss_D = L_wgan + t.lambda_age * L_age_d + t.lambda_loc * L_loc_d
+        fake = out["fake"].detach()
+        d = self.discriminator_terms(b, fake)
+        wd = self.discriminator_weights()
+        loss_D = d["wgan"] + wd["age"] * d["age"] + wd["loc"] * d["loc"]
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
-        L_gp = self._gradient_penalty_grads(I_p, fake)
+        L_gp = self._gradient_penalty_grads(b["I_p"], fake)
         self.opt_D.step()
         self.step += 1
-        return {"G/adv": L_adv.item(), "G/cyc": L_cyc.item(), "G/age": L_age_g.item(), "G/loc": L_loc_g.item(),
-                "G/attention": att_fake.mean().item(), "G/total": loss_G.item(),
-                "D/wgan": L_wgan.item(), "D/gp": L_gp, "D/age": L_age_d.item(), "D/loc": L_loc_d.item(),
+        return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
+                "G/loc": g["loc"].item(), "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
+                "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
 
     def _gradient_penalty_grads(self, real, fake) -> float:
