@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from train.bench.screenshot import drag
+
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -83,14 +85,7 @@ def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
     # Drag the age thumb from 70 towards 20 with the mouse: pointerup on the range fires `.release`.
     age_box = page.locator("#age input[type=number]")
     assert age_box.input_value() == "70"
-    track = page.locator("#age input[type=range]")
-    track.scroll_into_view_if_needed()
-    box = track.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 0.7 * box["width"], y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.2 * box["width"], y, steps=10)
-    page.mouse.up()
+    drag(page, "#age input[type=range]", 0.2, start=0.7)
     new_age = int(age_box.input_value())
     assert 5 <= new_age <= 35, new_age
 
@@ -157,14 +152,7 @@ def test_amgan_tab_paint_on_the_aging_map(served, page, face_photo, tmp_path):
     first = page.evaluate(AMGAN_SRCS)
     _, after0 = _before_after(page, first, face_photo)
 
-    canvas = page.locator("#amgan_canvas canvas").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    y = box["y"] + 0.15 * box["height"]  # the canvas shows the aligned face: its top is the forehead
-    page.mouse.move(box["x"] + 0.35 * box["width"], y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.65 * box["width"], y, steps=15)
-    page.mouse.up()
+    drag(page, "#amgan_canvas canvas", 0.65, start=0.35, at=0.15)  # the aligned face: its top is the forehead
     page.wait_for_function(AMGAN_NEW, arg=first)  # the stroke re-ran the edit with the painted map
     _, after1 = _before_after(page, page.evaluate(AMGAN_SRCS), face_photo)
     ys, _ = np.nonzero(np.any(after1 != after0, axis=2))

@@ -51,14 +51,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def drag(page, selector: str, fraction: float) -> None:
-    """Press in the middle of ``selector`` (a range input, the before/after image) and drag the pointer
-    to ``fraction`` of its width."""
-    track = page.locator(selector)
+def drag(page, selector: str, fraction: float, start: float = 0.5, at: float = 0.5) -> None:
+    """Press on the first match of ``selector`` (a range input, the before/after image, the map canvas)
+    at ``start`` of its width and ``at`` of its height, and drag the pointer to ``fraction`` of its width.
+    ``tests/test_browser.py`` drives the app with it too."""
+    track = page.locator(selector).first
     track.scroll_into_view_if_needed()
     box = track.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 0.5 * box["width"], y)
+    y = box["y"] + at * box["height"]
+    page.mouse.move(box["x"] + start * box["width"], y)
     page.mouse.down()
     page.mouse.move(box["x"] + fraction * box["width"], y, steps=12)
     page.mouse.up()
@@ -150,14 +151,7 @@ def amgan(page, args) -> str:
     if args.stroke:
         page.wait_for_timeout(1500)  # the canvas redraws the map the slider gave
         old, old_att = srcs(page, "#amgan_result img"), srcs(page, "#amgan_attention img")
-        canvas = page.locator("#amgan_canvas canvas").first
-        canvas.scroll_into_view_if_needed()
-        box = canvas.bounding_box()
-        y = box["y"] + 0.15 * box["height"]  # the canvas shows the aligned face: its top is the forehead
-        page.mouse.move(box["x"] + 0.35 * box["width"], y)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 0.65 * box["width"], y, steps=15)
-        page.mouse.up()
+        drag(page, "#amgan_canvas canvas", 0.65, start=0.35, at=0.15)  # the aligned face: its top is the forehead
         wait_new_images(page, "#amgan_result img", old, count=2)  # the stroke re-ran the edit
         wait_new_images(page, "#amgan_attention img", old_att)
         steps.append("a white stroke on the forehead of the map")
