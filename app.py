@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from faceage import progression as prog  # noqa: E402
 from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
-from faceage.map_canvas import heat_overlay  # noqa: E402
+from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
@@ -277,14 +277,14 @@ def _face(face_index) -> int | None:
 def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
     """The first face: the CUSP mask M as a red heat map over the aligned crop (left), and the crop blurred
     as Eq. 2 blurs the skip features (right): sigma_m inside M, sigma_g outside, i.e. the structure the
-    decoder is free to change."""
+    decoder is free to change. Shown at 2x."""
     from faceage.editor import to_uint8
 
     face = session.faces[0]
     crop = face.aligned.crop if face.aligned is not None else session.photo
     overlay = heat_overlay(crop, session.mask_images()[0])
     blurred = to_uint8(blur_skip(face.x, face.mask, sigma_m, sigma_g)[0])
-    return np.concatenate([overlay, blurred], axis=1)
+    return for_display(np.concatenate([overlay, blurred], axis=1))
 
 
 def build(app: App) -> gr.Blocks:

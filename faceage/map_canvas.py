@@ -53,6 +53,16 @@ def heat_overlay(crop: np.ndarray, weight: np.ndarray, share: float = 0.6) -> np
     return np.round(crop.astype(np.float32) * (1 - w) + red * w).astype(np.uint8)
 
 
+PREVIEW_SCALE = 2  # the app's mask previews are shown at 2x the aligned crop (256 px for 128-px crops)
+
+
+def for_display(picture: np.ndarray, scale: int = PREVIEW_SCALE) -> np.ndarray:
+    """uint8 ``picture`` enlarged ``scale`` times (bilinear): Gradio shows an image no larger than it is,
+    so a 128-px preview would sit small in its box."""
+    h, w = picture.shape[:2]
+    return cv2.resize(picture, (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+
+
 def strokes(layer: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A painted RGBA layer (any square side) at ``size``: colour [size, size, 3] and alpha [size, size], in [0, 1]."""
     layer = np.asarray(layer)

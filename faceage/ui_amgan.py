@@ -22,7 +22,7 @@ import gradio as gr
 
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
-from faceage.map_canvas import canvas_picture, heat_overlay, paint_map
+from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
 from faceage.session_cache import SessionCache
 
 MAX_SESSIONS = 8
@@ -91,7 +91,7 @@ class AMGANPanel:
         out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1))
         meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None)
         download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
-        preview = self.outputs(heat_overlay(face.crop, 1 - attention[0]))
+        preview = self.outputs(for_display(heat_overlay(face.crop, 1 - attention[0])))
         return (self.outputs(session.photo), self.outputs(out)), download, preview
 
     def edit(self, photo, face_index, age, follow_age, *rest):

@@ -27,7 +27,7 @@ def test_edit_through_the_api(client, face_photo, tmp_path):
     assert a.shape == face_photo.shape and np.array_equal(b, face_photo)
     assert np.any(a != b)  # the face changed
     assert np.array_equal(a[:40], b[:40])  # the background did not
-    assert Image.open(mask).size == (128, 64)  # mask heat map | skip blur
+    assert Image.open(mask).size == (256, 128)  # mask heat map | skip blur, each 64 px at 2x
 
 
 def test_errors_are_messages_and_server_survives(client, face_photo, tmp_path):

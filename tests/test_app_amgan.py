@@ -50,8 +50,8 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     ys, xs = np.nonzero(np.any(a != b, axis=2))
     assert len(ys) > 1000 and ys.min() >= 60 and ys.max() <= 420 and xs.min() >= 140 and xs.max() <= 500
 
-    heat = rgb(attention)  # 1 - A in red over the 64-px crop of the tiny model
-    assert heat.shape == (64, 64, 3)
+    heat = rgb(attention)  # 1 - A in red over the 64-px crop of the tiny model, shown at 2x
+    assert heat.shape == (128, 128, 3)
 
     background = rgb(canvas["background"])  # the map over the face, 4x the 64-px crop
     assert background.shape == (256, 256, 3) and not canvas["layers"]
