@@ -156,22 +156,25 @@ def test_attention_bias_init_starts_the_mask_low_in_G_and_its_ema():
     assert float(a.detach().mean()) < 0.2  # sigmoid(-3) = 0.05 plus the head's small weights
 
 
-def test_lambda_age_d_weights_only_Ds_map_regression():
-    """lambda_age_d = 0: D's aging-map head gets no gradient, so Adam leaves it where it was, while
-    the default (the paper's single lambda_age) moves it; G's age weight is lambda_age either way."""
+def test_D_side_weights_move_only_Ds_heads():
+    """lambda_age_d = lambda_loc_d = 0: D's map and location heads get no gradient, so Adam leaves them where
+    they were, while the defaults (the paper's single lambda_age, lambda_loc) move them; G's weights are
+    lambda_age and lambda_loc either way."""
     from train.amgan_trainer import AMGANTrainer
 
     x = torch.rand(2, 3, 64, 64) * 2 - 1  # the tiny config's resolution
     age, signs = torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
     moved = {}
-    for extra in ("amgan.lambda_age_d=0.0", None):
-        tr = AMGANTrainer(_cfg(2, *([extra] if extra else [])), torch.device("cpu"))
-        before = tr.D.age.weight.detach().clone()
+    for extra in (["amgan.lambda_age_d=0.0", "amgan.lambda_loc_d=0.0"], []):
+        tr = AMGANTrainer(_cfg(2, *extra), torch.device("cpu"))
+        heads = (tr.D.age.weight, tr.D.loc.weight)
+        before = [h.detach().clone() for h in heads]
         tr.train_step(x, age, signs)
-        moved[extra] = float((tr.D.age.weight.detach() - before).abs().max())
-        assert tr.generator_weights()["age"] == tr.t.lambda_age
-    assert moved["amgan.lambda_age_d=0.0"] == 0.0
-    assert moved[None] > 0.0
+        moved[bool(extra)] = [float((h.detach() - b).abs().max()) for h, b in zip(heads, before)]
+        w = tr.generator_weights()
+        assert (w["age"], w["loc"]) == (tr.t.lambda_age, tr.t.lambda_loc)
+    assert moved[True] == [0.0, 0.0]
+    assert min(moved[False]) > 0.0
 
 
 def test_tiny_training_run_losses_move_the_right_way():

@@ -6,8 +6,8 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
     fake    = G(I_p | A_t,p, X_p, Y_p)               cyc = G(fake | A_s,p, X_p, Y_p)
     G loss  = -D(fake) + l_cyc L_Cyc(cyc, I_p) + l_age |D_Age(fake) - A_t,p|^2 + l_loc |D_Loc(fake) - xy|^2
               + attention regulariser of both attention masks                          (Eq. 1-4)
-    D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc |D_Loc(real) - xy|^2
-    (l_age_d = l_age, the paper's single weight, unless ``lambda_age_d`` is set)
+    D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
+    (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
 linearly to 0 at ``cfg.steps`` (Sec. 3.5); the EMA of G is what ships (Sec. 3.6).
 
@@ -54,6 +54,7 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # paper's single lambda_Age. With 100, that term was 98% of D's gradient on our CPU run and the WGAN
     # critic's 1.5% (train/bench/amgan_loss_gradients.py): D's shared trunk learns the map, not realism.
     lambda_age_d: float | None = None
+    lambda_loc_d: float | None = None  # ours: the same for L_Loc in D's loss; None: lambda_loc
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -171,8 +172,10 @@ class AMGANTrainer:
 
     def discriminator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""
-        age = self.t.lambda_age if self.t.lambda_age_d is None else self.t.lambda_age_d
-        return {"wgan": 1.0, "age": age, "loc": self.t.lambda_loc}
+        t = self.t
+        age = t.lambda_age if t.lambda_age_d is None else t.lambda_age_d
+        loc = t.lambda_loc if t.lambda_loc_d is None else t.lambda_loc_d
+        return {"wgan": 1.0, "age": age, "loc": loc}
 
     def discriminator_terms(self, b: dict, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """D's loss terms, unweighted, but for the gradient penalty (:meth:`_gradient_penalty_grads`)."""
