@@ -69,6 +69,11 @@ class AMGANTrainConfig(AMGANTrainDefaults):
         return asdict(self)
 
 
+def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """sum_k weights[k] * terms[k], in the order of ``terms``: a step's loss from its terms."""
+    return sum(weights[k] * v for k, v in terms.items())
+
+
 def requires_grad(module: torch.nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -195,8 +200,7 @@ class AMGANTrainer:
         requires_grad(self.G, True)
         requires_grad(self.D, False)
         g, out = self.generator_terms(b)
-        w = self.generator_weights()
-        loss_G = g["adv"] + w["cyc"] * g["cyc"] + w["age"] * g["age"] + w["loc"] * g["loc"] + g["att"]
+        loss_G = weighted_sum(g, self.generator_weights())
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -207,8 +211,7 @@ class AMGANTrainer:
         requires_grad(self.D, True)
         fake = out["fake"].detach()
         d = self.discriminator_terms(b, fake)
-        wd = self.discriminator_weights()
-        loss_D = d["wgan"] + wd["age"] * d["age"] + wd["loc"] * d["loc"]
+        loss_D = weighted_sum(d, self.discriminator_weights())
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         L_gp = self._gradient_penalty_grads(b["I_p"], fake)

@@ -87,18 +87,27 @@ def checkpoints(run: Path) -> list[Path]:
     return sorted(run.glob("ckpt-*.safetensors"))
 
 
-def resume(trainer, run: Path) -> int:
-    """Load the newest readable checkpoint of ``run``; returns its step (0 if none)."""
+def newest_checkpoint(run: Path) -> tuple[Path, dict, dict] | None:
+    """(path, tensors, manifest) of the newest readable checkpoint of ``run``; None if it has none."""
     for path in reversed(checkpoints(run)):
         try:
             tensors, manifest = load_checkpoint(path)
         except CheckpointError as e:
             log.warning("skipping unreadable checkpoint: %s", e)
             continue
-        trainer.load_state(tensors, manifest["trainer"], manifest["step"])
-        log.info("resumed from %s (step %d)", path.name, manifest["step"])
-        return manifest["step"]
-    return 0
+        return path, tensors, manifest
+    return None
+
+
+def resume(trainer, run: Path) -> int:
+    """Load the newest readable checkpoint of ``run``; returns its step (0 if none)."""
+    found = newest_checkpoint(run)
+    if found is None:
+        return 0
+    path, tensors, manifest = found
+    trainer.load_state(tensors, manifest["trainer"], manifest["step"])
+    log.info("resumed from %s (step %d)", path.name, manifest["step"])
+    return manifest["step"]
 
 
 def init_from_weights(trainer, path: str | Path) -> dict:

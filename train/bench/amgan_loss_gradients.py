@@ -28,30 +28,24 @@ from pathlib import Path
 
 import torch
 
-from faceage.checkpoint import load_checkpoint
-from faceage.errors import CheckpointError
 from faceage.models import amgan
 from train.amgan_data import with_sign_labels
-from train.amgan_trainer import AMGANTrainer, requires_grad
+from train.amgan_trainer import AMGANTrainer, requires_grad, weighted_sum
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
-from train.train import checkpoints
+from train.train import newest_checkpoint
 
 
 def load_run(run: Path, config: Path) -> tuple[AMGANTrainer, str]:
     """The trainer with the newest readable checkpoint of ``run`` loaded, or fresh from ``config``."""
-    for path in reversed(checkpoints(run)):
-        try:
-            tensors, manifest = load_checkpoint(path)
-        except CheckpointError as e:
-            print(f"(skipping unreadable checkpoint: {e})")
-            continue
-        cfg = TrainConfig.from_dict(manifest["config"])
-        trainer = AMGANTrainer(cfg, torch.device("cpu"))
-        trainer.load_state(tensors, manifest["trainer"], manifest["step"])
-        return trainer, f"{path} (step {manifest['step']})"
-    print(f"(no checkpoint in {run}: fresh networks of {config}, D is an untrained critic)")
-    return AMGANTrainer(load_config(config), torch.device("cpu")), f"fresh init ({config})"
+    found = newest_checkpoint(run)
+    if found is None:
+        print(f"(no checkpoint in {run}: fresh networks of {config}, D is an untrained critic)")
+        return AMGANTrainer(load_config(config), torch.device("cpu")), f"fresh init ({config})"
+    path, tensors, manifest = found
+    trainer = AMGANTrainer(TrainConfig.from_dict(manifest["config"]), torch.device("cpu"))
+    trainer.load_state(tensors, manifest["trainer"], manifest["step"])
+    return trainer, f"{path} (step {manifest['step']})"
 
 
 def faces(packed: Path, n: int, size: int, seed: int):
@@ -83,7 +77,7 @@ def grad_norms(loss: torch.Tensor, params: list[torch.Tensor], extra: torch.Tens
 def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Tensor | None,
           parts: dict | None = None) -> dict[str, float]:
     """Print one row per term (``parts``: sub-rows, not counted in the total); returns |d params| per term."""
-    total = sum(weights[k] * v for k, v in terms.items())
+    total = weighted_sum(terms, weights)
     t_norm, t_flat, t_extra = grad_norms(total, params, extra)
     x_head = f"{'|dfake|':>10}" if extra is not None else ""
     print(f"\n{title}")
