@@ -2,12 +2,18 @@
 frame, and paste-back into the original photo.
 
 ``faces_in_photo(img, size)`` -> aligned crops; edit them; ``paste_back(photo, crop, aligned)``.
+
+Only alignment is imported with the package; detection (dlib), paste-back and the pipeline load on
+first use of their names, so training code that needs just the alignment template (AMGAN's aging
+maps) runs where dlib is not installed, such as a lent GPU machine (``tests/test_train_imports.py``).
 """
 
+import importlib
+
 from faceage.face.align import TEMPLATE_68, AlignedFace, align_face, similarity_transform
-from faceage.face.detect import Face, detect_faces
-from faceage.face.paste import face_mask, paste_back
-from faceage.face.pipeline import faces_in_photo
+
+_LAZY = {"Face": "detect", "detect_faces": "detect", "face_mask": "paste", "paste_back": "paste",
+         "faces_in_photo": "pipeline"}
 
 __all__ = [
     "TEMPLATE_68",
@@ -20,3 +26,9 @@ __all__ = [
     "paste_back",
     "similarity_transform",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"faceage.face.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'faceage.face' has no attribute {name!r}")

@@ -1,0 +1,79 @@
+"""Training throughput: images/s and peak GPU memory of a config under several settings; asserts nothing.
+
+    PYTHONPATH=. python train/bench/train_throughput.py --config train/configs/cusp_128.toml \
+        --variant "batch=32" --variant "batch=32 amp=bf16" --variant "batch=64 channels_last=true" [--steps 20]
+
+Each variant is a set of ``--set``-style overrides on the config. It builds the trainer (fresh weights),
+runs ``--warmup`` steps (the first is a lazy-R1 step), then times ``--steps`` steps, synchronising the
+device before and after. The data is the config's packed split, loaded once per resolution. Prints one
+table row per variant; that table goes to ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from faceage.editor import pick_device  # noqa: E402
+from train.batches import get_batch  # noqa: E402
+from train.config import load_config  # noqa: E402
+from train.distributed import Dist  # noqa: E402
+from train.train import build_trainer, load_dataset  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(cfg, dataset, device, warmup: int, steps: int) -> tuple[float, float]:
+    """(images/s, peak memory in GiB; 0 on CPU) of ``steps`` timed training steps."""
+    trainer = build_trainer(cfg, Dist(device=device))
+    for k in range(warmup):
+        trainer.train_step(*get_batch(dataset, k, cfg.batch, cfg.seed, cfg.augment_flip))
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for k in range(warmup, warmup + steps):
+        trainer.train_step(*get_batch(dataset, k, cfg.batch, cfg.seed, cfg.augment_flip))
+    sync(device)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    return steps * cfg.batch / seconds, peak
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every variant")
+    p.add_argument("--variant", action="append", default=[], help="space-separated overrides (repeatable)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    a = p.parse_args(argv)
+    datasets = {}
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
+    print("| variant | images/s | peak GPU memory |\n|---|---|---|")
+    for variant in a.variant or [""]:
+        cfg = load_config(a.config, [*a.set, *variant.split()])
+        device = pick_device(cfg.device)
+        res = cfg.net.get("resolution", 128)
+        if res not in datasets:
+            datasets[res] = load_dataset(cfg, res)
+            if cfg.model == "amgan":
+                from train.amgan_data import with_sign_labels
+
+                datasets[res] = with_sign_labels(datasets[res])
+        ips, peak = measure(cfg, datasets[res], device, a.warmup, a.steps)
+        print(f"| {variant or '(config)'} | {ips:,.0f} | {peak:.2f} GiB |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
