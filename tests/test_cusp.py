@@ -135,6 +135,27 @@ def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
     assert all(torch.equal(c[f"T.{k}"], v) for k, v in exported.items())
 
 
+def test_half_precision_export_loads_as_float32_and_edits_alike(tmp_path):
+    """``export --half`` stores float16 (half the bytes); the editor loads it into float32 parameters and
+    its edits match the float32 export's within a grey level."""
+    from faceage.checkpoint import load_checkpoint
+    from faceage.editor import CUSPEditor
+    from train.export import export
+
+    _run(tmp_path, "a", 2)
+    export(tmp_path / "a", tmp_path / "f32.safetensors")
+    info = export(tmp_path / "a", tmp_path / "f16.safetensors", half_precision=True)
+    tensors, manifest = load_checkpoint(tmp_path / "f16.safetensors")
+    assert info["stored_dtype"] == manifest["stored_dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point())
+    assert (tmp_path / "f16.safetensors").stat().st_size < 0.6 * (tmp_path / "f32.safetensors").stat().st_size
+    e32, e16 = CUSPEditor.load(tmp_path / "f32.safetensors"), CUSPEditor.load(tmp_path / "f16.safetensors")
+    assert all(p.dtype == torch.float32 for p in e16.T.parameters())
+    x = torch.rand(1, 3, e32.resolution, e32.resolution) * 2 - 1
+    a, b = (e._decode([e.prepare(x)], 60, 8.0, 4.5)[0] for e in (e32, e16))
+    assert (a - b).abs().max() * 127.5 < 1.0
+
+
 def test_init_weights_of_another_network_is_a_clear_error(tmp_path):
     from train.export import export
 
