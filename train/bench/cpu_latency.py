@@ -5,14 +5,15 @@
 (a) slider path: a new target age / sigma on a photo already opened (skip blur + decoder), p50/p95
     over 50 edits, crop only and with paste-back into the full photo;
 (b) new photo path on a 1024 x 1024 photo: load, detect, align, mask, encode, decode, paste back;
-(c) the same decoder in a plain, uncached form (encoders + mask re-run on every slider move), measured in
-    the same run, so the cache's speed-up is a ratio;
+(c) the same decoder in a plain, uncached form (encoders + mask re-run on every slider move, default
+    memory format where the editor uses channels_last), measured in the same run, so the speed-up is a ratio;
 plus peak RSS. The photo is a UTKFace test face scaled into a 1024 x 1024 canvas (needs ../shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import resource
 import sys
@@ -25,6 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from faceage.cusp_mask import blur_skip, cusp_mask  # noqa: E402
 from faceage.editor import CUSPEditor, to_tensor  # noqa: E402
 
 
@@ -73,12 +75,13 @@ def main(argv=None) -> int:
     full_ts = timed(lambda *s: session.edit(*s))
     x = to_tensor(session.faces[0].aligned.crop, ed.device)
 
-    def plain(age, sm, sg):  # no cache: mask and encoders again on every slider move
-        st = ed.prepare(x)
-        from faceage.cusp_mask import blur_skip
+    plain_T = copy.deepcopy(ed.T).to(memory_format=torch.contiguous_format)  # the editor's T is channels_last
 
+    def plain(age, sm, sg):  # no cache, default memory format: mask and encoders again on every slider move
+        mask = cusp_mask(ed._classify, x)
         with torch.no_grad():
-            ed.T.decode(st.c, blur_skip(st.f_c, st.mask, sm, sg), st.s, torch.tensor([age]))
+            c, f_c, s = plain_T.encode(x)
+            plain_T.decode(c, blur_skip(f_c, mask, sm, sg), s, torch.tensor([age]))
 
     plain_ts = timed(plain)
     t = time.perf_counter()
