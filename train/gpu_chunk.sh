@@ -2,6 +2,7 @@
 # One training chunk on a lent GPU (../shared/design/gpu-training.md): the CUSP and AMGAN runs side by side
 # (the GPU is far from busy with one: docs/benchmarks.md), each stopping itself in time to checkpoint,
 # then their EMA weights exported to $OUT with the logs, stats, TensorBoard events and last sample grids.
+# AMGAN trains with the paper's single loss weights (the D-side weights tried on CPU made it worse: its card).
 #
 # Here, once (needs ../shared):
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 75 --out packed/gpu/utkface_train_128.safetensors
@@ -32,7 +33,7 @@ python3 -m train.train --config train/configs/cusp_128_cpu.toml --run runs/gn \
   --set $C batch=32 init_weights=${INIT_N:-assets/cusp_utkface128.safetensors} ${EXTRA_N:-} > runs/gn.log 2>&1 &
 python3 -m train.train --config train/configs/amgan_128_cpu.toml --run runs/ga \
   --set $C batch=32 steps=12000 init_weights=${INIT_A:-assets/amgan_utkface128.safetensors} \
-  amgan.lambda_age_d=1.0 amgan.lambda_loc_d=1.0 ${EXTRA_A:-} > runs/ga.log 2>&1 &
+  ${EXTRA_A:-} > runs/ga.log 2>&1 &
 wait
 for r in gw gn ga; do
   grep -v "it/s\]" runs/$r.log | tail -3
