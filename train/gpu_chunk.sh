@@ -10,8 +10,10 @@
 # Then device `run`, carry ["packed/gpu"], timeout_s 600, one call after another (runs/ stays while warm):
 #   bash train/gpu_chunk.sh 560 bench     # first chunk: throughput table first, then training
 #   bash train/gpu_chunk.sh 570           # later chunks resume from runs/ on the machine
-# A machine that went cold starts the runs again from their init_weights: carry the exports back
-# (e.g. in packed/gpu/) and point INIT_W / INIT_N / INIT_A at them. EXTRA_W / EXTRA_N / EXTRA_A add overrides.
+# A new run starts from the shipped weights (init_weights: G and E, D and optimisers fresh), so each lent GPU
+# carries the shipped models on; a machine that went cold does the same: carry its exports back (e.g. in
+# packed/gpu/) and point INIT_W / INIT_A at them. EXTRA_W / EXTRA_A add overrides.
+# 2026-11-24 the three chunks also ran the narrow CPU net carried on (run gn); it lost (assets/cusp_utkface128.md).
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 BUDGET=$1; START=$SECONDS
@@ -19,27 +21,26 @@ D=data=packed/gpu/utkface_train_128.safetensors
 mkdir -p runs "$OUT/logs"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ "${2:-}" = bench ]; then
-  for cfg in cusp_128 cusp_128_cpu; do
-    python3 train/bench/train_throughput.py --config train/configs/$cfg.toml --set $D --variant batch=32 \
-      --variant "batch=64 amp=bf16 channels_last=true" 2>&1 | grep "|\|rror" | tee "$OUT/logs/bench_$cfg.txt"
-  done
+  python3 train/bench/train_throughput.py --config train/configs/cusp_128.toml --set $D --variant batch=32 \
+    --variant "batch=64 amp=bf16 channels_last=true" 2>&1 | grep "|\|rror" | tee "$OUT/logs/bench_cusp_128.txt"
+  python3 train/bench/train_throughput.py --config train/configs/amgan_128_cpu.toml --set $D --variant batch=32 \
+    2>&1 | grep "|\|rror" | tee "$OUT/logs/bench_amgan.txt"
 fi
 MIN=$(python3 -c "print(round(($BUDGET - ($SECONDS - $START) - 75) / 60, 2))")  # 75 s: start-up, checkpoint, export
 echo "training for $MIN minutes"
 C="$D max_minutes=$MIN log_every=50 sample_every=1000 ckpt_every=1000 ema_half_life_images=10000"
 python3 -m train.train --config train/configs/cusp_128.toml --run runs/gw \
-  --set $C ${INIT_W:+init_weights=$INIT_W} ${EXTRA_W:-} > runs/gw.log 2>&1 &
-python3 -m train.train --config train/configs/cusp_128_cpu.toml --run runs/gn \
-  --set $C batch=32 init_weights=${INIT_N:-assets/cusp_utkface128.safetensors} ${EXTRA_N:-} > runs/gn.log 2>&1 &
+  --set $C init_weights=${INIT_W:-assets/cusp_utkface128.safetensors} ${EXTRA_W:-} > runs/gw.log 2>&1 &
 python3 -m train.train --config train/configs/amgan_128_cpu.toml --run runs/ga \
   --set $C batch=32 steps=12000 init_weights=${INIT_A:-assets/amgan_utkface128.safetensors} \
   ${EXTRA_A:-} > runs/ga.log 2>&1 &
 wait
-for r in gw gn ga; do
+for r in gw ga; do
   grep -v "it/s\]" runs/$r.log | tail -3
   tail -1 runs/$r/stats.jsonl 2>/dev/null
-  python3 -m train.export --run runs/$r --out "$OUT/$r.safetensors" --hardware "1x H100 80GB, shared by 3 runs"
+  python3 -m train.export --run runs/$r --out "$OUT/$r.safetensors" --hardware "1x H100 80GB, shared by 2 runs" \
+    $([ $r = gw ] && echo --half)  # CUSP ships as float16 (assets/cusp_utkface128.md)
 done
 tar czf "$OUT/logs/runs.tgz" runs/*.log runs/*/stats.jsonl runs/*/tb runs/*/config.json \
-  $(for r in gw gn ga; do ls runs/$r/samples/*.png 2>/dev/null | tail -1; done)
+  $(for r in gw ga; do ls runs/$r/samples/*.png 2>/dev/null | tail -1; done)
 echo "done after $SECONDS s"
