@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import torch
 
-from faceage.cusp_mask import blur_skip
+from faceage.cusp_mask import blur_skip, cusp_mask
 from faceage.editor import CUSPEditor, to_tensor, to_uint8
 
 
@@ -25,10 +25,10 @@ def test_cached_slider_moves_equal_the_plain_uncached_path(tiny_weights, face_ph
     outputs = []
     for age, sm, sg in settings:
         fast = session.edit_crops(age, sm, sg)[0]
-        fresh = ed.prepare(x)  # plain: mask and encoders again, in the default memory format
+        mask = cusp_mask(ed._classify, x)  # plain: mask and encoders again, in the default memory format
         with torch.no_grad():
             c, f_c, s = plain_T.encode(x)
-            plain = plain_T.decode(c, blur_skip(f_c, fresh.mask, sm, sg), s, torch.tensor([float(age)]), noise="const")
+            plain = plain_T.decode(c, blur_skip(f_c, mask, sm, sg), s, torch.tensor([float(age)]), noise="const")
         assert np.abs(fast.astype(int) - to_uint8(plain[0]).astype(int)).max() <= 1  # uint8 rounding only
         outputs.append(fast)
     assert np.array_equal(outputs[0], outputs[3])  # back to the first setting: the same image

@@ -51,7 +51,17 @@ class RunSetupError(ValueError):
 
 
 def load_dataset(cfg: TrainConfig, resolution: int):
-    """The training images: a packed split (see ``train.pack_data``) or synthetic faces for tests."""
+    """The training items of ``cfg.model``: a packed split (see ``train.pack_data``) or synthetic faces for
+    tests; for AMGAN with each face's weak sign labels attached (``train.amgan_data``)."""
+    ds = _images(cfg, resolution)
+    if cfg.model == "amgan":
+        from train.amgan_data import with_sign_labels
+
+        return with_sign_labels(ds)
+    return ds
+
+
+def _images(cfg: TrainConfig, resolution: int):
     if cfg.data == "synthetic":
         return SyntheticFaces(n=64, size=resolution, seed=cfg.seed)
     from faceage.data.utkface import PackedFaces
@@ -203,10 +213,6 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     trainer = build_trainer(cfg, dist)
     dataset = load_dataset(cfg, trainer.resolution)
-    if cfg.model == "amgan":
-        from train.amgan_data import with_sign_labels
-
-        dataset = with_sign_labels(dataset)
     start = resume(trainer, run)
     dist.check_same(start, "step to resume from")
     if start == 0 and cfg.init_weights:

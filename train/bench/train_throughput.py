@@ -5,7 +5,8 @@
 
 Each variant is a set of ``--set``-style overrides on the config. It builds the trainer (fresh weights),
 runs ``--warmup`` steps (the first is a lazy-R1 step), then times ``--steps`` steps, synchronising the
-device before and after. The data is the config's packed split, loaded once per resolution. Prints one
+device before and after. The data is the config's packed split (``train.train.load_dataset``), loaded once per model, file and
+resolution. Prints one
 table row per variant; that table goes to ``docs/benchmarks.md``.
 """
 
@@ -63,14 +64,10 @@ def main(argv=None) -> int:
     for variant in a.variant or [""]:
         cfg = load_config(a.config, [*a.set, *variant.split()])
         device = pick_device(cfg.device)
-        res = cfg.net.get("resolution", 128)
-        if res not in datasets:
-            datasets[res] = load_dataset(cfg, res)
-            if cfg.model == "amgan":
-                from train.amgan_data import with_sign_labels
-
-                datasets[res] = with_sign_labels(datasets[res])
-        ips, peak = measure(cfg, datasets[res], device, a.warmup, a.steps)
+        key = (cfg.model, cfg.data, cfg.net.get("resolution", 128))
+        if key not in datasets:
+            datasets[key] = load_dataset(cfg, key[2])
+        ips, peak = measure(cfg, datasets[key], device, a.warmup, a.steps)
         print(f"| {variant or '(config)'} | {ips:,.0f} | {peak:.2f} GiB |", flush=True)
     return 0
 
