@@ -200,7 +200,7 @@ def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | Non
     from faceage.checkpoint import load_checkpoint, save_checkpoint
 
     cache = Path(cache)
-    names_digest = _digest_names(dataset.names)
+    names_digest = digest_names(dataset.names)
     if cache.is_file():
         tensors, manifest = load_checkpoint(cache)
         same_cal = calibration is None or torch.equal(tensors["knots"], calibration.knots)
@@ -216,7 +216,7 @@ def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | Non
     return {**tensors, "names": dataset.names}
 
 
-def _digest_names(names: list[str]) -> str:
+def digest_names(names: list[str]) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(names).encode()).hexdigest()

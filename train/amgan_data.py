@@ -1,4 +1,5 @@
-"""AMGAN's training items: a face, its age and its weak sign labels (:mod:`faceage.sign_scores`)."""
+"""AMGAN's training items: a face, its age, its weak sign labels (:mod:`faceage.sign_scores`) and, with
+``placement``, where its zones go (:mod:`train.amgan_placement`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ log = logging.getLogger("faceage.train")
 
 
 class SignLabelledFaces(torch.utils.data.Dataset):
-    """``(image [3, S, S], age, signs [Z])`` for every face of ``base`` (whose items are (image, age, _))."""
+    """``(image [3, S, S], age, signs [Z])`` for every face of ``base`` (whose items are (image, age, _)),
+    with ``theta [2, 3]`` (the face's zone placement) appended when ``theta`` is given."""
 
-    def __init__(self, base, scores: torch.Tensor):
-        if len(scores) != len(base):
-            raise ValueError(f"{len(scores)} sign labels for {len(base)} faces: recompute the labels")
+    def __init__(self, base, scores: torch.Tensor, theta: torch.Tensor | None = None):
+        for what, t in (("sign labels", scores), ("zone placements", theta)):
+            if t is not None and len(t) != len(base):
+                raise ValueError(f"{len(t)} {what} for {len(base)} faces: recompute them")
         self.base, self.scores = base, scores.float()
+        self.theta = None if theta is None else theta.float()
         self.size = getattr(base, "size", None)
 
     def __len__(self):
@@ -25,17 +29,32 @@ class SignLabelledFaces(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         image, age, _ = self.base[i]
-        return image, age, self.scores[i]
+        if self.theta is None:
+            return image, age, self.scores[i]
+        return image, age, self.scores[i], self.theta[i]
 
 
-def with_sign_labels(base) -> SignLabelledFaces:
-    """Attach labels: cached beside a packed split (computed on first use), computed in memory otherwise."""
+def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
+    """Attach labels: cached beside a packed split (computed on first use), computed in memory otherwise.
+
+    ``placement``: attach each face's zone placement too (cached beside a packed split; faces that are
+    not a packed split, e.g. the synthetic test faces, have no landmarks and keep the template's)."""
     if hasattr(base, "path") and hasattr(base, "images"):
         labels = packed_labels(base, labels_path(base.path))
         log.info("sign labels: %s (%d faces)", labels_path(base.path), len(base))
-        return SignLabelledFaces(base, labels["scores"])
+        theta = None
+        if placement:
+            from train.amgan_placement import packed_placement, placement_path
+
+            theta = packed_placement(base)
+            log.info("zone placement: %s", placement_path(base.path))
+        return SignLabelledFaces(base, labels["scores"], theta)
     items = [base[i] for i in range(len(base))]
     images = torch.stack([it[0] for it in items])
     ages = torch.tensor([float(it[1]) for it in items])
     scores, _, _ = compute_labels(images, ages)
+    if placement:
+        from train.amgan_placement import IDENTITY
+
+        return SignLabelledFaces(base, scores, IDENTITY.expand(len(base), 2, 3).clone())
     return SignLabelledFaces(base, scores)

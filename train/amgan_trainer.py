@@ -16,7 +16,8 @@ StarGAN's class head); the cycle loss is :func:`faceage.models.amgan.cycle_loss`
 perceptual network offline); GANimation's attention weights 0.1 / 1e-5; target maps are age-only with
 probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like the weak labels; target
 ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
-side of the face, a flip would swap them).
+side of the face, a flip would swap them). With ``face_placement``, each face's maps put the zones where its own landmarks
+say (:mod:`train.amgan_placement`, a similarity fit; the paper's per-face boxes), not the template's.
 
 Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
 :class:`CycleStep`; D's real and fake patches go through one forward of the DDP-wrapped D; the gradient
@@ -37,6 +38,7 @@ from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
 from faceage.sign_scores import IMAGE_WEIGHT
 from train.amgan_maps import MapBasis, crop_batch, patch_centres, sample_patches, sample_targets
+from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
 
@@ -55,6 +57,9 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # critic's 1.5% (train/bench/amgan_loss_gradients.py): D's shared trunk learns the map, not realism.
     lambda_age_d: float | None = None
     lambda_loc_d: float | None = None  # ours: the same for L_Loc in D's loss; None: lambda_loc
+    # ours: place each face's zones from its own landmarks (train.amgan_placement; the paper's per-face
+    # boxes, Sec. 3.3) instead of the template's for every face
+    face_placement: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -93,7 +98,7 @@ class CycleStep(torch.nn.Module):
 
 
 class AMGANTrainer:
-    """Holds G, its EMA copy, D and both optimisers; ``train_step(x, age, signs)`` per batch."""
+    """Holds G, its EMA copy, D and both optimisers; ``train_step(x, age, signs[, theta])`` per batch."""
 
     def __init__(self, cfg, device: torch.device, dist: Dist | None = None):
         self.cfg, self.device = cfg, device
@@ -119,6 +124,7 @@ class AMGANTrainer:
         self.D_ddp = self.dist.wrap(self.D)
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
+        self.placed = None  # PlacedMaps, made on the first batch that carries zone placements
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
 
@@ -138,8 +144,10 @@ class AMGANTrainer:
         corners = sample_patches(self.rng, n, self.resolution, self.t.patch)
         return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners)
 
-    def prepare(self, x, age, signs) -> dict[str, torch.Tensor]:
+    def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
+
+        ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan_placement`); None: the template's.
 
         -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``L_p`` (location
         map patches, x then y) and ``xy`` (patch centres, D_Loc's target).
@@ -148,8 +156,15 @@ class AMGANTrainer:
         a_t, s_t, corners = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
-        A_s = self.basis.maps(normalize_age(age.float()), signs)
-        A_t = self.basis.maps(a_t.to(dev), s_t.to(dev))
+        if theta is None:
+            A_s = self.basis.maps(normalize_age(age.float()), signs)
+            A_t = self.basis.maps(a_t.to(dev), s_t.to(dev))
+        else:
+            if self.placed is None:
+                self.placed = PlacedMaps(S).to(dev)
+            theta = theta.to(dev)
+            A_s = self.placed.maps(normalize_age(age.float()), signs, theta)
+            A_t = self.placed.maps(a_t.to(dev), s_t.to(dev), theta)
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)
@@ -191,10 +206,11 @@ class AMGANTrainer:
                 "age": amgan.age_loss(age_pred[:len(I_p)], b["As_p"]),
                 "loc": amgan.loc_loss(loc_pred[:len(I_p)], b["xy"])}
 
-    def train_step(self, x, age, signs) -> dict[str, float]:
-        """One G step and one D step on a batch of full faces; returns the loss values."""
+    def train_step(self, x, age, signs, theta=None) -> dict[str, float]:
+        """One G step and one D step on a batch of full faces (``theta``: their zone placements, see
+        :meth:`prepare`); returns the loss values."""
         lr_f = self._set_lr()
-        b = self.prepare(x, age, signs)
+        b = self.prepare(x, age, signs, theta)
 
         # --- generator step (Eq. 1-4, G's terms) ----------------------------------------------
         requires_grad(self.G, True)

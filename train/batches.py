@@ -48,8 +48,9 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
 def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
     """(x [B,3,S,S] in [-1,1], age [B], group [B]) of a given global step; flips are seeded too.
 
-    The third item is whatever the dataset's third field is, stacked: the age group (CUSP) or the
-    sign labels [B, Z] (AMGAN, :class:`train.amgan_data.SignLabelledFaces`).
+    The third item (and any further one) is the dataset's third (further) field, stacked: the age group
+    (CUSP), or the sign labels [B, Z] and the zone placements [B, 2, 3] (AMGAN,
+    :class:`train.amgan_data.SignLabelledFaces`).
 
     With ``world`` > 1 processes, ``batch`` is the global batch and this returns rank ``rank``'s
     contiguous 1/world of it (indices and flips are drawn for the whole batch, then split), so the
@@ -68,10 +69,11 @@ def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int =
     items = [dataset[int(i)] for i in idx]
     x = torch.stack([it[0] for it in items])
     age = torch.tensor([float(it[1]) for it in items])
-    group = torch.stack([torch.as_tensor(it[2]) for it in items])  # age groups, or AMGAN's sign labels
+    # age groups, or AMGAN's sign labels (and zone placements), each stacked
+    labels = [torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(2, len(items[0]))]
     if flip:
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-    return x, age, group
+    return x, age, *labels
 
 
 def epoch_of(step: int, batch: int, n: int) -> float:

@@ -36,7 +36,8 @@ def age_group_tables(res: dict) -> list[str]:
     lines = ["### Means over the age groups", ""]
     lines += _table(["Method", *(c[1] for c in cols)],
                     [[label, *(_fmt(f, b["mean"].get(k)) for k, _, f in cols)] for label, b in _rows_by_setting(res, "age_groups")])
-    for key, title, fmt in (("age_mae_corrected", "Age MAE (corrected) per target group", "{:.2f}"),
+    for key, title, fmt in (("pred_age", "Mean age predicted by A per target group (real faces of the group: see above)", "{:.1f}"),
+                            ("age_mae_corrected", "Age MAE (corrected) per target group", "{:.2f}"),
                             ("gender_kept", "Gender preservation (%) per target group", "{:.1%}"),
                             ("kid", "KID per target group", "{:.4f}")):
         if not any(key in b["mean"] for _, b in _rows_by_setting(res, "age_groups")):

@@ -52,12 +52,13 @@ class RunSetupError(ValueError):
 
 def load_dataset(cfg: TrainConfig, resolution: int):
     """The training items of ``cfg.model``: a packed split (see ``train.pack_data``) or synthetic faces for
-    tests; for AMGAN with each face's weak sign labels attached (``train.amgan_data``)."""
+    tests; for AMGAN with each face's weak sign labels (and zone placement) attached (``train.amgan_data``)."""
     ds = _images(cfg, resolution)
     if cfg.model == "amgan":
         from train.amgan_data import with_sign_labels
+        from train.amgan_trainer import AMGANTrainConfig
 
-        return with_sign_labels(ds)
+        return with_sign_labels(ds, placement=AMGANTrainConfig.from_dict(cfg.amgan).face_placement)
     return ds
 
 
@@ -232,8 +233,8 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
     try:
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet or not is_main, desc=cfg.model)
         for step in bar:
-            x, age, group = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
-            stats = trainer.train_step(x, age, group)
+            x, age, *labels = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
+            stats = trainer.train_step(x, age, *labels)
             done = step + 1
             if done % cfg.log_every == 0:
                 stats = dist.mean_stats(stats)
