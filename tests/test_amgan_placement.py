@@ -96,7 +96,9 @@ def test_missing_cache_without_dlib_says_how_to_make_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(amgan_placement, "measure", no_dlib)
     pack = SimpleNamespace(path=tmp_path / "p.safetensors", names=["a.jpg"], size=S)
-    with pytest.raises(RuntimeError, match="python -m train.amgan_placement"):
+    from faceage.data.utkface import DatasetError
+
+    with pytest.raises(DatasetError, match="python -m train.amgan_placement"):
         packed_placement(pack)
 
 

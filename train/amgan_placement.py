@@ -128,7 +128,9 @@ def packed_placement(dataset, cache: str | Path | None = None) -> torch.Tensor:
     try:
         theta, found = measure(dataset)
     except ImportError as e:
-        raise RuntimeError(f"{cache} is missing and dlib cannot be imported here ({e}): make it where dlib is, "
+        from faceage.data.utkface import DatasetError
+
+        raise DatasetError(f"{cache} is missing and dlib cannot be imported here ({e}): make it where dlib is, "
                            f"with `python -m train.amgan_placement {dataset.path}`, and bring it beside the pack") from None
     save_checkpoint(cache, {"theta": theta, "found": found},
                     {"kind": "amgan-placement", "names_sha": digest, "count": len(theta),

@@ -5,14 +5,19 @@
 # AMGAN trains with the paper's single loss weights (the D-side weights tried on CPU made it worse: its card).
 #
 # Here, once (needs ../shared):
-#   python -m train.pack_data --split train --size 128 --codec webp --quality 75 --out packed/gpu/utkface_train_128.safetensors
-#   cp packed/utkface_train_128.signs.safetensors packed/gpu/    # AMGAN's sign labels, if computed here already
+#   python -m train.pack_data --split train --size 128 --codec webp --quality 70 --out packed/gpu/utkface_train_128.safetensors
+#   python -m train.amgan_placement packed/utkface_train_128.safetensors   # dlib, ~11 min; the GPU has no dlib
+#   cp packed/utkface_train_128.placement.safetensors packed/gpu/     # AMGAN's zone placements (0.5 MB)
+# The sign-label cache can stay here (recomputed there in seconds). Check the carry: tracked files + packed/gpu
+# must stay under 64 MiB (2026-11-24: 31.5 MiB tracked + 32.1 MiB for the quality-75 pack, so 75 no longer fits).
 # Then device `run`, carry ["packed/gpu"], timeout_s 600, one call after another (runs/ stays while warm):
 #   bash train/gpu_chunk.sh 560 bench     # first chunk: throughput table first, then training
 #   bash train/gpu_chunk.sh 570           # later chunks resume from runs/ on the machine
-# A new run starts from the shipped weights (init_weights: G and E, D and optimisers fresh), so each lent GPU
-# carries the shipped models on; a machine that went cold does the same: carry its exports back (e.g. in
-# packed/gpu/) and point INIT_W / INIT_A at them. EXTRA_W / EXTRA_A add overrides.
+# A new CUSP run starts from the shipped weights (init_weights: G and E, D and optimisers fresh), so each lent
+# GPU carries the shipped model on. AMGAN starts from scratch (the shipped CPU weights draw stripes locked to
+# fixed rows: assets/amgan_utkface128.md) with each face's own zone placement. A machine that went cold loses
+# runs/: carry the exports back (e.g. in packed/gpu/) and point INIT_W / INIT_A at them. EXTRA_W / EXTRA_A add
+# overrides.
 # 2026-11-24 the three chunks also ran the narrow CPU net carried on (run gn); it lost (assets/cusp_utkface128.md).
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
@@ -32,7 +37,7 @@ C="$D max_minutes=$MIN log_every=50 sample_every=1000 ckpt_every=1000 ema_half_l
 python3 -m train.train --config train/configs/cusp_128.toml --run runs/gw \
   --set $C init_weights=${INIT_W:-assets/cusp_utkface128.safetensors} ${EXTRA_W:-} > runs/gw.log 2>&1 &
 python3 -m train.train --config train/configs/amgan_128_cpu.toml --run runs/ga \
-  --set $C batch=32 steps=12000 init_weights=${INIT_A:-assets/amgan_utkface128.safetensors} \
+  --set $C batch=32 steps=12000 amgan.face_placement=true init_weights=${INIT_A:-} \
   ${EXTRA_A:-} > runs/ga.log 2>&1 &
 wait
 for r in gw ga; do
