@@ -14,14 +14,7 @@ from train.amgan_maps import MapBasis
 from train.amgan_placement import IDENTITY, PlacedMaps, face_theta, packed_placement, place
 
 S = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _moved(pts: np.ndarray, shift=(0.0, 0.0), scale=1.0, degrees=0.0) -> np.ndarray:
