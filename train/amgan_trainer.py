@@ -16,8 +16,9 @@ StarGAN's class head); the cycle loss is :func:`faceage.models.amgan.cycle_loss`
 perceptual network offline); GANimation's attention weights 0.1 / 1e-5; target maps are age-only with
 probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like the weak labels; target
 ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
-side of the face, a flip would swap them). With ``face_placement``, each face's maps put the zones where its own landmarks
-say (:mod:`train.amgan_placement`, a similarity fit; the paper's per-face boxes), not the template's.
+side of the face, a flip would swap them). With ``face_placement``, each face's maps put the zones
+where its own landmarks say (:mod:`train.amgan_placement`: a similarity fit; the paper's per-face
+boxes), not where the template's are.
 
 Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
 :class:`CycleStep`; D's real and fake patches go through one forward of the DDP-wrapped D; the gradient
