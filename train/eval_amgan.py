@@ -62,10 +62,11 @@ def test_faces(n: int):
 
 
 class Runner:
-    """G on full faces with maps from :class:`MapBasis` (template zones: the crops are aligned)."""
+    """G on full faces with maps from :class:`MapBasis` (template zones: the crops are aligned; or the
+    zones of other ``landmarks``, the same for every face)."""
 
-    def __init__(self, G: AMGANGenerator, size: int):
-        self.G, self.basis = G, MapBasis(size)
+    def __init__(self, G: AMGANGenerator, size: int, landmarks=None):
+        self.G, self.basis = G, MapBasis(size, landmarks)
         self.loc = self.basis.location[None]
 
     @torch.no_grad()

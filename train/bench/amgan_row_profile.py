@@ -23,8 +23,7 @@ if __package__ in (None, ""):
 from faceage.aging_map import SIGNS  # noqa: E402
 from faceage.data.ages import normalize_age  # noqa: E402
 from faceage.face.align import template_points  # noqa: E402
-from train.amgan_maps import MapBasis  # noqa: E402
-from train.eval_amgan import load_generator, test_faces  # noqa: E402
+from train.eval_amgan import Runner, load_generator, test_faces  # noqa: E402
 
 
 def row_profile(before: torch.Tensor, after: torch.Tensor, rows: int = 40) -> list[int]:
@@ -43,26 +42,20 @@ def main(argv=None) -> int:
     G, _ = load_generator(a.weights)
     x, ages, labels, _ = test_faces(a.n)
     size, n, fh = x.shape[-1], len(x), SIGNS.index("forehead")
-
-    @torch.no_grad()
-    def run(basis, age_norm, scores):
-        loc = basis.location[None].expand(n, -1, -1, -1)
-        return G(x, basis.maps(age_norm, scores), loc[:, :1], loc[:, 1:])[0]
-
     own_age = normalize_age(ages)
     raised = labels.clone()
     raised[:, fh] = 1.0
     for shift in (0.0, a.shift):
         pts = template_points(size).copy()
         pts[:, 1] += shift
-        basis = MapBasis(size, pts)
-        rows = torch.nonzero(basis.zones[fh, 0].amax(1) > 0.05).flatten()
+        run = Runner(G, size, pts)
+        rows = torch.nonzero(run.basis.zones[fh, 0].amax(1) > 0.05).flatten()
         print(f"zones {shift:g} px down (forehead zone rows {rows.min().item()}-{rows.max().item()}), forehead raised:",
-              *row_profile(run(basis, own_age, labels), run(basis, own_age, raised)))
+              *row_profile(run(x, own_age, labels), run(x, own_age, raised)))
 
     def uniform(t: float):
         v = torch.full((n,), normalize_age(t))
-        return run(MapBasis(size), v, v[:, None].expand(-1, len(SIGNS)))
+        return Runner(G, size)(x, v, v[:, None].expand(-1, len(SIGNS)))
 
     print("uniform maps, 70 vs 30:", *row_profile(uniform(30.0), uniform(70.0)))
     return 0
