@@ -125,7 +125,7 @@ class AMGANTrainer:
         self.D_ddp = self.dist.wrap(self.D)
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
-        self.placed = None  # PlacedMaps, made on the first batch that carries zone placements
+        self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
 
@@ -162,7 +162,7 @@ class AMGANTrainer:
             A_t = self.basis.maps(a_t.to(dev), s_t.to(dev))
         else:
             if self.placed is None:
-                self.placed = PlacedMaps(S).to(dev)
+                raise ValueError("this batch carries zone placements but amgan.face_placement is off")
             theta = theta.to(dev)
             A_s = self.placed.maps(normalize_age(age.float()), signs, theta)
             A_t = self.placed.maps(a_t.to(dev), s_t.to(dev), theta)
