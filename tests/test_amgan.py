@@ -228,6 +228,35 @@ def test_tiled_inference_matches_one_pass():
         generate_tiled(G, img, am, tile=62, overlap=16)
 
 
+def test_local_map_branch_reads_only_its_neighbourhood():
+    """D_Age's global head sees the whole 64-px patch from every cell; the local branch (d_map_layer)
+    sees about 18 px, and it starts at zero so a new D is the old one."""
+    torch.manual_seed(0)
+    plain = AMGANDiscriminator(AMGANConfig(**{**TINY, "d_layers": 4}))
+    torch.manual_seed(0)
+    D = AMGANDiscriminator(AMGANConfig(**{**TINY, "d_layers": 4, "d_map_layer": 2}))
+    img = torch.rand(1, 3, 64, 64) * 2 - 1
+    for a, b in zip(plain(img), D(img)):
+        assert torch.equal(a, b)
+
+    def reach(head_weight_zeroed):
+        with torch.no_grad():
+            head_weight_zeroed.zero_()
+        x = img.clone().requires_grad_(True)
+        D(x)[2][:, :, 1, 1].sum().backward()
+        return x.grad.abs().sum(1)[0]
+
+    torch.nn.init.normal_(D.age_local.weight)
+    g_local = reach(D.age.weight)  # the local branch alone
+    assert g_local[:24, :24].sum() > 0 and g_local[24:, :].abs().max() == 0 and g_local[:, 24:].abs().max() == 0
+    torch.manual_seed(1)
+    D = AMGANDiscriminator(AMGANConfig(**{**TINY, "d_layers": 4, "d_map_layer": 2}))
+    g_global = reach(D.age_local.weight)  # the global head alone (the local branch is zero anyway)
+    assert (g_global[24:40, 24:40] > 0).float().mean() > 0.9  # beyond the local branch's reach
+    with pytest.raises(ValueError, match="d_map_layer"):
+        AMGANConfig(**{**TINY, "d_map_layer": 3})
+
+
 def test_losses_are_sane():
     torch.manual_seed(0)
     cfg = AMGANConfig(**TINY)

@@ -71,12 +71,16 @@ class AMGANConfig:
     d_base: int = 32
     d_max: int = 512
     d_layers: int = 5  # stride-2 layers of D
+    # ours: D_Age also reads the trunk after this many stride-2 layers (a local branch); 0: the last only
+    d_map_layer: int = 0
 
     def __post_init__(self):
         if self.norm not in ("positional", "instance"):
             raise ValueError(f"norm must be 'positional' or 'instance', got {self.norm!r}")
         if self.n_down < 1 or self.d_layers < 1 or self.map_channels < 1:
             raise ValueError("n_down, d_layers and map_channels must be >= 1")
+        if not 0 <= self.d_map_layer < self.d_layers:
+            raise ValueError(f"d_map_layer must be in [0, d_layers) = [0, {self.d_layers}), got {self.d_map_layer}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANConfig":
@@ -248,13 +252,23 @@ class AMGANDiscriminator(nn.Module):
         self.critic = nn.Conv2d(c_in, 1, 3, padding=1)
         self.loc = nn.Linear(c_in, 2)
         self.age = nn.Conv2d(c_in, cfg.map_channels, 3, padding=1)
+        self.age_local = None
+        if cfg.d_map_layer:
+            c_mid = min(cfg.d_base * 2 ** (cfg.d_map_layer - 1), cfg.d_max)
+            self.age_local = nn.Conv2d(c_mid, cfg.map_channels, 3, padding=1)
+            nn.init.zeros_(self.age_local.weight)
+            nn.init.zeros_(self.age_local.bias)
 
     def forward(self, image):
         """-> critic map [N, 1, h, w], (x, y) [N, 2], aging map [N, map_channels, 10, 10]."""
-        h = self.trunk(image)
+        k = 2 * self.cfg.d_map_layer  # trunk modules (conv, act) before the local branch
+        mid = self.trunk[:k](image)
+        h = self.trunk[k:](mid)
         critic = self.critic(h)
         loc = self.loc(h.mean((2, 3)))
         age = F.adaptive_avg_pool2d(self.age(h), AGE_GRID)
+        if self.age_local is not None:
+            age = age + F.adaptive_avg_pool2d(self.age_local(mid), AGE_GRID)
         return critic, loc, age
 
 
