@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="faceage", description="Face age editing (CUSP, AgingMapGAN).")
     p.add_argument("--weights", help="the command's model weights (.safetensors); default: the shipped assets/ file")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when present, else CPU), cpu or cuda")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):

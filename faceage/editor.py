@@ -10,7 +10,8 @@
     crops = session.edit_crops(age=70)            # the aligned edited crops (for strips and grids)
 
 Edits are deterministic (fixed noise): the same photo and settings give the same image, so a slider
-moved back returns the same face. CPU by default, CUDA when available and asked for.
+moved back returns the same face. Runs on CUDA when a GPU is present, else on the CPU; ``device="cpu"``
+forces the CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_te
 )
 
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
+DECODE_BATCH = 16  # faces per decoder pass: bounds the memory of a crowded photo
 SIGMA_LIMIT = 4 * SIGMA_MAX
 """Largest sigma accepted: values above SIGMA_MAX are untrained, far above it only blur the face away."""
 
@@ -121,11 +123,13 @@ class CUSPEditor(PhotoEditor):
 
     @torch.no_grad()
     def _decode(self, faces: list[FaceState], age, sigma_m, sigma_g) -> list[torch.Tensor]:
+        """Every face's edit, ``DECODE_BATCH`` faces per decoder pass (a group photo is one or a few passes)."""
         age, sm, sg = check_controls(age, sigma_m, sigma_g)
-        a = torch.tensor([age], device=self.device)
         out = []
         with self._lock:
-            for f in faces:
-                skip = blur_skip(f.f_c, f.mask, sm, sg)
-                out.append(self.T.decode(f.c, skip, f.s, a, noise="const"))
+            for i in range(0, len(faces), DECODE_BATCH):
+                chunk = faces[i:i + DECODE_BATCH]
+                c, f_c, mask, s = (torch.cat([getattr(f, k) for f in chunk]) for k in ("c", "f_c", "mask", "s"))
+                a = torch.full((len(chunk),), age, device=self.device)
+                out += self.T.decode(c, blur_skip(f_c, mask, sm, sg), s, a, noise="const").split(1)
         return out

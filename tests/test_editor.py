@@ -65,3 +65,20 @@ def test_cli_edit_mask_progression_and_errors(tiny_weights, face_photo, tmp_path
     err = capsys.readouterr().err
     assert "absent.jpg" in err and "Traceback" not in err
     assert main(["--weights", str(tmp_path / "none.safetensors"), "edit", str(src), "--age", "7", "-o", "x.png"]) == 3
+
+
+def test_faces_are_decoded_in_batches_like_one_by_one(editor, face_photo, monkeypatch):
+    """A group photo's faces go through the decoder together (in chunks), with each face's own result."""
+    import torch
+
+    import faceage.editor as editor_module
+
+    x = editor.open(face_photo).faces[0].x
+    faces = [editor.prepare(v) for v in (x, x.flip(-1), x.flip(-2))]
+    monkeypatch.setattr(editor_module, "DECODE_BATCH", 2)  # chunks of 2 and 1
+    together = editor._decode(faces, 60, 8.0, 4.5)
+    alone = [editor._decode([f], 60, 8.0, 4.5)[0] for f in faces]
+    assert len(together) == 3 and together[0].shape == alone[0].shape == x.shape
+    for t, a in zip(together, alone):
+        torch.testing.assert_close(t, a, atol=1e-5, rtol=0)
+    assert not torch.allclose(together[0], together[1])  # each face its own result
