@@ -68,6 +68,11 @@ def test_identity_copy_scores_exactly_what_copying_gives(tiny_weights, tiny_esti
     # a real model changes the images, so its reconstruction error is not zero
     cusp = ev.run(CUSPMethod("tiny", tiny_weights))
     assert cusp["reconstruction"]["sigma 0"]["l1"] > 0
+    # the results name the weights they measured (file and the tensors' digest from its manifest)
+    from faceage.checkpoint import load_checkpoint
+
+    assert cusp["weights"]["file"] == tiny_weights.name
+    assert cusp["weights"]["sha256"] == load_checkpoint(tiny_weights)[1]["sha256"]
     assert len(cusp["sigma_sweep"]["age_mae_corrected"]) == len(cusp["sigma_sweep"]["sigmas"])
     # the headline numbers default to the same faces, so their sigma-0 L1 is the reconstruction table's
     gap = cusp["age_gap"]

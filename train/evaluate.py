@@ -246,6 +246,8 @@ class Evaluation:
         res = {"age_groups": self.age_groups(method, states), "young_to_old": self.young_to_old(method),
                "reconstruction": self.reconstruction(method, states)}
         if not isinstance(method, Identity):
+            info = method.ed.info
+            res["weights"] = {k: info.get(k) for k in ("file", "sha256", "step", "resolution")}
             res["age_gap"] = self.age_gap(method)
             res["sigma_sweep"] = self.sigma_sweep(method)
         self.results["methods"][method.name] = res
