@@ -273,6 +273,20 @@ def test_losses_are_sane():
     assert attention_loss(torch.zeros(1, 1, 8, 8)) == 0
 
 
+def test_colour_shift_loss_charges_tints_not_brightness_or_fine_texture():
+    from faceage.models.amgan import colour_shift_loss
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    tint = x + torch.tensor([-0.1, 0.1, -0.1]).view(1, 3, 1, 1)  # greener
+    brighter = x + 0.1  # the same shift in every channel: luma only
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2 * 0.2 - 0.1
+    texture = x + checker * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)  # fine colour noise, zero mean per block
+    assert colour_shift_loss(x, x) == 0
+    assert colour_shift_loss(brighter, x) < 1e-6 and colour_shift_loss(texture, x) < 1e-6
+    assert colour_shift_loss(tint, x) > 0.05
+
+
 def test_generator_losses_decrease_against_a_fixed_discriminator():
     """30 G-only steps against a frozen D whose age head was taught "map = image brightness"."""
     torch.manual_seed(0)

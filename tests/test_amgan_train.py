@@ -277,3 +277,19 @@ def test_two_processes_match_one_process(tmp_path, free_port):
     mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2)
     name = f"ckpt-{DDP_STEPS:08d}.safetensors"
     _assert_same_training_state(tmp_path / "one" / name, tmp_path / "two" / name)
+
+
+def test_colour_term_is_logged_and_only_weighs_in_when_asked():
+    """amgan.lambda_colour (ours, default 0) enters G's loss: the same first step moves G differently."""
+    from train.amgan_trainer import AMGANTrainer
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    age, signs = torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    after = {}
+    for lam in (0.0, 0.0, 50.0):
+        tr = AMGANTrainer(_cfg(2, f"amgan.lambda_colour={lam}"), torch.device("cpu"))
+        stats = tr.train_step(x, age, signs)
+        assert stats["G/colour"] >= 0 and tr.generator_weights()["colour"] == lam
+        after.setdefault(lam, []).append(torch.cat([p.detach().flatten() for p in tr.G.parameters()]))
+    assert torch.equal(after[0.0][0], after[0.0][1])  # deterministic, so a difference is the term's
+    assert not torch.equal(after[0.0][0], after[50.0][0])

@@ -6,6 +6,7 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
     fake    = G(I_p | A_t,p, X_p, Y_p)               cyc = G(fake | A_s,p, X_p, Y_p)
     G loss  = -D(fake) + l_cyc L_Cyc(cyc, I_p) + l_age |D_Age(fake) - A_t,p|^2 + l_loc |D_Loc(fake) - xy|^2
               + attention regulariser of both attention masks                          (Eq. 1-4)
+              + l_colour (low-pass chroma shift of fake from I_p; ours, off by default)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -61,6 +62,8 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # ours: place each face's zones from its own landmarks (train.amgan_placement; the paper's per-face
     # boxes, Sec. 3.3) instead of the template's for every face
     face_placement: bool = False
+    # ours: weight of amgan.colour_shift_loss(edit, input) in G's loss (0: off, the paper's objective)
+    lambda_colour: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -174,7 +177,8 @@ class AMGANTrainer:
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
-        return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0}
+        return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
+                "colour": t.lambda_colour}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -188,7 +192,8 @@ class AMGANTrainer:
                  "age": amgan.age_loss(age_f, At_p),
                  "loc": amgan.loc_loss(loc_f, b["xy"]),
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
-                         + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv))}
+                         + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
+                 "colour": amgan.colour_shift_loss(fake, I_p)}
         return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
 
     def discriminator_weights(self) -> dict[str, float]:
@@ -235,7 +240,7 @@ class AMGANTrainer:
         self.opt_D.step()
         self.step += 1
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
-                "G/loc": g["loc"].item(), "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
+                "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
 

@@ -338,6 +338,21 @@ def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor, scales: int 
     return loss
 
 
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """The two colour-difference channels (B - Y, R - Y) of an RGB batch, Y the BT.601 luma."""
+    r, g, b = x.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([b - y, r - y], 1)
+
+
+def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 8) -> torch.Tensor:
+    """Ours, not the paper's: L1 between the chroma of the edit and of its input, both averaged over
+    ``pool`` x ``pool`` blocks. It charges a tint spread over a region (the colour cast that a short
+    run uses to move D's aging-map estimate) and leaves luminance (wrinkles, shadows, greying hair's
+    brightness) and fine colour texture free."""
+    return (F.avg_pool2d(chroma(edited), pool) - F.avg_pool2d(chroma(original), pool)).abs().mean()
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Sum of absolute horizontal and vertical neighbour differences per image, batch mean."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
