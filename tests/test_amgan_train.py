@@ -293,3 +293,30 @@ def test_colour_term_is_logged_and_only_weighs_in_when_asked():
         after.setdefault(lam, []).append(torch.cat([p.detach().flatten() for p in tr.G.parameters()]))
     assert torch.equal(after[0.0][0], after[0.0][1])  # deterministic, so a difference is the term's
     assert not torch.equal(after[0.0][0], after[50.0][0])
+
+
+def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
+    """amgan.augment_shift / augment_scale: each face and both its maps are moved by the same random
+    similarity before the patches are cut; the X/Y location maps stay in the image frame."""
+    from faceage.data.ages import normalize_age
+    from train.amgan_maps import crop_batch, move_batch, sample_moves
+    from train.amgan_trainer import AMGANTrainer
+
+    # a pure shift by whole pixels is an exact roll away from the borders
+    img = torch.rand(1, 2, 32, 32)
+    theta = torch.tensor([[[1.0, 0.0, -2 * 3 / 32], [0.0, 1.0, -2 * 5 / 32]]])  # +3 px in x, +5 px in y
+    torch.testing.assert_close(move_batch(img, theta)[..., 5:, 3:], img[..., :-5, :-3], atol=1e-5, rtol=0)
+    moves = sample_moves(torch.Generator().manual_seed(0), 500, 64, 6.0, 0.1)
+    assert moves[:, :, 2].abs().max() * 32 <= 6.0 * 1.11 and (1 / moves[:, 0, 0] - 1).abs().max() <= 0.1 + 1e-6
+
+    tr = AMGANTrainer(_cfg(2, "amgan.augment_shift=8.0", "amgan.augment_scale=0.1"), torch.device("cpu"))
+    age, signs = torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    own = tr.basis.maps(normalize_age(age), signs)
+    x = own[:, :1].expand(-1, 3, -1, -1) * 2 - 1  # a "face" that is its own map: they must stay aligned
+    b = tr.prepare(x, age, signs)
+    torch.testing.assert_close(b["I_p"], b["As_p"][:, :1].expand(-1, 3, -1, -1) * 2 - 1, atol=1e-5, rtol=0)
+    tr.rng.manual_seed(tr.cfg.seed + 1)
+    corners = tr._draw(2)[2]
+    assert not torch.allclose(b["As_p"], crop_batch(own, corners, tr.t.patch), atol=1e-3)  # they did move
+    loc = tr.basis.location[None].expand(2, -1, -1, -1)
+    assert torch.equal(b["L_p"], crop_batch(loc, corners, tr.t.patch))

@@ -80,6 +80,25 @@ def sample_patches(rng: torch.Generator, n: int, size: int, patch: int) -> torch
     return torch.randint(0, size - patch + 1, (n, 2), generator=rng)
 
 
+def sample_moves(rng: torch.Generator, n: int, size: int, shift: float, scale: float) -> torch.Tensor:
+    """Random moves of the face in its frame, as affine thetas [n, 2, 3] for :func:`move_batch`: a
+    translation of up to ``shift`` pixels (at side ``size``) on each axis and a zoom by a factor in
+    [1 - scale, 1 + scale]."""
+    u = torch.rand(n, 3, generator=rng) * 2 - 1
+    zoom = 1 + scale * u[:, 0]
+    t = u[:, 1:] * shift * 2 / size  # pixels -> the [-1, 1] frame of affine_grid
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = -t / zoom[:, None]  # output pixel p reads input (p - t) / zoom: the face moves by +t
+    return theta
+
+
+def move_batch(t: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``t`` [N, C, S, S] resampled by the moves ``theta`` of :func:`sample_moves` (edges reflected)."""
+    grid = torch.nn.functional.affine_grid(theta.to(t), list(t.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(t, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def crop_batch(t: torch.Tensor, corners: torch.Tensor, patch: int) -> torch.Tensor:
     """Per-sample crops [N, C, patch, patch] of ``t`` [N, C, S, S] at ``corners`` [N, 2]."""
     return torch.stack([t[i, :, top:top + patch, left:left + patch]

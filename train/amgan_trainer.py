@@ -6,7 +6,7 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
     fake    = G(I_p | A_t,p, X_p, Y_p)               cyc = G(fake | A_s,p, X_p, Y_p)
     G loss  = -D(fake) + l_cyc L_Cyc(cyc, I_p) + l_age |D_Age(fake) - A_t,p|^2 + l_loc |D_Loc(fake) - xy|^2
               + attention regulariser of both attention masks                          (Eq. 1-4)
-              + l_colour (low-pass chroma shift of fake from I_p; ours, off by default)
+              + l_colour (low-pass chroma shift of G's colour head C from I_p; ours, off by default)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -19,7 +19,9 @@ probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like 
 ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
 side of the face, a flip would swap them). With ``face_placement``, each face's maps put the zones
 where its own landmarks say (:mod:`train.amgan_placement`: a similarity fit; the paper's per-face
-boxes), not where the template's are.
+boxes), not where the template's are. With ``augment_shift`` / ``augment_scale`` each face and its two maps
+move together by a random shift and zoom before the patches are cut (the location maps stay), so a zone is
+not always at the same image rows.
 
 Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
 :class:`CycleStep`; D's real and fake patches go through one forward of the DDP-wrapped D; the gradient
@@ -39,7 +41,8 @@ from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
 from faceage.sign_scores import IMAGE_WEIGHT
-from train.amgan_maps import MapBasis, crop_batch, patch_centres, sample_patches, sample_targets
+from train.amgan_maps import (MapBasis, crop_batch, move_batch, patch_centres, sample_moves, sample_patches,
+                              sample_targets)
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
@@ -62,8 +65,15 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # ours: place each face's zones from its own landmarks (train.amgan_placement; the paper's per-face
     # boxes, Sec. 3.3) instead of the template's for every face
     face_placement: bool = False
-    # ours: weight of amgan.colour_shift_loss(edit, input) in G's loss (0: off, the paper's objective)
+    # ours: weight of amgan.colour_shift_loss(C, input) in G's loss, C the colour head's output of the edit
+    # (0: off, the paper's objective). On C, not on the composite A I + (1 - A) C, which A = 1 would zero:
+    # a run with it on the composite (weight 10) sent A to 1 everywhere within 350 steps
     lambda_colour: float = 0.0
+    # ours: move each face (image and both maps together; the X/Y location maps stay) by up to this many
+    # pixels and zoom it by up to this fraction. UTKFace crops are so tightly aligned that a zone always
+    # sits at the same image rows, so without moves G can place zone effects by X/Y instead of by the map
+    augment_shift: float = 0.0
+    augment_scale: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -96,9 +106,9 @@ class CycleStep(torch.nn.Module):
         self.G = G
 
     def forward(self, image, target_map, source_map, x_map, y_map):
-        fake, att_fake, _ = self.G(image, target_map, x_map, y_map)
+        fake, att_fake, colour_fake = self.G(image, target_map, x_map, y_map)
         cyc, att_cyc, _ = self.G(fake, source_map, x_map, y_map)
-        return fake, att_fake, cyc, att_cyc
+        return fake, att_fake, colour_fake, cyc, att_cyc
 
 
 class AMGANTrainer:
@@ -146,7 +156,10 @@ class AMGANTrainer:
         n = n_local * self.dist.world
         a_t, s_t = sample_targets(self.rng, n, self.t.target_age_range, self.t.image_weight, self.t.uniform_prob)
         corners = sample_patches(self.rng, n, self.resolution, self.t.patch)
-        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners)
+        moves = None
+        if self.t.augment_shift or self.t.augment_scale:
+            moves = self.dist.local(sample_moves(self.rng, n, self.resolution, self.t.augment_shift, self.t.augment_scale))
+        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
@@ -157,7 +170,7 @@ class AMGANTrainer:
         map patches, x then y) and ``xy`` (patch centres, D_Loc's target).
         """
         P, S = self.t.patch, self.resolution
-        a_t, s_t, corners = self._draw(len(x))
+        a_t, s_t, corners, moves = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
         if theta is None:
@@ -169,6 +182,8 @@ class AMGANTrainer:
             theta = theta.to(dev)
             A_s = self.placed.maps(normalize_age(age.float()), signs, theta)
             A_t = self.placed.maps(a_t.to(dev), s_t.to(dev), theta)
+        if moves is not None:  # the face and its maps move together; the location maps do not
+            x, A_s, A_t = (move_batch(v, moves.to(dev)) for v in (x.float(), A_s, A_t))
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)
@@ -185,7 +200,7 @@ class AMGANTrainer:
         (``fake``, ``att_fake``, ``cyc``, ``att_cyc``). "att" is the attention regulariser of both masks
         with ``lambda_mask`` and ``lambda_tv`` inside it (its weight in :meth:`generator_weights` is 1)."""
         t, I_p, At_p, As_p, L_p = self.t, b["I_p"], b["At_p"], b["As_p"], b["L_p"]
-        fake, att_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
+        fake, att_fake, colour_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
                  "cyc": amgan.cycle_loss(cyc, I_p),
@@ -193,7 +208,7 @@ class AMGANTrainer:
                  "loc": amgan.loc_loss(loc_f, b["xy"]),
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
-                 "colour": amgan.colour_shift_loss(fake, I_p)}
+                 "colour": amgan.colour_shift_loss(colour_fake, I_p)}
         return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
 
     def discriminator_weights(self) -> dict[str, float]:

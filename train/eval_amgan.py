@@ -13,6 +13,9 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
   around the zone too (the map itself is blurred by one sigma there). Also the mean |change| in the zone.
 * **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
+* **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
+  their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
+  texture.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 from faceage.aging_map import DEFAULT_BLUR, SIGNS
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
-from faceage.models.amgan import AMGANConfig, AMGANGenerator
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss
 from faceage.sign_scores import SignCalibration, labels_path, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
 
@@ -95,6 +98,7 @@ def measure(G, x, ages, labels) -> dict:
         out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
+        res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
     res.update(locality(run, x, a_own, labels))
     return res
 
