@@ -307,7 +307,14 @@ def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     theta = torch.tensor([[[1.0, 0.0, -2 * 3 / 32], [0.0, 1.0, -2 * 5 / 32]]])  # +3 px in x, +5 px in y
     torch.testing.assert_close(move_batch(img, theta)[..., 5:, 3:], img[..., :-5, :-3], atol=1e-5, rtol=0)
     moves = sample_moves(torch.Generator().manual_seed(0), 500, 64, 6.0, 0.1)
-    assert moves[:, :, 2].abs().max() * 32 <= 6.0 * 1.11 and (1 / moves[:, 0, 0] - 1).abs().max() <= 0.1 + 1e-6
+    assert moves[:, :, 2].abs().max() * 32 <= 6.0 / 0.9 + 1e-4 and (1 / moves[:, 0, 0] - 1).abs().max() <= 0.1 + 1e-6
+    shifts = sample_moves(torch.Generator().manual_seed(0), 500, 64, 6.0, 0.0)
+    px = -shifts[:, :, 2] * 32  # no zoom: whole-pixel translations, so the face is resampled exactly
+    assert torch.allclose(px, px.round(), atol=1e-4) and px.abs().max() == 6 and len(px.unique()) == 13
+    face = torch.rand(1, 3, 64, 64)
+    dx, dy = (int(v) for v in px[0].round())
+    moved = move_batch(face, shifts[:1])[..., 8:-8, 8:-8]
+    torch.testing.assert_close(moved, face[..., 8 - dy:56 - dy, 8 - dx:56 - dx], atol=1e-5, rtol=0)
 
     tr = AMGANTrainer(_cfg(2, "amgan.augment_shift=8.0", "amgan.augment_scale=0.1"), torch.device("cpu"))
     age, signs = torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))

@@ -82,11 +82,12 @@ def sample_patches(rng: torch.Generator, n: int, size: int, patch: int) -> torch
 
 def sample_moves(rng: torch.Generator, n: int, size: int, shift: float, scale: float) -> torch.Tensor:
     """Random moves of the face in its frame, as affine thetas [n, 2, 3] for :func:`move_batch`: a
-    translation of up to ``shift`` pixels (at side ``size``) on each axis and a zoom by a factor in
-    [1 - scale, 1 + scale]."""
+    translation by a whole number of pixels, up to ``shift`` (at side ``size``), on each axis and a zoom
+    by a factor in [1 - scale, 1 + scale]. Whole pixels and no zoom (``scale`` 0) resample exactly; a zoom
+    interpolates, which softens the real patches D sees as well."""
     u = torch.rand(n, 3, generator=rng) * 2 - 1
     zoom = 1 + scale * u[:, 0]
-    t = u[:, 1:] * shift * 2 / size  # pixels -> the [-1, 1] frame of affine_grid
+    t = (u[:, 1:] * shift).round() * 2 / size  # whole pixels -> the [-1, 1] frame of affine_grid
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = -t / zoom[:, None]  # output pixel p reads input (p - t) / zoom: the face moves by +t
