@@ -1,5 +1,5 @@
-"""Separable Gaussian blur in torch, shared by the CUSP mask (Eq. 1), the CUSP skip blur (Eq. 2)
-and the AMGAN aging-map blur.
+"""Image filters in torch: the separable Gaussian blur shared by the CUSP mask (Eq. 1), the CUSP skip
+blur (Eq. 2) and the AMGAN aging-map blur; and BT.601 luma (sign labels, AMGAN's colour term, the canvas).
 
 ``sigma == 0`` returns the input unchanged (an exact identity, not a Gaussian with sigma 1e-20 as the
 released CUSP code does), and borders are reflect-padded so a blur never darkens the image edges
@@ -12,6 +12,15 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)
+"""BT.601 luma weights of R, G, B (they sum to 1)."""
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """RGB [N, 3, H, W] -> luma [N, 1, H, W], in the range of ``x``."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 3.0, dtype=torch.float32, device=None) -> torch.Tensor:

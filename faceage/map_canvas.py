@@ -19,7 +19,7 @@ import torch
 
 from faceage.aging_map import DEFAULT_BLUR, map_to_image
 from faceage.errors import BadParameterError
-from faceage.filters import gaussian_blur
+from faceage.filters import LUMA, gaussian_blur
 
 FACE_SHOWN = 0.35  # share of the face's luminance in the canvas picture
 ZONE_COLOUR = (255, 140, 0)  # outlines of the sign zones (orange: never a score, which is gray)
@@ -32,7 +32,7 @@ def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4, zo
     in orange, so the user sees where each sign's score goes even when it equals the age around it.
     """
     picture = map_to_image(aging_map.mean(0, keepdim=True)).astype(np.float32)[..., None]  # gray: mean score
-    luma = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = crop.astype(np.float32) @ np.array(LUMA, np.float32)
     shown = (1 - FACE_SHOWN) * picture + FACE_SHOWN * luma[..., None]
     size = crop.shape[0] * scale
     gray = cv2.resize(np.round(shown[..., 0]).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)

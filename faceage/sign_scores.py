@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
-from faceage.filters import gaussian_blur
+from faceage.filters import gaussian_blur, luma
 
 __all__ = [
     "IMAGE_WEIGHT",
@@ -63,7 +63,6 @@ RIDGE_SIGMAS: Final[tuple[float, ...]] = (1.0, 2.0)
 """Hessian scales in pixels at a 128-px crop (wrinkles are 1-4 px wide there)."""
 
 N_KNOTS: Final = 101
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -75,9 +74,7 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
     """[N, 3, H, W] in [-1, 1] -> [N, 1, H, W] luminance in [0, 1]."""
-    x = (_check_images(images) + 1) / 2
-    w = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    return luma((_check_images(images) + 1) / 2)
 
 
 def ridge_energy(images: torch.Tensor) -> torch.Tensor:

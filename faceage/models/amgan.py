@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from faceage.aging_map import location_maps
 from faceage.errors import BadParameterError
+from faceage.filters import luma
 
 AGE_GRID = 10  # side of D's low-resolution aging-map estimate (Sec. 3.3)
 
@@ -340,9 +341,8 @@ def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor, scales: int 
 
 def chroma(x: torch.Tensor) -> torch.Tensor:
     """The two colour-difference channels (B - Y, R - Y) of an RGB batch, Y the BT.601 luma."""
-    r, g, b = x.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    return torch.stack([b - y, r - y], 1)
+    y = luma(x)
+    return torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)
 
 
 def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 8) -> torch.Tensor:
