@@ -183,7 +183,7 @@ class AMGANTrainer:
             A_s = self.placed.maps(normalize_age(age.float()), signs, theta)
             A_t = self.placed.maps(a_t.to(dev), s_t.to(dev), theta)
         if moves is not None:  # the face and its maps move together; the location maps do not
-            x, A_s, A_t = (move_batch(v, moves.to(dev)) for v in (x.float(), A_s, A_t))
+            x, A_s, A_t = (move_batch(v, moves) for v in (x.float(), A_s, A_t))
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)

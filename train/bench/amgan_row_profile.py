@@ -45,17 +45,18 @@ def main(argv=None) -> int:
     own_age = normalize_age(ages)
     raised = labels.clone()
     raised[:, fh] = 1.0
+    runners = {}
     for shift in (0.0, a.shift):
         pts = template_points(size).copy()
         pts[:, 1] += shift
-        run = Runner(G, size, pts)
+        run = runners[shift] = Runner(G, size, pts)
         rows = torch.nonzero(run.basis.zones[fh, 0].amax(1) > 0.05).flatten()
         print(f"zones {shift:g} px down (forehead zone rows {rows.min().item()}-{rows.max().item()}), forehead raised:",
               *row_profile(run(x, own_age, labels), run(x, own_age, raised)))
 
     def uniform(t: float):
         v = torch.full((n,), normalize_age(t))
-        return Runner(G, size)(x, v, v[:, None].expand(-1, len(SIGNS)))
+        return runners[0.0](x, v, v[:, None].expand(-1, len(SIGNS)))  # the template's zones
 
     print("uniform maps, 70 vs 30:", *row_profile(uniform(30.0), uniform(70.0)))
     return 0
