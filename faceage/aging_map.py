@@ -85,6 +85,7 @@ __all__ = [
     "MAP_CHANNELS",
     "build_aging_map",
     "crop_patch",
+    "default_blur_sigma",
     "face_region_mask",
     "image_to_map",
     "location_maps",
@@ -137,6 +138,11 @@ def _check_size(size) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 4:
         raise BadParameterError(f"size must be an int >= 4 (pixels), got {size!r}")
     return int(size)
+
+
+def default_blur_sigma(landmarks) -> float:
+    """The aging map's default blur std in pixels, ``DEFAULT_BLUR`` times the inter-ocular distance."""
+    return DEFAULT_BLUR * _frame(_check_landmarks(landmarks))[0]
 
 
 def _frame(pts: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

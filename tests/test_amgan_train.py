@@ -327,3 +327,74 @@ def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     assert not torch.allclose(b["As_p"], crop_batch(own, corners, tr.t.patch), atol=1e-3)  # they did move
     loc = tr.basis.location[None].expand(2, -1, -1, -1)
     assert torch.equal(b["L_p"], crop_batch(loc, corners, tr.t.patch))
+
+
+def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
+    """train.amgan_maps.sample_sign_edits / outside_edit, the inputs of amgan.lambda_local."""
+    from faceage.sign_scores import template_zone_masks
+    from train.amgan_maps import MapBasis, outside_edit, sample_sign_edits
+
+    s = torch.rand(200, len(SIGNS))
+    e = sample_sign_edits(torch.Generator().manual_seed(0), s)
+    moved = (e != s).sum(1)
+    assert torch.equal(moved, torch.ones(200, dtype=torch.long))
+    assert (e - s).abs().sum(1).min() >= 0.125 - 1e-6 and e.min() >= 0 and e.max() <= 1
+    assert len((e != s).float().argmax(1).unique()) == len(SIGNS)  # every sign gets edited
+
+    basis, z = MapBasis(64), SIGNS.index("forehead")
+    a = torch.tensor([0.3])
+    before = basis.maps(a, torch.full((1, len(SIGNS)), 0.3))
+    after_s = torch.full((1, len(SIGNS)), 0.3)
+    after_s[0, z] = 0.9
+    out = outside_edit(before, basis.maps(a, after_s), margin=3)
+    zone = template_zone_masks(64)[z].bool()
+    assert out.shape == (1, 1, 64, 64) and set(out.unique().tolist()) == {0.0, 1.0}
+    assert out[0, 0][zone].max() == 0  # the zone itself is never charged
+    assert out[0, 0, 50:].min() == 1  # the chin is far from the forehead
+
+
+def test_zone_leak_loss_charges_change_outside_only():
+    from faceage.models.amgan import zone_leak_loss
+
+    base = torch.rand(2, 3, 16, 16)
+    outside = torch.ones(2, 1, 16, 16)
+    outside[..., 4:8, 4:8] = 0
+    inside_edit = base.clone()
+    inside_edit[..., 4:8, 4:8] += 0.5
+    leaking = base + 0.1
+    assert zone_leak_loss(base, base, outside) == 0 and zone_leak_loss(inside_edit, base, outside) == 0
+    assert zone_leak_loss(leaking, base, outside) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_locality_term_pairs_maps_that_agree_outside_and_its_gradient_cuts_the_leak():
+    """amgan.lambda_local (ours, default 0): prepare() adds an edited target map that differs from the
+    target only where out_p is 0, and the term's gradient makes G keep a sign's effect in its zone."""
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import AMGANTrainer, requires_grad
+    from train.batches import SyntheticFaces, get_batch
+
+    x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    tr = AMGANTrainer(_cfg(2), torch.device("cpu"))
+    assert "Ae_p" not in tr.prepare(x, age, signs) and tr.train_step(x, age, signs)["G/local"] == 0
+
+    tr = AMGANTrainer(_cfg(2, "amgan.lambda_local=10.0"), torch.device("cpu"))
+    assert tr.generator_weights()["local"] == 10.0 and tr.train_step(x, age, signs)["G/local"] > 0
+    ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
+    b = tr.prepare(*get_batch(ds, 0, 8, 0, False))
+    agree = (b["Ae_p"] - b["At_p"]).abs().sum(1, keepdim=True) < 1e-6
+    assert b["out_p"].shape == (8, 1, 32, 32) and torch.all(agree[b["out_p"] == 1])
+    assert 0 < float(b["out_p"].mean()) < 1
+    with torch.no_grad():  # a G whose output leans on the map (a fresh one barely reads it)
+        for name, p in tr.G.named_parameters():
+            if ".shared." in name or ".gamma." in name or ".beta." in name:
+                p.mul_(4.0)
+    requires_grad(tr.G, True)  # train_step left G frozen after its D step
+    opt = torch.optim.Adam(tr.G.parameters(), lr=1e-3)
+    leak = []
+    for _ in range(25):
+        loss = tr.generator_terms(b)[0]["local"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        leak.append(loss.item())
+    assert leak[-1] < 0.3 * leak[0], leak

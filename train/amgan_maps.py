@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faceage.aging_map import MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, location_maps
+from faceage.aging_map import (MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, default_blur_sigma,
+                               location_maps)
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 
@@ -39,6 +40,7 @@ class MapBasis:
             zones[z, others] = 0.0
         self.zones = zones  # [Z, C, S, S]
         self.location = location_maps(size, size)  # [2, S, S]
+        self.sigma = default_blur_sigma(pts)  # the maps' blur std in pixels
 
     def maps(self, age_norm: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Aging maps [N, C, S, S] for normalised ages [N] and sign scores [N, Z] (all in [0, 1])."""
@@ -71,6 +73,30 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
     s = image_weight * u + (1 - image_weight) * a[:, None]
     s = torch.where(uniform[:, None], a[:, None].expand_as(s), s)
     return a, s
+
+
+def sample_sign_edits(rng: torch.Generator, scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` [n, Z] with one random sign per row moved away from its value: by a share in
+    [0.25, 1] of the way to the farther end of [0, 1] (so by at least 0.125). The pair of maps
+    (before, after) is what :func:`faceage.models.amgan.zone_leak_loss` compares."""
+    n, Z = scores.shape
+    k = torch.randint(0, Z, (n,), generator=rng)
+    step = 0.25 + 0.75 * torch.rand(n, generator=rng)
+    rows = torch.arange(n)
+    s = scores[rows, k]
+    out = scores.clone()
+    out[rows, k] = torch.where(s < 0.5, s + step * (1 - s), s - step * s)
+    return out
+
+
+def outside_edit(before: torch.Tensor, after: torch.Tensor, margin: int, rel: float = 0.02) -> torch.Tensor:
+    """[N, 1, S, S]: 1 where two aging maps [N, C, S, S] agree, beyond a band of ``margin`` pixels
+    around where they differ (by over ``rel`` of their largest difference); 0 in and near the edit."""
+    d = (after - before).abs().sum(1, keepdim=True)
+    touched = (d > rel * d.flatten(1).amax(1).clamp(min=1e-8)[:, None, None, None]).float()
+    if margin > 0:
+        touched = torch.nn.functional.max_pool2d(touched, 2 * margin + 1, stride=1, padding=margin)
+    return 1.0 - touched
 
 
 def sample_patches(rng: torch.Generator, n: int, size: int, patch: int) -> torch.Tensor:

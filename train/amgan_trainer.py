@@ -7,6 +7,8 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
     G loss  = -D(fake) + l_cyc L_Cyc(cyc, I_p) + l_age |D_Age(fake) - A_t,p|^2 + l_loc |D_Loc(fake) - xy|^2
               + attention regulariser of both attention masks                          (Eq. 1-4)
               + l_colour (low-pass chroma shift of G's colour head C from I_p; ours, off by default)
+              + l_local |G(I_p | A'_t,p) - fake| beyond the edited zone (A'_t: A_t with one sign's score
+                moved; ours, off by default: the per-sign locality the paper shows but does not train for)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -41,8 +43,8 @@ from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
 from faceage.sign_scores import IMAGE_WEIGHT
-from train.amgan_maps import (MapBasis, crop_batch, move_batch, patch_centres, sample_moves, sample_patches,
-                              sample_targets)
+from train.amgan_maps import (MapBasis, crop_batch, move_batch, outside_edit, patch_centres, sample_moves,
+                              sample_patches, sample_sign_edits, sample_targets)
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
@@ -74,6 +76,10 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # sits at the same image rows, so without moves G can place zone effects by X/Y instead of by the map
     augment_shift: float = 0.0
     augment_scale: float = 0.0
+    # ours: weight of amgan.zone_leak_loss: each step also edits one random sign of each target map
+    # (train.amgan_maps.sample_sign_edits) and charges G for the change it makes beyond that sign's zone
+    # and a margin of 2 map-blur sigmas (where the two maps agree). 0: off, the paper's objective
+    lambda_local: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -105,10 +111,19 @@ class CycleStep(torch.nn.Module):
         super().__init__()
         self.G = G
 
-    def forward(self, image, target_map, source_map, x_map, y_map):
-        fake, att_fake, colour_fake = self.G(image, target_map, x_map, y_map)
+    def forward(self, image, target_map, source_map, x_map, y_map, edited_map=None):
+        """-> fake, its attention and colour, the cycle and its attention, and G(image | edited_map) (or
+        None); the edit and ``edited_map`` share one pass of G."""
+        n = len(image)
+        if edited_map is not None:
+            two = (torch.cat([image, image]), torch.cat([target_map, edited_map]),
+                   torch.cat([x_map, x_map]), torch.cat([y_map, y_map]))
+            both, att, colour = self.G(*two)
+            fake, edited, att_fake, colour_fake = both[:n], both[n:], att[:n], colour[:n]
+        else:
+            (fake, att_fake, colour_fake), edited = self.G(image, target_map, x_map, y_map), None
         cyc, att_cyc, _ = self.G(fake, source_map, x_map, y_map)
-        return fake, att_fake, colour_fake, cyc, att_cyc
+        return fake, att_fake, colour_fake, cyc, att_cyc, edited
 
 
 class AMGANTrainer:
@@ -138,6 +153,7 @@ class AMGANTrainer:
         self.D_ddp = self.dist.wrap(self.D)
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
+        self.leak_margin = int(round(2 * self.basis.sigma))  # zone_leak_loss's band, as eval_amgan's margin
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
@@ -159,7 +175,8 @@ class AMGANTrainer:
         moves = None
         if self.t.augment_shift or self.t.augment_scale:
             moves = self.dist.local(sample_moves(self.rng, n, self.resolution, self.t.augment_shift, self.t.augment_scale))
-        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves
+        s_e = self.dist.local(sample_sign_edits(self.rng, s_t)) if self.t.lambda_local else None
+        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
@@ -167,40 +184,50 @@ class AMGANTrainer:
         ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan_placement`); None: the template's.
 
         -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``L_p`` (location
-        map patches, x then y) and ``xy`` (patch centres, D_Loc's target).
+        map patches, x then y) and ``xy`` (patch centres, D_Loc's target); with ``lambda_local``, also
+        ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin).
         """
         P, S = self.t.patch, self.resolution
-        a_t, s_t, corners, moves = self._draw(len(x))
+        a_t, s_t, corners, moves, s_e = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
         if theta is None:
-            A_s = self.basis.maps(normalize_age(age.float()), signs)
-            A_t = self.basis.maps(a_t.to(dev), s_t.to(dev))
+            make = self.basis.maps
         else:
             if self.placed is None:
                 raise ValueError("this batch carries zone placements but amgan.face_placement is off")
             theta = theta.to(dev)
-            A_s = self.placed.maps(normalize_age(age.float()), signs, theta)
-            A_t = self.placed.maps(a_t.to(dev), s_t.to(dev), theta)
+
+            def make(a, s):
+                return self.placed.maps(a, s, theta)
+        A_s = make(normalize_age(age.float()), signs)
+        A_t = make(a_t.to(dev), s_t.to(dev))
+        extra = {}
+        if s_e is not None:
+            A_e = make(a_t.to(dev), s_e.to(dev))
+            extra = {"Ae_p": A_e, "out_p": outside_edit(A_t, A_e, self.leak_margin)}
         if moves is not None:  # the face and its maps move together; the location maps do not
             x, A_s, A_t = (move_batch(v, moves) for v in (x.float(), A_s, A_t))
+            extra = {k: move_batch(v, moves) for k, v in extra.items()}
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)
-        return {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy}
+        return {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy,
+                **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
 
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour}
+                "colour": t.lambda_colour, "local": t.lambda_local}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
         (``fake``, ``att_fake``, ``cyc``, ``att_cyc``). "att" is the attention regulariser of both masks
         with ``lambda_mask`` and ``lambda_tv`` inside it (its weight in :meth:`generator_weights` is 1)."""
         t, I_p, At_p, As_p, L_p = self.t, b["I_p"], b["At_p"], b["As_p"], b["L_p"]
-        fake, att_fake, colour_fake, cyc, att_cyc = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:])
+        fake, att_fake, colour_fake, cyc, att_cyc, edited = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:],
+                                                                        b.get("Ae_p"))
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
                  "cyc": amgan.cycle_loss(cyc, I_p),
@@ -208,7 +235,9 @@ class AMGANTrainer:
                  "loc": amgan.loc_loss(loc_f, b["xy"]),
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
-                 "colour": amgan.colour_shift_loss(colour_fake, I_p)}
+                 "colour": amgan.colour_shift_loss(colour_fake, I_p),
+                 "local": (fake.new_zeros(()) if edited is None
+                           else amgan.zone_leak_loss(edited, fake, b["out_p"]))}
         return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
 
     def discriminator_weights(self) -> dict[str, float]:
@@ -255,7 +284,8 @@ class AMGANTrainer:
         self.opt_D.step()
         self.step += 1
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
-                "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
+                "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
+                "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import DEFAULT_BLUR, SIGNS
+from faceage.aging_map import SIGNS
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss
@@ -109,8 +109,7 @@ def locality(run: "Runner", x, a_own, labels) -> dict:
     own = run(x, a_own, labels)
     res = {}
     zones = template_zone_masks(S)
-    sigma = DEFAULT_BLUR * _eye_distance(S)
-    r = int(round(2 * sigma))
+    r = int(round(2 * run.basis.sigma))
     margin = F.max_pool2d(zones[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
     per_sign = {}
     for z, sign in enumerate(SIGNS):
@@ -131,13 +130,6 @@ def locality(run: "Runner", x, a_own, labels) -> dict:
     res["locality_mean_share_inside_margin"] = float(np.mean([v["share_inside_margin"] for v in per_sign.values()]))
     res["locality_mean_margin_area"] = float(np.mean([v["margin_area"] for v in per_sign.values()]))
     return res
-
-
-def _eye_distance(size: int) -> float:
-    from faceage.face.align import template_points
-
-    p = template_points(size)
-    return float(np.hypot(*(p[42:48].mean(0) - p[36:42].mean(0))))
 
 
 def figure(G, x, age, labels, out: Path, gain: float = 4.0) -> None:

@@ -353,6 +353,17 @@ def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 
     return (F.avg_pool2d(chroma(edited), pool) - F.avg_pool2d(chroma(original), pool)).abs().mean()
 
 
+def zone_leak_loss(edited: torch.Tensor, base: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """Ours, not the paper's: mean |edited - base| over the pixels where ``outside`` [N, 1, H, W] is 1.
+
+    ``edited`` and ``base`` are G's outputs for two maps that differ in one sign's score only, and
+    ``outside`` marks the pixels beyond that sign's zone and a blur margin around it: the loss is how
+    much a per-sign edit leaks out of its zone. It asks nothing of the zone itself (D's map estimate
+    does), so G can meet it only by keeping each sign's effect where the map puts it."""
+    w = outside.expand_as(edited)
+    return ((edited - base).abs() * w).sum() / w.sum().clamp(min=1.0)
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Sum of absolute horizontal and vertical neighbour differences per image, batch mean."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
