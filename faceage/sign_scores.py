@@ -51,6 +51,7 @@ __all__ = [
     "RIDGE_SIGMAS",
     "SignCalibration",
     "blend_with_age",
+    "masked_measures",
     "ridge_energy",
     "template_zone_masks",
     "zone_measures",
@@ -90,7 +91,8 @@ def ridge_energy(images: torch.Tensor) -> torch.Tensor:
         dxx = p[..., 1:-1, 2:] - 2 * c + p[..., 1:-1, :-2]
         dyy = p[..., 2:, 1:-1] - 2 * c + p[..., :-2, 1:-1]
         dxy = (p[..., 2:, 2:] - p[..., 2:, :-2] - p[..., :-2, 2:] + p[..., :-2, :-2]) / 4
-        lam1 = (dxx + dyy) / 2 + torch.sqrt(((dxx - dyy) / 2) ** 2 + dxy**2)
+        # (+1e-12 under the root: a finite gradient where the Hessian is isotropic; values move by <= 1e-6)
+        lam1 = (dxx + dyy) / 2 + torch.sqrt(((dxx - dyy) / 2) ** 2 + dxy**2 + 1e-12)
         out = torch.maximum(out, (s * s) * lam1.clamp(min=0))
     return out
 
@@ -118,15 +120,20 @@ def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256) -
         raise BadParameterError("a sign zone is empty at this image size (the face is too small)")
     out = []
     for i in range(0, len(images), chunk):
-        x = images[i:i + chunk]
         z = zones if zones.dim() == 3 else zones[i:i + chunk]
-        a = area if zones.dim() == 3 else area[i:i + chunk]
-        r = ridge_energy(x)  # [n, 1, H, W]
-        y = luminance(x)
-        mean_r = (r * z).flatten(-2).sum(-1) / a  # [n, Z]
-        mean_y = (y * z).flatten(-2).sum(-1) / a
-        out.append(mean_r / (mean_y + 0.05))
+        out.append(masked_measures(images[i:i + chunk], z))
     return torch.cat(out)
+
+
+def masked_measures(images: torch.Tensor, zones: torch.Tensor) -> torch.Tensor:
+    """:func:`zone_measures` without its checks, differentiable in ``images`` (AMGAN's optional sign term
+    measures G's patches with it); an empty zone gives 0, not an error."""
+    r = ridge_energy(images)  # [n, 1, H, W]
+    y = luminance(images)
+    area = zones.flatten(-2).sum(-1).clamp(min=1.0)
+    mean_r = (r * zones).flatten(-2).sum(-1) / area  # [n, Z]
+    mean_y = (y * zones).flatten(-2).sum(-1) / area
+    return mean_r / (mean_y + 0.05)
 
 
 def blend_with_age(image_part: torch.Tensor, ages: torch.Tensor, weight: float = IMAGE_WEIGHT) -> torch.Tensor:
@@ -149,6 +156,17 @@ class SignCalibration:
             raise BadParameterError(f"calibration needs [N >= 2, Z] measures, got {tuple(measures.shape)}")
         q = torch.linspace(0, 1, N_KNOTS, dtype=torch.float64)
         return cls(torch.quantile(measures.double(), q, dim=0).T.float().contiguous())
+
+    def soft_cdf(self, measures: torch.Tensor) -> torch.Tensor:
+        """:meth:`cdf` in torch, differentiable in ``measures`` [N, Z] (piecewise linear between knots,
+        flat outside them); agrees with :meth:`cdf` but where knots tie."""
+        k = self.knots.to(measures)  # [Z, K]
+        K = k.shape[1]
+        m = measures.T.contiguous()  # [Z, N]
+        hi = torch.searchsorted(k, m.detach()).clamp(1, K - 1)
+        k0, k1 = k.gather(1, hi - 1), k.gather(1, hi)
+        t = ((m - k0) / (k1 - k0).clamp(min=1e-6)).clamp(0.0, 1.0)
+        return ((hi - 1 + t) / (K - 1)).T
 
     def cdf(self, measures: torch.Tensor) -> torch.Tensor:
         """Empirical CDF of each column of ``measures`` [N, Z] -> [N, Z] in [0, 1] (piecewise linear)."""

@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from faceage.sign_scores import compute_labels, labels_path, packed_labels
+from faceage.sign_scores import SignCalibration, compute_labels, labels_path, packed_labels
 
 log = logging.getLogger("faceage.train")
 
@@ -16,13 +16,15 @@ class SignLabelledFaces(torch.utils.data.Dataset):
     """``(image [3, S, S], age, signs [Z])`` for every face of ``base`` (whose items are (image, age, _)),
     with ``theta [2, 3]`` (the face's zone placement) appended when ``theta`` is given."""
 
-    def __init__(self, base, scores: torch.Tensor, theta: torch.Tensor | None = None):
+    def __init__(self, base, scores: torch.Tensor, theta: torch.Tensor | None = None,
+                 calibration: SignCalibration | None = None):
         for what, t in (("sign labels", scores), ("zone placements", theta)):
             if t is not None and len(t) != len(base):
                 raise ValueError(f"{len(t)} {what} for {len(base)} faces: recompute them")
         self.base, self.scores = base, scores.float()
         self.theta = None if theta is None else theta.float()
         self.size = getattr(base, "size", None)
+        self.calibration = calibration  # the labels' texture CDF (AMGAN's optional sign term reuses it)
 
     def __len__(self):
         return len(self.base)
@@ -48,13 +50,14 @@ def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
 
             theta = packed_placement(base)
             log.info("zone placement: %s", placement_path(base.path))
-        return SignLabelledFaces(base, labels["scores"], theta)
+        return SignLabelledFaces(base, labels["scores"], theta, SignCalibration(labels["knots"]))
     items = [base[i] for i in range(len(base))]
     images = torch.stack([it[0] for it in items])
     ages = torch.tensor([float(it[1]) for it in items])
-    scores, _, _ = compute_labels(images, ages)
+    scores, _, cal = compute_labels(images, ages)
+    theta = None
     if placement:
         from train.amgan_placement import IDENTITY
 
-        return SignLabelledFaces(base, scores, IDENTITY.expand(len(base), 2, 3).clone())
-    return SignLabelledFaces(base, scores)
+        theta = IDENTITY.expand(len(base), 2, 3).clone()
+    return SignLabelledFaces(base, scores, theta, cal)

@@ -9,6 +9,8 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
               + l_colour (low-pass chroma shift of G's colour head C from I_p; ours, off by default)
               + l_local |G(I_p | A'_t,p) - fake| beyond the edited zone (A'_t: A_t with one sign's score
                 moved; ours, off by default: the per-sign locality the paper shows but does not train for)
+              + l_sign |CDF(texture of fake in zone z) - texture part of the target score of z| (ours, off by
+                default: the weak labels' own measure, :mod:`faceage.sign_scores`, as a fixed judge of G)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -42,7 +44,7 @@ from faceage.checkpoint import load_training_state, training_state
 from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
-from faceage.sign_scores import IMAGE_WEIGHT
+from faceage.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 from train.amgan_maps import (MapBasis, crop_batch, move_batch, outside_edit, patch_centres, sample_moves,
                               sample_patches, sample_sign_edits, sample_targets)
 from train.amgan_placement import PlacedMaps
@@ -80,6 +82,14 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # (train.amgan_maps.sample_sign_edits) and charges G for the change it makes beyond that sign's zone
     # and a margin of 2 map-blur sigmas (where the two maps agree). 0: off, the paper's objective
     lambda_local: float = 0.0
+    # ours: weight of the sign term: the weak labels' measure (faceage.sign_scores: ridge energy over
+    # luminance in each zone, through the training split's CDF) on G's fake patch, L1 against the texture
+    # part of the target score, (s - (1 - image_weight) a) / image_weight clamped to [0, 1], for each zone
+    # with at least ``sign_min_cover`` of its area in the patch. A fixed judge, like CUSP's age classifier:
+    # D's 10 x 10 map estimate is the paper's only per-sign signal, and on our runs it left zones nearly
+    # untouched. 0: off, the paper's objective
+    lambda_sign: float = 0.0
+    sign_min_cover: float = 0.5
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -154,6 +164,8 @@ class AMGANTrainer:
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
         self.leak_margin = int(round(2 * self.basis.sigma))  # zone_leak_loss's band, as eval_amgan's margin
+        self.zones = template_zone_masks(self.resolution).to(device)  # [Z, S, S], the labels' zones
+        self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
@@ -185,7 +197,8 @@ class AMGANTrainer:
 
         -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``L_p`` (location
         map patches, x then y) and ``xy`` (patch centres, D_Loc's target); with ``lambda_local``, also
-        ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin).
+        ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin);
+        with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and ``Z_valid`` (see ``lambda_sign``).
         """
         P, S = self.t.patch, self.resolution
         a_t, s_t, corners, moves, s_e = self._draw(len(x))
@@ -203,23 +216,31 @@ class AMGANTrainer:
         A_s = make(normalize_age(age.float()), signs)
         A_t = make(a_t.to(dev), s_t.to(dev))
         extra = {}
+        if self.t.lambda_sign:
+            extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
         if s_e is not None:
             A_e = make(a_t.to(dev), s_e.to(dev))
-            extra = {"Ae_p": A_e, "out_p": outside_edit(A_t, A_e, self.leak_margin)}
+            extra.update(Ae_p=A_e, out_p=outside_edit(A_t, A_e, self.leak_margin))
         if moves is not None:  # the face and its maps move together; the location maps do not
             x, A_s, A_t = (move_batch(v, moves) for v in (x.float(), A_s, A_t))
             extra = {k: move_batch(v, moves) for k, v in extra.items()}
         loc = self.basis.location[None].expand(len(x), 2, S, S)
         I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
         xy = patch_centres(corners, P, S).to(dev)
-        return {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy,
-                **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
+        b = {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy,
+             **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
+        if self.t.lambda_sign:
+            w, a = self.t.image_weight, a_t.to(dev)[:, None]
+            b["U_t"] = ((s_t.to(dev) - (1 - w) * a) / w).clamp(0.0, 1.0)  # the targets' texture parts [n, Z]
+            cover = b["Z_p"].flatten(2).sum(2) / self.zones.flatten(1).sum(1)
+            b["Z_valid"] = (cover >= self.t.sign_min_cover).float()
+        return b
 
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, "local": t.lambda_local}
+                "colour": t.lambda_colour, "local": t.lambda_local, "sign": t.lambda_sign}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -237,8 +258,18 @@ class AMGANTrainer:
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
                  "local": (fake.new_zeros(()) if edited is None
-                           else amgan.zone_leak_loss(edited, fake, b["out_p"]))}
+                           else amgan.zone_leak_loss(edited, fake, b["out_p"])),
+                 "sign": self._sign_term(fake, b) if "U_t" in b else fake.new_zeros(())}
         return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
+
+    def _sign_term(self, fake: torch.Tensor, b: dict) -> torch.Tensor:
+        """Mean |CDF(measure of fake in zone z) - U_t,z| over the zones the patch covers (see ``lambda_sign``)."""
+        if self.calibration is None:
+            raise ValueError("amgan.lambda_sign needs the sign labels' calibration: train through train.train "
+                             "(it sets trainer.calibration from the data) or set it yourself")
+        got = self.calibration.soft_cdf(masked_measures(fake, b["Z_p"]))
+        v = b["Z_valid"]
+        return ((got - b["U_t"]).abs() * v).sum() / v.sum().clamp(min=1.0)
 
     def discriminator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""
@@ -285,6 +316,7 @@ class AMGANTrainer:
         self.step += 1
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
+                "G/sign": g["sign"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}

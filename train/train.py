@@ -214,6 +214,8 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     trainer = build_trainer(cfg, dist)
     dataset = load_dataset(cfg, trainer.resolution)
+    if cfg.model == "amgan":
+        trainer.calibration = dataset.calibration  # the weak labels' texture CDF (amgan.lambda_sign)
     start = resume(trainer, run)
     dist.check_same(start, "step to resume from")
     if start == 0 and cfg.init_weights:
