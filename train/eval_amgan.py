@@ -13,6 +13,10 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
   around the zone too (the map itself is blurred by one sigma there). Also the mean |change| in the zone.
 * **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
+* **texture response**, per sign (with the same raise as locality): the weak labels' texture measure
+  (:mod:`faceage.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
+  of G(x, raised) minus that of G(x, own), in the raised sign's zone and, averaged, in the other zones.
+  What a sign slider is labelled to do. Not an independent judge: ``amgan.lambda_sign`` trains on it.
 * **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
@@ -33,7 +37,7 @@ from faceage.aging_map import SIGNS
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss
-from faceage.sign_scores import SignCalibration, labels_path, packed_labels, template_zone_masks
+from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
 
 TRAIN_PACK = "packed/utkface_train_128.safetensors"
@@ -50,7 +54,8 @@ def load_generator(path: Path) -> tuple[AMGANGenerator, dict]:
 
 
 def test_faces(n: int):
-    """(images [n,3,S,S], ages [n], labels [n, Z]) spread evenly over the test split."""
+    """(images [n,3,S,S], ages [n], labels [n, Z], names, the labels' calibration), spread evenly over the
+    test split."""
     from faceage.data.utkface import PackedFaces
 
     cache = labels_path(TRAIN_PACK)
@@ -61,7 +66,7 @@ def test_faces(n: int):
     labels = packed_labels(test, labels_path(TEST_PACK), cal)["scores"]
     idx = np.linspace(0, len(test) - 1, n).round().astype(int)
     x = test.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return x, test.ages[idx].float(), labels[idx], [test.names[i] for i in idx]
+    return x, test.ages[idx].float(), labels[idx], [test.names[i] for i in idx], cal
 
 
 class Runner:
@@ -83,7 +88,7 @@ class Runner:
         return torch.cat(outs)
 
 
-def measure(G, x, ages, labels) -> dict:
+def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
     from faceage.models.age_estimator import AgeEstimator
 
     S = x.shape[-1]
@@ -100,6 +105,8 @@ def measure(G, x, ages, labels) -> dict:
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
     res.update(locality(run, x, a_own, labels))
+    if cal is not None:
+        res.update(texture_response(run, x, a_own, labels, cal))
     return res
 
 
@@ -130,6 +137,26 @@ def locality(run: "Runner", x, a_own, labels) -> dict:
     res["locality_mean_share_inside_margin"] = float(np.mean([v["share_inside_margin"] for v in per_sign.values()]))
     res["locality_mean_margin_area"] = float(np.mean([v["margin_area"] for v in per_sign.values()]))
     return res
+
+
+def texture_response(run: "Runner", x, a_own, labels, cal: SignCalibration) -> dict:
+    """Per-sign change of the labels' texture CDF when that sign is raised to 1.0 (module docstring)."""
+    zones = template_zone_masks(x.shape[-1])
+
+    def texture(images):
+        return cal.soft_cdf(masked_measures(images, zones[None].expand(len(images), -1, -1, -1)))
+
+    base = texture(run(x, a_own, labels))
+    per_sign = {}
+    for z, sign in enumerate(SIGNS):
+        raised = labels.clone()
+        raised[:, z] = 1.0
+        d = (texture(run(x, a_own, raised)) - base).mean(0)  # [Z]
+        others = torch.cat([d[:z], d[z + 1:]])
+        per_sign[sign] = {"own_zone": float(d[z]), "other_zones_mean_abs": float(others.abs().mean())}
+    return {"texture_response": per_sign,
+            "texture_response_mean_own": float(np.mean([v["own_zone"] for v in per_sign.values()])),
+            "texture_response_mean_others": float(np.mean([v["other_zones_mean_abs"] for v in per_sign.values()]))}
 
 
 def figure(G, x, age, labels, out: Path, gain: float = 4.0) -> None:
@@ -189,12 +216,12 @@ def main(argv=None) -> int:
     except Exception as e:  # missing file, not AMGAN weights
         print(f"error: {e}", file=sys.stderr)
         return 2
-    x, ages, labels, names = test_faces(a.n)
+    x, ages, labels, names, cal = test_faces(a.n)
     if a.figure:
         f = a.face
         figure(G, x[f:f + 1], ages[f:f + 1], labels[f:f + 1], a.figure)
         print(f"wrote {a.figure} (test face {names[f]})")
-    res = {"weights": str(a.weights), "step": manifest.get("step"), **measure(G, x, ages, labels)}
+    res = {"weights": str(a.weights), "step": manifest.get("step"), **measure(G, x, ages, labels, cal)}
     if a.random_baseline:  # how local a same-config G with random weights is (the architecture alone)
         torch.manual_seed(0)
         R = AMGANGenerator(G.cfg).eval()
