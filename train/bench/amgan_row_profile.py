@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     G, _ = load_generator(a.weights)
-    x, ages, labels, _ = test_faces(a.n)
+    x, ages, labels, *_ = test_faces(a.n)
     size, n, fh = x.shape[-1], len(x), SIGNS.index("forehead")
     own_age = normalize_age(ages)
     raised = labels.clone()
