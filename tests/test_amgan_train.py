@@ -367,11 +367,27 @@ def test_zone_leak_loss_charges_change_outside_only():
     assert zone_leak_loss(leaking, base, outside) == pytest.approx(0.1, abs=1e-6)
 
 
+def _fit_one_term(tr, b: dict, term: str, steps: int, lr: float) -> list[float]:
+    """Adam on G alone against one of its loss terms on the fixed batch ``b``; the term's values."""
+    from train.amgan_trainer import requires_grad
+
+    requires_grad(tr.G, True)  # train_step leaves G frozen after its D step
+    opt = torch.optim.Adam(tr.G.parameters(), lr=lr)
+    hist = []
+    for _ in range(steps):
+        loss = tr.generator_terms(b)[0][term]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        hist.append(loss.item())
+    return hist
+
+
 def test_locality_term_pairs_maps_that_agree_outside_and_its_gradient_cuts_the_leak():
     """amgan.lambda_local (ours, default 0): prepare() adds an edited target map that differs from the
     target only where out_p is 0, and the term's gradient makes G keep a sign's effect in its zone."""
     from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer, requires_grad
+    from train.amgan_trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
@@ -389,15 +405,7 @@ def test_locality_term_pairs_maps_that_agree_outside_and_its_gradient_cuts_the_l
         for name, p in tr.G.named_parameters():
             if ".shared." in name or ".gamma." in name or ".beta." in name:
                 p.mul_(4.0)
-    requires_grad(tr.G, True)  # train_step left G frozen after its D step
-    opt = torch.optim.Adam(tr.G.parameters(), lr=1e-3)
-    leak = []
-    for _ in range(25):
-        loss = tr.generator_terms(b)[0]["local"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        leak.append(loss.item())
+    leak = _fit_one_term(tr, b, "local", steps=25, lr=1e-3)
     assert leak[-1] < 0.3 * leak[0], leak
 
 
@@ -420,7 +428,7 @@ def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
     """amgan.lambda_sign (ours, default 0): the target's texture part per zone, zones the patch covers
     enough, an error without the labels' calibration, and G learning to meet it on a fixed batch."""
     from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer, requires_grad
+    from train.amgan_trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
@@ -437,13 +445,5 @@ def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
     torch.testing.assert_close(blend_with_age(b["U_t"], a_t * 100), s_t.clamp(0, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(b["U_t"], ((s_t - 0.5 * a_t[:, None]) / 0.5).clamp(0, 1))
 
-    requires_grad(tr.G, True)
-    opt = torch.optim.Adam(tr.G.parameters(), lr=2e-3)
-    hist = []
-    for _ in range(30):
-        loss = tr.generator_terms(b)[0]["sign"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist.append(loss.item())
+    hist = _fit_one_term(tr, b, "sign", steps=30, lr=2e-3)
     assert np.mean(hist[-5:]) < 0.75 * hist[0], hist
