@@ -42,6 +42,12 @@ class MapBasis:
         self.location = location_maps(size, size)  # [2, S, S]
         self.sigma = default_blur_sigma(pts)  # the maps' blur std in pixels
 
+    @property
+    def blur_margin(self) -> int:
+        """Two blur sigmas in whole pixels: the band around a zone that its blurred edge still reaches
+        (eval_amgan's "with margin" locality and the locality term's spared band)."""
+        return int(round(2 * self.sigma))
+
     def maps(self, age_norm: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Aging maps [N, C, S, S] for normalised ages [N] and sign scores [N, Z] (all in [0, 1])."""
         if scores.dim() != 2 or scores.shape[1] != len(SIGNS) or age_norm.shape != scores.shape[:1]:

@@ -163,7 +163,6 @@ class AMGANTrainer:
         self.D_ddp = self.dist.wrap(self.D)
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
-        self.leak_margin = int(round(2 * self.basis.sigma))  # zone_leak_loss's band, as eval_amgan's margin
         self.zones = template_zone_masks(self.resolution).to(device)  # [Z, S, S], the labels' zones
         self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
@@ -220,7 +219,7 @@ class AMGANTrainer:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
         if s_e is not None:
             A_e = make(a_t.to(dev), s_e.to(dev))
-            extra.update(Ae_p=A_e, out_p=outside_edit(A_t, A_e, self.leak_margin))
+            extra.update(Ae_p=A_e, out_p=outside_edit(A_t, A_e, self.basis.blur_margin))
         if moves is not None:  # the face and its maps move together; the location maps do not
             x, A_s, A_t = (move_batch(v, moves) for v in (x.float(), A_s, A_t))
             extra = {k: move_batch(v, moves) for k, v in extra.items()}

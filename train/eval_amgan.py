@@ -104,25 +104,34 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
-    res.update(locality(run, x, a_own, labels))
+    raised = raised_outputs(run, x, a_own, labels)
+    res.update(locality(own, raised, labels, run.basis.blur_margin))
     if cal is not None:
-        res.update(texture_response(run, x, a_own, labels, cal))
+        res.update(texture_response(own, raised, cal))
     return res
 
 
-def locality(run: "Runner", x, a_own, labels) -> dict:
-    """Per-sign share of |change| inside the raised sign's zone (see the module docstring)."""
-    S = x.shape[-1]
-    own = run(x, a_own, labels)
+def raised_outputs(run: "Runner", x, a_own, labels) -> list[torch.Tensor]:
+    """G(x, own map with sign z raised to 1.0) for each sign z of :data:`SIGNS` (the per-sign edits that
+    locality and texture response both measure)."""
+    outs = []
+    for z in range(len(SIGNS)):
+        raised = labels.clone()
+        raised[:, z] = 1.0
+        outs.append(run(x, a_own, raised))
+    return outs
+
+
+def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
+    """Per-sign share of |change| inside the raised sign's zone (see the module docstring): ``own`` is
+    G(x, own map), ``raised`` the outputs of :func:`raised_outputs`, ``margin_px`` the blur margin."""
     res = {}
-    zones = template_zone_masks(S)
-    r = int(round(2 * run.basis.sigma))
+    zones = template_zone_masks(own.shape[-1])
+    r = margin_px
     margin = F.max_pool2d(zones[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
     per_sign = {}
     for z, sign in enumerate(SIGNS):
-        raised = labels.clone()
-        raised[:, z] = 1.0
-        delta = ((run(x, a_own, raised) - own).abs() / 2).sum(1)  # [n, S, S]
+        delta = ((raised[z] - own).abs() / 2).sum(1)  # [n, S, S]
         total = delta.flatten(1).sum(1).clamp(min=1e-12)
         inside = (delta * zones[z]).flatten(1).sum(1) / total
         inside_m = (delta * margin[z]).flatten(1).sum(1) / total
@@ -139,19 +148,18 @@ def locality(run: "Runner", x, a_own, labels) -> dict:
     return res
 
 
-def texture_response(run: "Runner", x, a_own, labels, cal: SignCalibration) -> dict:
-    """Per-sign change of the labels' texture CDF when that sign is raised to 1.0 (module docstring)."""
-    zones = template_zone_masks(x.shape[-1])
+def texture_response(own, raised: list[torch.Tensor], cal: SignCalibration) -> dict:
+    """Per-sign change of the labels' texture CDF when that sign is raised to 1.0 (module docstring);
+    ``own`` and ``raised`` as for :func:`locality`."""
+    zones = template_zone_masks(own.shape[-1])
 
     def texture(images):
         return cal.soft_cdf(masked_measures(images, zones[None].expand(len(images), -1, -1, -1)))
 
-    base = texture(run(x, a_own, labels))
+    base = texture(own)
     per_sign = {}
     for z, sign in enumerate(SIGNS):
-        raised = labels.clone()
-        raised[:, z] = 1.0
-        d = (texture(run(x, a_own, raised)) - base).mean(0)  # [Z]
+        d = (texture(raised[z]) - base).mean(0)  # [Z]
         others = torch.cat([d[:z], d[z + 1:]])
         per_sign[sign] = {"own_zone": float(d[z]), "other_zones_mean_abs": float(others.abs().mean())}
     return {"texture_response": per_sign,
@@ -225,7 +233,8 @@ def main(argv=None) -> int:
     if a.random_baseline:  # how local a same-config G with random weights is (the architecture alone)
         torch.manual_seed(0)
         R = AMGANGenerator(G.cfg).eval()
-        base = locality(Runner(R, x.shape[-1]), x, normalize_age(ages), labels)
+        rr, a_own = Runner(R, x.shape[-1]), normalize_age(ages)
+        base = locality(rr(x, a_own, labels), raised_outputs(rr, x, a_own, labels), labels, rr.basis.blur_margin)
         res["random_init_baseline"] = {k: v for k, v in base.items() if k.startswith("locality_mean")}
     text = json.dumps(res, indent=2)
     if a.out:
