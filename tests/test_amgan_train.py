@@ -447,3 +447,34 @@ def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
 
     hist = _fit_one_term(tr, b, "sign", steps=30, lr=2e-3)
     assert np.mean(hist[-5:]) < 0.75 * hist[0], hist
+
+
+def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
+    """amgan.lambda_edit (ours, default 0): the edit pair is drawn without lambda_local, k_e / dU_e are the
+    edited sign and the change of its texture part, and G learns to move that zone's texture by it."""
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import AMGANTrainer
+    from train.batches import SyntheticFaces, get_batch
+
+    ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
+    tr = AMGANTrainer(_cfg(2, "amgan.lambda_edit=1.0", "amgan.patch=64"), torch.device("cpu"))
+    x, age, signs = get_batch(ds, 0, 8, 0, False)
+    with pytest.raises(ValueError, match="calibration"):
+        tr.train_step(x, age, signs)
+    tr.calibration = ds.calibration
+    tr.rng.manual_seed(tr.cfg.seed + 1)
+    b = tr.prepare(x, age, signs)
+    assert "U_t" not in b and "Ae_p" in b and torch.all(b["Z_valid"] == 1)
+    tr.rng.manual_seed(tr.cfg.seed + 1)
+    a_t, s_t, _, _, s_e = tr._draw(8)
+    moved = (s_e - s_t).abs() > 0
+    assert torch.all(moved.sum(1) == 1) and torch.equal(moved.float().argmax(1), b["k_e"])
+
+    def part(s):
+        return ((s - 0.5 * a_t[:, None]) / 0.5).clamp(0, 1)
+    rows = torch.arange(8)
+    torch.testing.assert_close(b["dU_e"], part(s_e)[rows, b["k_e"]] - part(s_t)[rows, b["k_e"]])
+    assert tr.train_step(x, age, signs)["G/edit"] > 0
+
+    hist = _fit_one_term(tr, b, "edit", steps=30, lr=2e-3)
+    assert np.mean(hist[-5:]) < 0.75 * hist[0], hist

@@ -12,6 +12,8 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   *share inside* = sum of delta inside the zone / sum of delta over the image. *area* = the zone's share
   of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
   around the zone too (the map itself is blurred by one sigma there). Also the mean |change| in the zone.
+  *map reference*: the same shares for the aging maps' own change (what a G that followed its map pixel
+  for pixel would score: the blur puts about a third of a zone's map change outside it).
 * **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
 * **texture response**, per sign (with the same raise as locality): the weak labels' texture measure
   (:mod:`faceage.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
@@ -106,20 +108,36 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
     raised = raised_outputs(run, x, a_own, labels)
     res.update(locality(own, raised, labels, run.basis.blur_margin))
+    res["map_reference"] = map_reference(run.basis, a_own, labels)
     if cal is not None:
         res.update(texture_response(own, raised, cal))
     return res
 
 
-def raised_outputs(run: "Runner", x, a_own, labels) -> list[torch.Tensor]:
-    """G(x, own map with sign z raised to 1.0) for each sign z of :data:`SIGNS` (the per-sign edits that
+def raised_labels(labels) -> list[torch.Tensor]:
+    """The own labels with sign z raised to 1.0, for each sign z of :data:`SIGNS` (the per-sign edits that
     locality and texture response both measure)."""
-    outs = []
+    out = []
     for z in range(len(SIGNS)):
         raised = labels.clone()
         raised[:, z] = 1.0
-        outs.append(run(x, a_own, raised))
-    return outs
+        out.append(raised)
+    return out
+
+
+def raised_outputs(run: "Runner", x, a_own, labels) -> list[torch.Tensor]:
+    """G(x, own map with sign z raised) for each :func:`raised_labels`."""
+    return [run(x, a_own, r) for r in raised_labels(labels)]
+
+
+def map_reference(basis: MapBasis, a_own, labels) -> dict:
+    """:func:`locality` of the aging maps themselves: how much of |map(raised) - map(own)| (both channels)
+    lies in the zone. The map is blurred, so even a G that followed it pixel for pixel would not score 1;
+    this is the share such a G would score."""
+    own = basis.maps(a_own, labels)
+    res = locality(own, [basis.maps(a_own, r) for r in raised_labels(labels)], labels, basis.blur_margin)
+    return {"share_inside": {k: round(v["share_inside"], 4) for k, v in res["locality"].items()},
+            **{k: v for k, v in res.items() if k.startswith("locality_mean_share")}}
 
 
 def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:

@@ -1,0 +1,32 @@
+"""train.eval_amgan's locality measure, on changes whose place we know."""
+
+import torch
+
+from faceage.aging_map import SIGNS
+from faceage.sign_scores import template_zone_masks
+from train.amgan_maps import MapBasis
+from train.eval_amgan import locality, map_reference
+
+
+def test_locality_scores_a_change_by_where_it_lies():
+    zones = template_zone_masks(64)
+    own = torch.zeros(3, 3, 64, 64)
+    inside = [own + 0.5 * zones[z] for z in range(len(SIGNS))]  # each edit changes exactly its zone
+    everywhere = [own + 0.5 for _ in SIGNS]
+    labels = torch.rand(3, len(SIGNS))
+    res = locality(own, inside, labels, margin_px=2)
+    assert abs(res["locality_mean_share_inside"] - 1.0) < 1e-6
+    spread = locality(own, everywhere, labels, margin_px=2)
+    assert abs(spread["locality_mean_share_inside"] - spread["locality_mean_zone_area"]) < 1e-6
+    assert spread["locality_mean_share_inside_margin"] > spread["locality_mean_share_inside"]
+
+
+def test_map_reference_is_the_blurred_maps_own_share():
+    """The map change of a raised sign lies mostly in its zone and almost all within the blur margin;
+    the blur keeps it below 1 (what a G that followed its map exactly would score)."""
+    basis = MapBasis(64)
+    ages, labels = torch.rand(4), torch.rand(4, len(SIGNS)) * 0.5
+    ref = map_reference(basis, ages, labels)
+    assert set(ref["share_inside"]) == set(SIGNS)
+    assert 0.4 < ref["locality_mean_share_inside"] < 0.95
+    assert ref["locality_mean_share_inside_margin"] > 0.95
