@@ -478,3 +478,24 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
 
     hist = _fit_one_term(tr, b, "edit", steps=30, lr=2e-3)
     assert np.mean(hist[-5:]) < 0.75 * hist[0], hist
+
+
+def test_tone_term_charges_a_blotch_not_fine_lines():
+    """amgan.edit_tone_loss (ours): a uniform change of a zone costs its size; lines one pixel apart of the
+    same amplitude cost almost nothing; prepare() gives the edited sign without lambda_edit's targets."""
+    from faceage.models.amgan import edit_tone_loss
+    from train.amgan_trainer import AMGANTrainer
+
+    zone = torch.zeros(1, 1, 32, 32)
+    zone[..., 8:24, 8:24] = 1
+    base = torch.zeros(1, 3, 32, 32)
+    blotch = base - 0.4 * zone
+    lines = base + 0.4 * zone * (torch.arange(32) % 2 * 2 - 1).float()[:, None]
+    assert edit_tone_loss(blotch, base, zone) > 0.3
+    assert edit_tone_loss(lines, base, zone) < 0.15 * edit_tone_loss(blotch, base, zone)  # 1/7 left by the box
+
+    x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    tr = AMGANTrainer(_cfg(2, "amgan.lambda_tone=1.0"), torch.device("cpu"))
+    b = tr.prepare(x, age, signs)
+    assert "k_e" in b and "Ae_p" in b and "dU_e" not in b and "U_t" not in b
+    assert tr.train_step(x, age, signs)["G/tone"] > 0  # no calibration needed

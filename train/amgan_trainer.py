@@ -13,6 +13,7 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
                 default: the weak labels' own measure, :mod:`faceage.sign_scores`, as a fixed judge of G)
               + l_edit |CDF(texture of G(I_p | A'_t,p) in zone k) - CDF(texture of fake in zone k) - the change of
                 k's texture part| for the edited sign k (ours, off by default: the relative twin of l_sign)
+              + l_tone |low-pass(G(I_p | A'_t,p) - fake)| in zone k (ours, off by default: texture, not tone)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -99,6 +100,10 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # asks for no absolute texture level (the sign term's absolute targets, at weight 25, were met by
     # striping the whole face). Needs the edit pair: draws it even when lambda_local is 0. 0: off
     lambda_edit: float = 0.0
+    # ours: weight of amgan.edit_tone_loss on the same pair, in the edited sign's zone: a sign's edit may
+    # change the zone's texture but not its tone (the labels' measure rises when a zone darkens, and the
+    # edit term alone was met partly by dark blotches). Needs the edit pair, like lambda_edit. 0: off
+    lambda_tone: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -195,7 +200,8 @@ class AMGANTrainer:
         moves = None
         if self.t.augment_shift or self.t.augment_scale:
             moves = self.dist.local(sample_moves(self.rng, n, self.resolution, self.t.augment_shift, self.t.augment_scale))
-        s_e = self.dist.local(sample_sign_edits(self.rng, s_t)) if self.t.lambda_local or self.t.lambda_edit else None
+        paired = self.t.lambda_local or self.t.lambda_edit or self.t.lambda_tone
+        s_e = self.dist.local(sample_sign_edits(self.rng, s_t)) if paired else None
         return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
@@ -207,7 +213,8 @@ class AMGANTrainer:
         map patches, x then y) and ``xy`` (patch centres, D_Loc's target); with ``lambda_local``, also
         ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin);
         with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and ``Z_valid`` (see ``lambda_sign``);
-        with ``lambda_edit``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and ``dU_e`` (its texture part's change).
+        with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and, with
+        ``lambda_edit``, ``dU_e`` (its texture part's change).
         """
         P, S = self.t.patch, self.resolution
         a_t, s_t, corners, moves, s_e = self._draw(len(x))
@@ -225,7 +232,7 @@ class AMGANTrainer:
         A_s = make(normalize_age(age.float()), signs)
         A_t = make(a_t.to(dev), s_t.to(dev))
         extra = {}
-        textured = bool(self.t.lambda_sign or self.t.lambda_edit)
+        textured = bool(self.t.lambda_sign or self.t.lambda_edit or self.t.lambda_tone)
         if textured:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
         if s_e is not None:
@@ -248,16 +255,18 @@ class AMGANTrainer:
             b["Z_valid"] = (cover >= self.t.sign_min_cover).float()
             if self.t.lambda_sign:
                 b["U_t"] = texture_part(s_t)
+            if s_e is not None:
+                b["k_e"] = k = (s_e - s_t).abs().argmax(1).to(dev)
             if self.t.lambda_edit:
-                k = (s_e - s_t).abs().argmax(1).to(dev)
-                b["k_e"], b["dU_e"] = k, (texture_part(s_e) - texture_part(s_t)).gather(1, k[:, None])[:, 0]
+                b["dU_e"] = (texture_part(s_e) - texture_part(s_t)).gather(1, k[:, None])[:, 0]
         return b
 
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, "local": t.lambda_local, "sign": t.lambda_sign, "edit": t.lambda_edit}
+                "colour": t.lambda_colour, "local": t.lambda_local, "sign": t.lambda_sign, "edit": t.lambda_edit,
+                "tone": t.lambda_tone}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -276,12 +285,15 @@ class AMGANTrainer:
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
                  "local": (fake.new_zeros(()) if edited is None
                            else amgan.zone_leak_loss(edited, fake, b["out_p"])),
-                 "sign": fake.new_zeros(()), "edit": fake.new_zeros(())}
-        if "Z_p" in b:
+                 "sign": fake.new_zeros(()), "edit": fake.new_zeros(()), "tone": fake.new_zeros(())}
+        if "k_e" in b:
+            rows = torch.arange(len(fake), device=fake.device)
+            terms["tone"] = amgan.edit_tone_loss(edited, fake, b["Z_p"][rows, b["k_e"]][:, None])
+        if "U_t" in b or "dU_e" in b:
             tex_fake = self._texture(fake, b)
             if "U_t" in b:
                 terms["sign"] = self._masked_mean((tex_fake - b["U_t"]).abs(), b["Z_valid"])
-            if "k_e" in b:
+            if "dU_e" in b:
                 k = b["k_e"][:, None]
                 moved = (self._texture(edited, b) - tex_fake).gather(1, k)[:, 0]
                 terms["edit"] = self._masked_mean((moved - b["dU_e"]).abs(), b["Z_valid"].gather(1, k)[:, 0])
@@ -344,7 +356,7 @@ class AMGANTrainer:
         self.step += 1
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
-                "G/sign": g["sign"].item(), "G/edit": g["edit"].item(),
+                "G/sign": g["sign"].item(), "G/edit": g["edit"].item(), "G/tone": g["tone"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
