@@ -499,3 +499,17 @@ def test_tone_term_charges_a_blotch_not_fine_lines():
     b = tr.prepare(x, age, signs)
     assert "k_e" in b and "Ae_p" in b and "dU_e" not in b and "U_t" not in b
     assert tr.train_step(x, age, signs)["G/tone"] > 0  # no calibration needed
+
+
+def test_tone_term_chroma_part_charges_thin_coloured_marks():
+    from faceage.models.amgan import edit_tone_loss
+
+    zone = torch.zeros(1, 1, 32, 32)
+    zone[..., 8:24, 8:24] = 1
+    base = torch.zeros(1, 3, 32, 32)
+    stripe = (torch.arange(32) % 2 * 2 - 1).float()[:, None] * zone
+    grey = base + 0.4 * stripe  # luminance lines
+    magenta = base + 0.4 * stripe * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
+    assert edit_tone_loss(grey, base, zone, chroma_weight=1.0) == pytest.approx(
+        float(edit_tone_loss(grey, base, zone)), abs=1e-5)
+    assert edit_tone_loss(magenta, base, zone, chroma_weight=1.0) > 3 * edit_tone_loss(magenta, base, zone)

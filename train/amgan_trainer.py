@@ -104,6 +104,9 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # change the zone's texture but not its tone (the labels' measure rises when a zone darkens, and the
     # edit term alone was met partly by dark blotches). Needs the edit pair, like lambda_edit. 0: off
     lambda_tone: float = 0.0
+    # ours: inside the tone term, the weight of the full-resolution chroma change in the zone (thin
+    # coloured marks); 0: the tone term charges the low-pass change only
+    tone_chroma: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -288,7 +291,8 @@ class AMGANTrainer:
                  "sign": fake.new_zeros(()), "edit": fake.new_zeros(()), "tone": fake.new_zeros(())}
         if "k_e" in b:
             rows = torch.arange(len(fake), device=fake.device)
-            terms["tone"] = amgan.edit_tone_loss(edited, fake, b["Z_p"][rows, b["k_e"]][:, None])
+            terms["tone"] = amgan.edit_tone_loss(edited, fake, b["Z_p"][rows, b["k_e"]][:, None],
+                                                 chroma_weight=t.tone_chroma)
         if "U_t" in b or "dU_e" in b:
             tex_fake = self._texture(fake, b)
             if "U_t" in b:

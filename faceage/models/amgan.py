@@ -364,17 +364,25 @@ def zone_leak_loss(edited: torch.Tensor, base: torch.Tensor, outside: torch.Tens
     return ((edited - base).abs() * w).sum() / w.sum().clamp(min=1.0)
 
 
-def edit_tone_loss(edited: torch.Tensor, base: torch.Tensor, zone: torch.Tensor, k: int = 7) -> torch.Tensor:
-    """Ours, not the paper's: mean |low-pass(edited - base)| over the pixels of ``zone`` [N, 1, H, W].
+def edit_tone_loss(edited: torch.Tensor, base: torch.Tensor, zone: torch.Tensor, k: int = 7,
+                   chroma_weight: float = 0.0) -> torch.Tensor:
+    """Ours, not the paper's: mean |low-pass(edited - base)| over the pixels of ``zone`` [N, 1, H, W], plus
+    ``chroma_weight`` times the mean |chroma(edited) - chroma(base)| there at full resolution.
 
     ``edited`` and ``base`` as in :func:`zone_leak_loss`, ``zone`` the edited sign's zone. The low pass is a
     ``k`` x ``k`` box mean of all three channels, so the term charges a change of the zone's tone and
     colour (a blotch) and leaves its fine texture (a wrinkle, thinner than ``k``) nearly free. The weak
     labels divide ridge energy by the zone's luminance, so a texture target alone can be met by darkening
-    the zone; this term closes that path."""
+    the zone; this term closes that path. The chroma part charges thin coloured marks too (a wrinkle is
+    mostly a change of luminance)."""
     low = F.avg_pool2d(edited - base, k, stride=1, padding=k // 2, count_include_pad=False)
     w = zone.expand_as(low)
-    return (low.abs() * w).sum() / w.sum().clamp(min=1.0)
+    loss = (low.abs() * w).sum() / w.sum().clamp(min=1.0)
+    if chroma_weight:
+        c = (chroma(edited) - chroma(base)).abs()
+        wc = zone.expand_as(c)
+        loss = loss + chroma_weight * (c * wc).sum() / wc.sum().clamp(min=1.0)
+    return loss
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
