@@ -424,23 +424,30 @@ def test_soft_cdf_and_masked_measures_agree_with_the_label_code():
     assert torch.all(m.grad[inside] > 0) and torch.all(m.grad[~inside] == 0)
 
 
-def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
-    """amgan.lambda_sign (ours, default 0): the target's texture part per zone, zones the patch covers
-    enough, an error without the labels' calibration, and G learning to meet it on a fixed batch."""
+def _textured_trainer(option: str):
+    """A trainer with a texture term on (``option``), whole-face patches, that refuses to train without the
+    labels' calibration; then given it. -> (trainer, its first batch from prepare(), the raw batch)."""
     from train.amgan_data import with_sign_labels
     from train.amgan_trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
-    tr = AMGANTrainer(_cfg(2, "amgan.lambda_sign=1.0", "amgan.patch=64"), torch.device("cpu"))
+    tr = AMGANTrainer(_cfg(2, option, "amgan.patch=64"), torch.device("cpu"))
     x, age, signs = get_batch(ds, 0, 8, 0, False)
     with pytest.raises(ValueError, match="calibration"):
         tr.train_step(x, age, signs)
     tr.calibration = ds.calibration
     tr.rng.manual_seed(tr.cfg.seed + 1)
     b = tr.prepare(x, age, signs)
+    tr.rng.manual_seed(tr.cfg.seed + 1)  # so that tr._draw(8) draws b's targets again
+    return tr, b, (x, age, signs)
+
+
+def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
+    """amgan.lambda_sign (ours, default 0): the target's texture part per zone, zones the patch covers
+    enough, an error without the labels' calibration, and G learning to meet it on a fixed batch."""
+    tr, b, _ = _textured_trainer("amgan.lambda_sign=1.0")
     assert b["Z_p"].shape == (8, len(SIGNS), 64, 64) and torch.all(b["Z_valid"] == 1)  # whole-face patches
-    tr.rng.manual_seed(tr.cfg.seed + 1)
     a_t, s_t = tr._draw(8)[:2]
     torch.testing.assert_close(blend_with_age(b["U_t"], a_t * 100), s_t.clamp(0, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(b["U_t"], ((s_t - 0.5 * a_t[:, None]) / 0.5).clamp(0, 1))
@@ -452,20 +459,8 @@ def test_sign_term_targets_the_texture_part_and_its_gradient_follows_it():
 def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
     """amgan.lambda_edit (ours, default 0): the edit pair is drawn without lambda_local, k_e / dU_e are the
     edited sign and the change of its texture part, and G learns to move that zone's texture by it."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
-    from train.batches import SyntheticFaces, get_batch
-
-    ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
-    tr = AMGANTrainer(_cfg(2, "amgan.lambda_edit=1.0", "amgan.patch=64"), torch.device("cpu"))
-    x, age, signs = get_batch(ds, 0, 8, 0, False)
-    with pytest.raises(ValueError, match="calibration"):
-        tr.train_step(x, age, signs)
-    tr.calibration = ds.calibration
-    tr.rng.manual_seed(tr.cfg.seed + 1)
-    b = tr.prepare(x, age, signs)
+    tr, b, batch = _textured_trainer("amgan.lambda_edit=1.0")
     assert "U_t" not in b and "Ae_p" in b and torch.all(b["Z_valid"] == 1)
-    tr.rng.manual_seed(tr.cfg.seed + 1)
     a_t, s_t, _, _, s_e = tr._draw(8)
     moved = (s_e - s_t).abs() > 0
     assert torch.all(moved.sum(1) == 1) and torch.equal(moved.float().argmax(1), b["k_e"])
@@ -474,7 +469,7 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
         return ((s - 0.5 * a_t[:, None]) / 0.5).clamp(0, 1)
     rows = torch.arange(8)
     torch.testing.assert_close(b["dU_e"], part(s_e)[rows, b["k_e"]] - part(s_t)[rows, b["k_e"]])
-    assert tr.train_step(x, age, signs)["G/edit"] > 0
+    assert tr.train_step(*batch)["G/edit"] > 0
 
     hist = _fit_one_term(tr, b, "edit", steps=30, lr=2e-3)
     assert np.mean(hist[-5:]) < 0.75 * hist[0], hist
