@@ -2,7 +2,8 @@
 # One training chunk on a lent GPU (../shared/design/gpu-training.md): the CUSP and AMGAN runs side by side
 # (the GPU is far from busy with one: docs/benchmarks.md), each stopping itself in time to checkpoint,
 # then their EMA weights exported to $OUT with the logs, stats, TensorBoard events and last sample grids.
-# AMGAN trains with the paper's single loss weights (the D-side weights tried on CPU made it worse: its card).
+# AMGAN trains with the paper's single loss weights (the D-side weights tried on CPU made it worse: its card)
+# plus our four per-sign terms at the shipped file's weights (SIGN_TERMS; its card, "Edit response and tone").
 #
 # Here, once (needs ../shared):
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 70 --out packed/gpu/utkface_train_128.safetensors
@@ -23,6 +24,7 @@ set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 BUDGET=$1; START=$SECONDS
 D=data=packed/gpu/utkface_train_128.safetensors
+SIGN_TERMS="amgan.lambda_local=1000.0 amgan.lambda_sign=5.0 amgan.lambda_edit=10.0 amgan.lambda_tone=10.0"
 mkdir -p runs "$OUT/logs"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ "${2:-}" = bench ]; then
@@ -37,7 +39,7 @@ C="$D max_minutes=$MIN log_every=50 sample_every=1000 ckpt_every=1000 ema_half_l
 python3 -m train.train --config train/configs/cusp_128.toml --run runs/gw \
   --set $C init_weights=${INIT_W:-assets/cusp_utkface128.safetensors} ${EXTRA_W:-} > runs/gw.log 2>&1 &
 python3 -m train.train --config train/configs/amgan_128_cpu.toml --run runs/ga \
-  --set $C batch=32 steps=12000 amgan.face_placement=true init_weights=${INIT_A:-} \
+  --set $C batch=32 steps=12000 amgan.face_placement=true $SIGN_TERMS init_weights=${INIT_A:-} \
   ${EXTRA_A:-} > runs/ga.log 2>&1 &
 wait
 for r in gw ga; do
