@@ -296,11 +296,11 @@ class AMGANTrainer:
         if "U_t" in b or "dU_e" in b:
             tex_fake = self._texture(fake, b)
             if "U_t" in b:
-                terms["sign"] = self._masked_mean((tex_fake - b["U_t"]).abs(), b["Z_valid"])
+                terms["sign"] = amgan.masked_mean((tex_fake - b["U_t"]).abs(), b["Z_valid"])
             if "dU_e" in b:
                 k = b["k_e"][:, None]
                 moved = (self._texture(edited, b) - tex_fake).gather(1, k)[:, 0]
-                terms["edit"] = self._masked_mean((moved - b["dU_e"]).abs(), b["Z_valid"].gather(1, k)[:, 0])
+                terms["edit"] = amgan.masked_mean((moved - b["dU_e"]).abs(), b["Z_valid"].gather(1, k)[:, 0])
         return terms, {"fake": fake, "att_fake": att_fake, "cyc": cyc, "att_cyc": att_cyc}
 
     def _texture(self, images: torch.Tensor, b: dict) -> torch.Tensor:
@@ -309,11 +309,6 @@ class AMGANTrainer:
             raise ValueError("amgan.lambda_sign and amgan.lambda_edit need the sign labels' calibration: train "
                              "through train.train (it sets trainer.calibration from the data) or set it yourself")
         return self.calibration.soft_cdf(masked_measures(images, b["Z_p"]))
-
-    @staticmethod
-    def _masked_mean(err: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Mean of ``err`` where ``valid`` is 1 (0 when nothing is valid)."""
-        return (err * valid).sum() / valid.sum().clamp(min=1.0)
 
     def discriminator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""

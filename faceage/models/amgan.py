@@ -353,6 +353,13 @@ def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 
     return (F.avg_pool2d(chroma(edited), pool) - F.avg_pool2d(chroma(original), pool)).abs().mean()
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``mask`` (broadcast to ``x``'s shape) is 1, weighted by it; 0
+    when the mask is empty. The per-sign terms' average over a zone, a band or the valid zones."""
+    w = mask.expand_as(x)
+    return (x * w).sum() / w.sum().clamp(min=1.0)
+
+
 def zone_leak_loss(edited: torch.Tensor, base: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
     """Ours, not the paper's: mean |edited - base| over the pixels where ``outside`` [N, 1, H, W] is 1.
 
@@ -360,8 +367,7 @@ def zone_leak_loss(edited: torch.Tensor, base: torch.Tensor, outside: torch.Tens
     ``outside`` marks the pixels beyond that sign's zone and a blur margin around it: the loss is how
     much a per-sign edit leaks out of its zone. It asks nothing of the zone itself (D's map estimate
     does), so G can meet it only by keeping each sign's effect where the map puts it."""
-    w = outside.expand_as(edited)
-    return ((edited - base).abs() * w).sum() / w.sum().clamp(min=1.0)
+    return masked_mean((edited - base).abs(), outside)
 
 
 def edit_tone_loss(edited: torch.Tensor, base: torch.Tensor, zone: torch.Tensor, k: int = 7,
@@ -376,12 +382,9 @@ def edit_tone_loss(edited: torch.Tensor, base: torch.Tensor, zone: torch.Tensor,
     the zone; this term closes that path. The chroma part charges thin coloured marks too (a wrinkle is
     mostly a change of luminance)."""
     low = F.avg_pool2d(edited - base, k, stride=1, padding=k // 2, count_include_pad=False)
-    w = zone.expand_as(low)
-    loss = (low.abs() * w).sum() / w.sum().clamp(min=1.0)
+    loss = masked_mean(low.abs(), zone)
     if chroma_weight:
-        c = (chroma(edited) - chroma(base)).abs()
-        wc = zone.expand_as(c)
-        loss = loss + chroma_weight * (c * wc).sum() / wc.sum().clamp(min=1.0)
+        loss = loss + chroma_weight * masked_mean((chroma(edited) - chroma(base)).abs(), zone)
     return loss
 
 
