@@ -508,3 +508,49 @@ def test_tone_term_chroma_part_charges_thin_coloured_marks():
     assert edit_tone_loss(grey, base, zone, chroma_weight=1.0) == pytest.approx(
         float(edit_tone_loss(grey, base, zone)), abs=1e-5)
     assert edit_tone_loss(magenta, base, zone, chroma_weight=1.0) > 3 * edit_tone_loss(magenta, base, zone)
+
+
+def test_cover_table_and_covered_edit_weights():
+    """train.amgan_maps.cover_table / covered_edit_weights, and sample_sign_edits drawing by weight."""
+    from faceage.sign_scores import template_zone_masks
+    from train.amgan_maps import cover_table, covered_edit_weights, crop_batch, sample_patches, sample_sign_edits
+
+    zones = template_zone_masks(64)
+    table = cover_table(zones, 32)
+    assert table.shape == (len(SIGNS), 33, 33)
+    c = sample_patches(torch.Generator().manual_seed(0), 50, 64, 32)
+    crops = crop_batch(zones[None].expand(50, -1, -1, -1), c, 32)
+    cover = crops.flatten(2).sum(2) / zones.flatten(1).sum(1)
+    torch.testing.assert_close(table[:, c[:, 0], c[:, 1]].T, cover, atol=1e-5, rtol=0)
+
+    w = covered_edit_weights(table, c, 0.5)
+    assert torch.equal(w > 0, cover >= 0.5)
+    f = SIGNS.index("forehead")  # rarely covered by a 32-px patch: a larger weight where it is covered
+    rare = (table[f] >= 0.5).float().mean()
+    assert 0 < rare < (table[SIGNS.index("upper_lip")] >= 0.5).float().mean()
+    if (w[:, f] > 0).any():
+        torch.testing.assert_close(w[w[:, f] > 0, f], torch.full_like(w[w[:, f] > 0, f], 1 / rare.item()))
+
+    s = torch.rand(4, len(SIGNS))
+    only = torch.zeros(4, len(SIGNS))
+    only[0, 2] = only[1, 5] = only[2, 1] = 1.0  # row 3 all zero: any sign
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        k = (sample_sign_edits(g, s, only) != s).float().argmax(1)
+        assert k[0] == 2 and k[1] == 5 and k[2] == 1
+    assert len({int((sample_sign_edits(g, s, only) != s).float().argmax(1)[3]) for _ in range(200)}) == len(SIGNS)
+
+
+@pytest.mark.parametrize("covered", [False, True])
+def test_edit_covered_draws_edits_the_patch_shows(covered):
+    """amgan.edit_covered (ours, default off): every edited sign's zone is covered enough by its patch;
+    with a uniform draw on 32-px patches of 64-px faces, many are not (and the edit terms skip them)."""
+    from train.amgan_trainer import AMGANTrainer
+    from train.batches import SyntheticFaces, get_batch
+
+    tr = AMGANTrainer(_cfg(2, "amgan.lambda_tone=1.0", f"amgan.edit_covered={str(covered).lower()}",
+                           "batch=64"), torch.device("cpu"))
+    b = tr.prepare(*get_batch(SyntheticFaces(n=64, size=64, seed=0), 0, 64, 0, False)[:2],
+                   torch.rand(64, len(SIGNS)))
+    seen = b["Z_valid"].gather(1, b["k_e"][:, None])[:, 0]
+    assert (seen.min() == 1) if covered else (seen.mean() < 0.8)

@@ -48,8 +48,8 @@ from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
 from faceage.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
-from train.amgan_maps import (MapBasis, crop_batch, move_batch, outside_edit, patch_centres, sample_moves,
-                              sample_patches, sample_sign_edits, sample_targets)
+from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, move_batch, outside_edit,
+                              patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets)
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
@@ -93,6 +93,12 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # untouched. 0: off, the paper's objective
     lambda_sign: float = 0.0
     sign_min_cover: float = 0.5
+    # ours: draw the edited sign of the edit pair (lambda_local, lambda_edit, lambda_tone) among the signs
+    # whose zone has at least ``sign_min_cover`` of its area in the step's patch, each weighted by
+    # 1 / P(covered) so all signs are drawn equally often (train.amgan_maps.covered_edit_weights; zones
+    # of the template, before augment moves). False: uniform over all signs, and on 64-px patches of
+    # 128-px faces about 2 edits in 3 fall where the patch shows too little of the zone to be charged
+    edit_covered: bool = False
     # ours: weight of the edit-response term, the relative twin of the sign term: with the edited map of
     # lambda_local's pair (one sign k moved), the same measure in k's zone on G(I_p | A'_t,p) minus on the
     # fake, L1 against the change of k's texture part (U'_k - U_k), where k's zone covers at least
@@ -182,6 +188,7 @@ class AMGANTrainer:
         self.basis = MapBasis(self.resolution).to(device)
         self.zones = template_zone_masks(self.resolution).to(device)  # [Z, S, S], the labels' zones
         self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
+        self.cover = cover_table(self.zones.cpu(), self.t.patch) if self.t.edit_covered else None
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
@@ -204,7 +211,10 @@ class AMGANTrainer:
         if self.t.augment_shift or self.t.augment_scale:
             moves = self.dist.local(sample_moves(self.rng, n, self.resolution, self.t.augment_shift, self.t.augment_scale))
         paired = self.t.lambda_local or self.t.lambda_edit or self.t.lambda_tone
-        s_e = self.dist.local(sample_sign_edits(self.rng, s_t)) if paired else None
+        s_e = None
+        if paired:
+            w = covered_edit_weights(self.cover, corners, self.t.sign_min_cover) if self.t.edit_covered else None
+            s_e = self.dist.local(sample_sign_edits(self.rng, s_t, w))
         return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
