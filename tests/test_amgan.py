@@ -257,6 +257,34 @@ def test_local_map_branch_reads_only_its_neighbourhood():
         AMGANConfig(**{**TINY, "d_map_layer": 3})
 
 
+def test_tied_map_channels_start_shared_and_can_part():
+    """tie_map_channels: at init G reads every map channel with one kernel (swapping the channels
+    changes nothing); the per-channel residuals train, and then the channels differ. A free G differs."""
+    img, am, xm, ym = _inputs(2, 32)
+    torch.manual_seed(0)
+    free = AMGANGenerator(AMGANConfig(**TINY))
+    torch.manual_seed(0)
+    G = AMGANGenerator(AMGANConfig(**TINY, tie_map_channels=True))
+    assert "bottleneck.0.norm0.shared.0.tied" in G.state_dict()
+    assert not any(k.endswith(".tied") for k in free.state_dict())
+    with torch.no_grad():
+        assert (free(img, am, xm, ym)[0] - free(img, am.flip(1), xm, ym)[0]).abs().max() > 1e-3
+        assert (G(img, am, xm, ym)[0] - G(img, am.flip(1), xm, ym)[0]).abs().max() < 1e-5
+    conv = G.bottleneck[0].norm0.shared[0]
+    opt = torch.optim.Adam(G.parameters(), lr=1e-3)
+    opt.zero_grad()
+    G(img, am, xm, ym)[0][:, :, :, :16].mean().backward()  # channels 0 and 1 hold different values
+    opt.step()
+    assert conv.tied.grad.abs().sum() > 0
+    assert (conv.weight[:, 0] - conv.weight[:, 1]).abs().max() > 1e-4  # the residuals part
+    with torch.no_grad():
+        assert (G(img, am, xm, ym)[0] - G(img, am.flip(1), xm, ym)[0]).abs().max() > 1e-4
+    again = AMGANGenerator(AMGANConfig.from_dict(G.cfg.to_dict()))
+    again.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again(img, am, xm, ym)[0], G(img, am, xm, ym)[0])
+
+
 def test_losses_are_sane():
     torch.manual_seed(0)
     cfg = AMGANConfig(**TINY)

@@ -74,6 +74,9 @@ class AMGANConfig:
     d_layers: int = 5  # stride-2 layers of D
     # ours: D_Age also reads the trunk after this many stride-2 layers (a local branch); 0: the last only
     d_map_layer: int = 0
+    # ours: SPADE's first conv reads every aging-map channel with one shared kernel plus a per-channel
+    # residual that starts at zero (TiedMapConv); False: one free kernel per channel, as SPADE has
+    tie_map_channels: bool = False
 
     def __post_init__(self):
         if self.norm not in ("positional", "instance"):
@@ -135,6 +138,32 @@ def param_free_norm(x: torch.Tensor, kind: str) -> torch.Tensor:
     return F.instance_norm(x, eps=1e-5)
 
 
+class TiedMapConv(nn.Conv2d):
+    """SPADE's first 3x3 conv with the kernels of the first ``maps`` input channels (the aging-map
+    channels) written as ``tied + weight[:, c]``: one kernel ``tied`` shared by every map channel plus a
+    per-channel residual that starts at zero (the location channels keep free kernels).
+
+    Ours (``AMGANConfig.tie_map_channels``). The lip-corner signs live in map channel 1
+    (:data:`faceage.aging_map.SIGN_CHANNEL`), every other sign in channel 0, and both channels hold the
+    age everywhere else. With free kernels, only the two lip-corner edits ever train what channel 1's
+    values mean, and the shipped weights of the fifth session ignored it: raising a lip corner in
+    channel 1 moved its zone's texture measure by 0.03, and the same raise written into channel 0 by
+    0.41, as much as any other sign (16 test faces). With the tied kernel, what every sign teaches
+    about a map value applies to both channels from the start; the residuals learn what differs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, maps: int):
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        self.maps = maps
+        self.tied = nn.Parameter(self.weight.detach()[:, :1].clone())
+        with torch.no_grad():
+            self.weight[:, :maps].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shared = F.pad(self.tied.expand(-1, self.maps, -1, -1), (0, 0, 0, 0, 0, self.in_channels - self.maps))
+        return self._conv_forward(x, self.weight + shared, self.bias)
+
+
 class SPADE(nn.Module):
     """Spatially-adaptive normalisation [Park et al. 2019]: norm(x) * (1 + gamma(m)) + beta(m).
 
@@ -142,10 +171,12 @@ class SPADE(nn.Module):
     ``hidden`` channels, then two 3x3 convs to gamma and beta.
     """
 
-    def __init__(self, channels: int, cond_channels: int, hidden: int, norm: str):
+    def __init__(self, channels: int, cond_channels: int, hidden: int, norm: str, tied_maps: int = 0):
         super().__init__()
         self.norm = norm
-        self.shared = nn.Sequential(nn.Conv2d(cond_channels, hidden, 3, padding=1), nn.ReLU())
+        first = (TiedMapConv(cond_channels, hidden, tied_maps) if tied_maps
+                 else nn.Conv2d(cond_channels, hidden, 3, padding=1))
+        self.shared = nn.Sequential(first, nn.ReLU())
         self.gamma = nn.Conv2d(hidden, channels, 3, padding=1)
         self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
 
@@ -163,11 +194,12 @@ class SPADEResBlock(nn.Module):
         super().__init__()
         mid = min(in_ch, out_ch)
         c, h, n = cfg.cond_channels, cfg.spade_hidden, cfg.norm
-        self.norm0, self.conv0 = SPADE(in_ch, c, h, n), nn.Conv2d(in_ch, mid, 3, padding=1)
-        self.norm1, self.conv1 = SPADE(mid, c, h, n), nn.Conv2d(mid, out_ch, 3, padding=1)
+        t = cfg.map_channels if cfg.tie_map_channels else 0
+        self.norm0, self.conv0 = SPADE(in_ch, c, h, n, t), nn.Conv2d(in_ch, mid, 3, padding=1)
+        self.norm1, self.conv1 = SPADE(mid, c, h, n, t), nn.Conv2d(mid, out_ch, 3, padding=1)
         self.learned_shortcut = in_ch != out_ch
         if self.learned_shortcut:
-            self.norm_s, self.conv_s = SPADE(in_ch, c, h, n), nn.Conv2d(in_ch, out_ch, 1, bias=False)
+            self.norm_s, self.conv_s = SPADE(in_ch, c, h, n, t), nn.Conv2d(in_ch, out_ch, 1, bias=False)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         skip = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
