@@ -30,3 +30,32 @@ def test_map_reference_is_the_blurred_maps_own_share():
     assert set(ref["share_inside"]) == set(SIGNS)
     assert 0.4 < ref["locality_mean_share_inside"] < 0.95
     assert ref["locality_mean_share_inside_margin"] > 0.95
+
+
+class _ReadsChannelZero(torch.nn.Module):
+    """A stand-in G that draws dark lines where aging-map channel 0 is high and ignores channel 1."""
+
+    def forward(self, x, maps, x_map, y_map):
+        lines = (torch.arange(x.shape[-2]) % 3 == 0).float()[:, None]
+        return (x - 0.9 * maps[:, :1] * lines).clamp(-1, 1), None, None
+
+
+def test_other_channel_response_tells_which_channel_g_reads():
+    from faceage.aging_map import SIGN_CHANNEL
+    from faceage.sign_scores import SignCalibration, masked_measures
+    from train.eval_amgan import Runner, other_channel_response, raised_labels, texture_response
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(6, 3, 64, 64)
+    ages, labels = torch.rand(6, generator=g) * 0.5, torch.rand(6, len(SIGNS), generator=g) * 0.5
+    run = Runner(_ReadsChannelZero(), 64)
+    zones = template_zone_masks(64)[None].expand(6, -1, -1, -1)
+    spread = run(x, torch.rand(6, generator=g), torch.rand(6, len(SIGNS), generator=g))
+    cal = SignCalibration.fit(torch.cat([masked_measures(o, zones) for o in (x, spread)]))
+    own = run(x, ages, labels)
+    normal = texture_response(own, [run(x, ages, r) for r in raised_labels(labels)], cal)["texture_response"]
+    moved = other_channel_response(run, x, ages, labels, own, cal)
+    for sign in SIGNS:
+        read, ignored = (normal[sign]["own_zone"], moved[sign]) if SIGN_CHANNEL[sign] == 0 else (
+            moved[sign], normal[sign]["own_zone"])
+        assert read > 0.1 and abs(ignored) < 0.02, (sign, read, ignored)

@@ -19,6 +19,9 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   (:mod:`faceage.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
   of G(x, raised) minus that of G(x, own), in the raised sign's zone and, averaged, in the other zones.
   What a sign slider is labelled to do. Not an independent judge: ``amgan.lambda_sign`` trains on it.
+* **texture response in the other channel**, per sign: the same, with the sign's map change written
+  into the next aging-map channel (channel 0 <-> 1) instead of its own: does G read which channel a
+  value is in? (The fifth session's G ignored channel 1, the lip corners' channel.)
 * **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
@@ -79,14 +82,17 @@ class Runner:
         self.G, self.basis = G, MapBasis(size, landmarks)
         self.loc = self.basis.location[None]
 
-    @torch.no_grad()
     def __call__(self, x, age_norm, scores, chunk: int = 16):
+        return self.on_maps(x, self.basis.maps(age_norm, scores), chunk)
+
+    @torch.no_grad()
+    def on_maps(self, x, maps, chunk: int = 16):
+        """G(x | maps) for aging maps [N, C, S, S] given whole."""
         outs = []
         for i in range(0, len(x), chunk):
             xs = x[i:i + chunk]
-            m = self.basis.maps(age_norm[i:i + chunk], scores[i:i + chunk])
             loc = self.loc.expand(len(xs), -1, -1, -1)
-            outs.append(self.G(xs, m, loc[:, :1], loc[:, 1:])[0])
+            outs.append(self.G(xs, maps[i:i + chunk], loc[:, :1], loc[:, 1:])[0])
         return torch.cat(outs)
 
 
@@ -111,6 +117,7 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
     res["map_reference"] = map_reference(run.basis, a_own, labels)
     if cal is not None:
         res.update(texture_response(own, raised, cal))
+        res["texture_response_other_channel"] = other_channel_response(run, x, a_own, labels, own, cal)
     return res
 
 
@@ -183,6 +190,22 @@ def texture_response(own, raised: list[torch.Tensor], cal: SignCalibration) -> d
     return {"texture_response": per_sign,
             "texture_response_mean_own": float(np.mean([v["own_zone"] for v in per_sign.values()])),
             "texture_response_mean_others": float(np.mean([v["other_zones_mean_abs"] for v in per_sign.values()]))}
+
+
+def other_channel_response(run: "Runner", x, a_own, labels, own, cal: SignCalibration) -> dict[str, float]:
+    """Per sign, the texture response in its zone when its raise (the map change of
+    :func:`raised_labels`) is written into the next map channel instead of its own: whether G reads
+    what a channel says or only where values are high. Near :func:`texture_response`'s own value: G
+    applies one rule to every channel; near 0: G reads this sign's channel and ignores the other one."""
+    zones = template_zone_masks(own.shape[-1])[None]
+    base = cal.soft_cdf(masked_measures(own, zones.expand(len(own), -1, -1, -1)))
+    m = run.basis.maps(a_own, labels)
+    out = {}
+    for z, r in enumerate(raised_labels(labels)):
+        moved = run.on_maps(x, m + (run.basis.maps(a_own, r) - m).roll(1, dims=1))
+        t = cal.soft_cdf(masked_measures(moved, zones.expand(len(moved), -1, -1, -1)))
+        out[SIGNS[z]] = float((t - base)[:, z].mean())
+    return out
 
 
 def figure(G, x, age, labels, out: Path, gain: float = 4.0) -> None:
