@@ -283,6 +283,13 @@ def test_tied_map_channels_start_shared_and_can_part():
     again.load_state_dict(G.state_dict())
     with torch.no_grad():
         assert torch.equal(again(img, am, xm, ym)[0], G(img, am, xm, ym)[0])
+    # an untied G's weights load into a tied G: unchanged where all map channels agree, tied elsewhere
+    G.load_state_dict(free.state_dict())
+    same = am[:, :1].expand_as(am)
+    with torch.no_grad():
+        assert (G(img, same, xm, ym)[0] - free(img, same, xm, ym)[0]).abs().max() < 1e-5
+        assert (G(img, am, xm, ym)[0] - G(img, am.flip(1), xm, ym)[0]).abs().max() < 1e-5
+        assert (G(img, am, xm, ym)[0] - free(img, am, xm, ym)[0]).abs().max() > 1e-3
 
 
 def test_losses_are_sane():

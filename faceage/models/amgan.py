@@ -150,7 +150,18 @@ class TiedMapConv(nn.Conv2d):
     channel 1 moved its zone's texture measure by 0.03, and the same raise written into channel 0 by
     0.41, as much as any other sign (16 test faces). With the tied kernel, what every sign teaches
     about a map value applies to both channels from the start; the residuals learn what differs.
+
+    Weights of an untied G (no ``tied`` entry) load with their map kernels averaged into ``tied`` and
+    zero residuals: where every map channel holds the same value (the face outside the sign zones) G
+    computes what it did; inside a zone, each channel's value counts through the shared kernel.
     """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        w = state_dict.get(prefix + "weight")
+        if prefix + "tied" not in state_dict and w is not None and w.shape == self.weight.shape:
+            state_dict[prefix + "tied"] = w[:, :self.maps].mean(1, keepdim=True)
+            state_dict[prefix + "weight"] = torch.cat([torch.zeros_like(w[:, :self.maps]), w[:, self.maps:]], 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __init__(self, in_channels: int, out_channels: int, maps: int):
         super().__init__(in_channels, out_channels, 3, padding=1)
