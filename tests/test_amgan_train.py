@@ -554,3 +554,26 @@ def test_edit_covered_draws_edits_the_patch_shows(covered):
                    torch.rand(64, len(SIGNS)))
     seen = b["Z_valid"].gather(1, b["k_e"][:, None])[:, 0]
     assert (seen.min() == 1) if covered else (seen.mean() < 0.8)
+
+
+def test_per_sign_terms_wait_for_their_step():
+    """amgan.per_sign_from (ours, default 0): before that step G's loss has no per-sign term and no edit pair
+    or zone patches are drawn; from it on, all four are on with their weights."""
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import PER_SIGN_TERMS, AMGANTrainer
+    from train.batches import SyntheticFaces, get_batch
+
+    ds = with_sign_labels(SyntheticFaces(n=16, size=64, seed=0))
+    tr = AMGANTrainer(_cfg(4, "amgan.per_sign_from=2", "amgan.patch=64", "amgan.lambda_local=3.0",
+                           "amgan.lambda_sign=1.0", "amgan.lambda_edit=2.0", "amgan.lambda_tone=4.0"),
+                      torch.device("cpu"))
+    tr.calibration = ds.calibration
+    x, age, signs = get_batch(ds, 0, 4, 0, False)
+    for step in range(4):
+        on = step >= 2
+        w = tr.generator_weights()
+        assert [w[k] for k in PER_SIGN_TERMS] == ([3.0, 1.0, 2.0, 4.0] if on else [0.0] * 4)
+        b = tr.prepare(x, age, signs)
+        assert ("Ae_p" in b) == on and ("Z_p" in b) == on and ("U_t" in b) == on
+        out = tr.train_step(x, age, signs)
+        assert (out["G/edit"] != 0) == on and (out["G/sign"] != 0) == on

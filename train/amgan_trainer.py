@@ -53,6 +53,9 @@ from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
+PER_SIGN_TERMS = ("local", "sign", "edit", "tone")
+"""Our four per-sign terms (``lambda_<term>`` of :class:`AMGANTrainConfig`), which ``per_sign_from`` delays."""
+
 
 @dataclass
 class AMGANTrainConfig(AMGANTrainDefaults):
@@ -113,6 +116,11 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # ours: inside the tone term, the weight of the full-resolution chroma change in the zone (thin
     # coloured marks); 0: the tone term charges the low-pass change only
     tone_chroma: float = 0.0
+    # ours: the step at which the four per-sign terms (PER_SIGN_TERMS) switch on; before it G trains on the
+    # paper's objective alone. On 2 CPU cores, 2 of 3 runs from scratch with the terms on from step 0 fell
+    # into the identity (mean A above 0.99 by step 140 and 260, for good); the third drew stripes over
+    # blurred faces (reconstruction L1 0.10). The shipped file's run had them from step 2,000. 0: from the start
+    per_sign_from: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -202,6 +210,11 @@ class AMGANTrainer:
                 g["lr"] = lr * f
         return f
 
+    def _lam(self, term: str) -> float:
+        """The weight of a per-sign term of ours (:data:`PER_SIGN_TERMS`) at this step: 0 before
+        ``per_sign_from``."""
+        return getattr(self.t, f"lambda_{term}") if self.step >= self.t.per_sign_from else 0.0
+
     def _draw(self, n_local: int):
         """Targets and patch corners for the global batch (every rank draws all), this rank's rows."""
         n = n_local * self.dist.world
@@ -210,7 +223,7 @@ class AMGANTrainer:
         moves = None
         if self.t.augment_shift or self.t.augment_scale:
             moves = self.dist.local(sample_moves(self.rng, n, self.resolution, self.t.augment_shift, self.t.augment_scale))
-        paired = self.t.lambda_local or self.t.lambda_edit or self.t.lambda_tone
+        paired = self._lam("local") or self._lam("edit") or self._lam("tone")
         s_e = None
         if paired:
             w = covered_edit_weights(self.cover, corners, self.t.sign_min_cover) if self.t.edit_covered else None
@@ -245,7 +258,7 @@ class AMGANTrainer:
         A_s = make(normalize_age(age.float()), signs)
         A_t = make(a_t.to(dev), s_t.to(dev))
         extra = {}
-        textured = bool(self.t.lambda_sign or self.t.lambda_edit or self.t.lambda_tone)
+        textured = bool(self._lam("sign") or self._lam("edit") or self._lam("tone"))
         if textured:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
         if s_e is not None:
@@ -266,11 +279,11 @@ class AMGANTrainer:
                 return ((s.to(dev) - (1 - w) * a) / w).clamp(0.0, 1.0)
             cover = b["Z_p"].flatten(2).sum(2) / self.zones.flatten(1).sum(1)
             b["Z_valid"] = (cover >= self.t.sign_min_cover).float()
-            if self.t.lambda_sign:
+            if self._lam("sign"):
                 b["U_t"] = texture_part(s_t)
             if s_e is not None:
                 b["k_e"] = k = (s_e - s_t).abs().argmax(1).to(dev)
-            if self.t.lambda_edit:
+            if self._lam("edit"):
                 b["dU_e"] = (texture_part(s_e) - texture_part(s_t)).gather(1, k[:, None])[:, 0]
         return b
 
@@ -278,8 +291,7 @@ class AMGANTrainer:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, "local": t.lambda_local, "sign": t.lambda_sign, "edit": t.lambda_edit,
-                "tone": t.lambda_tone}
+                "colour": t.lambda_colour, **{k: self._lam(k) for k in PER_SIGN_TERMS}}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
