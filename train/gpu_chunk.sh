@@ -3,7 +3,10 @@
 # (the GPU is far from busy with one: docs/benchmarks.md), each stopping itself in time to checkpoint,
 # then their EMA weights exported to $OUT with the logs, stats, TensorBoard events and last sample grids.
 # AMGAN trains with the paper's single loss weights (the D-side weights tried on CPU made it worse: its card)
-# plus our four per-sign terms at the shipped file's weights (SIGN_TERMS; its card, "Edit response and tone").
+# plus our four per-sign terms at the shipped file's weights (SIGN_TERMS; its card, "Edit response and tone"),
+# switched on at step 3,000 (2 of 3 CPU runs with them from step 0 fell into the identity), with the tied
+# map-channel kernel (without it G ignores the lip corners' channel) and edits drawn where the patch shows them
+# (its card, "Tied map channels").
 #
 # Here, once (needs ../shared):
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 70 --out packed/gpu/utkface_train_128.safetensors
@@ -24,7 +27,8 @@ set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 BUDGET=$1; START=$SECONDS
 D=data=packed/gpu/utkface_train_128.safetensors
-SIGN_TERMS="amgan.lambda_local=1000.0 amgan.lambda_sign=5.0 amgan.lambda_edit=10.0 amgan.lambda_tone=10.0"
+SIGN_TERMS="amgan.lambda_local=1000.0 amgan.lambda_sign=5.0 amgan.lambda_edit=10.0 amgan.lambda_tone=10.0
+  amgan.per_sign_from=3000 amgan.edit_covered=true net.tie_map_channels=true"
 mkdir -p runs "$OUT/logs"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ "${2:-}" = bench ]; then
