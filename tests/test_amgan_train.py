@@ -577,3 +577,21 @@ def test_per_sign_terms_wait_for_their_step():
         assert ("Ae_p" in b) == on and ("Z_p" in b) == on and ("U_t" in b) == on
         out = tr.train_step(x, age, signs)
         assert (out["G/edit"] != 0) == on and (out["G/sign"] != 0) == on
+
+
+def test_trainer_warns_once_when_g_becomes_the_identity(monkeypatch, caplog):
+    """With A saturated at 1 (G copies its input) for IDENTITY_STEPS steps the trainer logs one warning;
+    a G that paints (A at its start value, 0.12) logs none."""
+    import train.amgan_trainer as at
+    from train.amgan_data import with_sign_labels
+    from train.batches import SyntheticFaces, get_batch
+
+    monkeypatch.setattr(at, "IDENTITY_STEPS", 2)
+    batch = get_batch(with_sign_labels(SyntheticFaces(n=4, size=64, seed=0)), 0, 4, 0, False)
+    for bias, warnings in ((-2.0, 0), (100.0, 1)):
+        tr = at.AMGANTrainer(_cfg(4, f"amgan.attention_bias_init={bias}"), torch.device("cpu"))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="faceage.train"):
+            for _ in range(4):
+                tr.train_step(*batch)
+        assert sum("identity" in r.getMessage() for r in caplog.records) == warnings

@@ -39,6 +39,7 @@ drawn for the global batch on every rank and sliced with :meth:`Dist.local`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -52,6 +53,11 @@ from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_
                               patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets)
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
+
+log = logging.getLogger("faceage.train")
+
+IDENTITY_A, IDENTITY_STEPS = 0.98, 100
+"""Mean attention A above which, for this many steps in a row, the trainer warns that G is the identity."""
 
 PER_SIGN_TERMS = ("local", "sign", "edit", "tone")
 """Our four per-sign terms (``lambda_<term>`` of :class:`AMGANTrainConfig`), which ``per_sign_from`` delays."""
@@ -200,6 +206,7 @@ class AMGANTrainer:
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
+        self._identity_run = 0  # steps in a row with mean A above IDENTITY_A (_watch_identity)
 
     # ------------------------------------------------------------------------------------------
     def _set_lr(self) -> float:
@@ -375,12 +382,24 @@ class AMGANTrainer:
         L_gp = self._gradient_penalty_grads(b["I_p"], fake)
         self.opt_D.step()
         self.step += 1
+        self._watch_identity(out["att_fake"].mean().item())
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
                 "G/sign": g["sign"].item(), "G/edit": g["edit"].item(), "G/tone": g["tone"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
+
+    def _watch_identity(self, mean_a: float) -> None:
+        """Warn once when G has kept more than :data:`IDENTITY_A` of its input for :data:`IDENTITY_STEPS`
+        steps in a row: it has fallen into the identity (A saturated, so C gets no gradient) and the run
+        will not leave it (2 of 3 CPU runs with the per-sign terms from step 0: ``per_sign_from``)."""
+        self._identity_run = self._identity_run + 1 if mean_a > IDENTITY_A else 0
+        if self._identity_run == IDENTITY_STEPS and self.dist.is_main:
+            log.warning("step %d: G has kept more than %.0f%% of its input (attention A) for %d steps: it has "
+                        "most likely become the identity and will not recover. Stop the run and restart it "
+                        "with amgan.per_sign_from (the per-sign terms later) or another seed",
+                        self.step, 100 * IDENTITY_A, IDENTITY_STEPS)
 
     def _gradient_penalty_grads(self, real, fake) -> float:
         """Add lambda_gp * GP's gradients (unwrapped D, averaged over ranks) to D's DDP-averaged ones."""
