@@ -46,6 +46,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         save_file(tensors, tmp, metadata={"manifest": json.dumps(meta)})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: weights a server or another user reads must not be private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -92,6 +92,7 @@ def save_png(img: Union[np.ndarray, Image.Image], path: Union[str, os.PathLike],
             pil.save(f, format="PNG", pnginfo=info)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an edited photo is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

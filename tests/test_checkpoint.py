@@ -38,3 +38,14 @@ def test_truncated_and_corrupt_files_are_detected(tmp_path):
         load_checkpoint(tmp_path / "flip.safetensors")
     with pytest.raises(MissingWeightsError):
         load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_atomic_writes_leave_ordinary_file_modes(tmp_path):
+    """The temp file of an atomic write is created 0600; checkpoints and PNGs must end up 0644."""
+    import numpy as np
+
+    from faceage.io import save_png
+
+    ckpt = save_checkpoint(tmp_path / "w.safetensors", {"w": torch.zeros(2)}, {"kind": "test"})
+    png = save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "p.png")
+    assert ckpt.stat().st_mode & 0o777 == 0o644 and png.stat().st_mode & 0o777 == 0o644
