@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from faceage.errors import CheckpointError, MissingWeightsError
+from faceage.io import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -40,17 +40,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = dict(manifest, format_version=FORMAT_VERSION, sha256=_digest(tensors))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata={"manifest": json.dumps(meta)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600: weights a server or another user reads must not be private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

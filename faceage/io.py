@@ -24,13 +24,14 @@ disk never leaves a half-written result under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
@@ -86,18 +87,27 @@ def save_png(img: Union[np.ndarray, Image.Image], path: Union[str, os.PathLike],
     path = Path(path)
     pil = img if isinstance(img, Image.Image) else Image.fromarray(_check_rgb_array(img))
     info = _png_text_chunks(metadata or {})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an edited photo is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        pil.save(tmp, format="PNG", pnginfo=info)
     return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Write ``path`` atomically: yields a temporary path in the same folder for the block to write;
+    then fsync, mode 0644 (mkstemp makes 0600, and results and weights are ordinary files that servers
+    and other users read) and ``os.replace`` onto ``path``. If the block raises, the temporary file is
+    removed and ``path`` is untouched."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- reading bytes

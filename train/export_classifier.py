@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +49,7 @@ from faceage.models.age_classifier import (  # noqa: E402
     onnx_probabilities,
     package_models_dir,
 )
+from faceage.io import atomic_write  # noqa: E402
 
 CLASSIFIERS = {"age": AgeClassifier, "gender": GenderClassifier}
 
@@ -180,14 +179,8 @@ def export(task: str, out_dir: Path) -> Path:
         metadata["labels"] = json.dumps(list(GENDER_LABELS))
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / cls.default_weights
-    handle, temporary = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out_dir)
-    os.close(handle)
-    try:
+    with atomic_write(out) as temporary:
         save_file({k: v.contiguous() for k, v in state.items()}, temporary, metadata=metadata)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600
-        os.replace(temporary, out)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     print(f"{task}: wrote {out} ({out.stat().st_size / 1e6:.2f} MB), max |p - p_onnx| = {difference:.2e}")
     return out
 
