@@ -173,18 +173,19 @@ def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
     return res
 
 
+def zone_texture(images, cal: SignCalibration) -> torch.Tensor:
+    """[N, Z]: the weak labels' texture CDF of ``images`` in each template zone."""
+    zones = template_zone_masks(images.shape[-1])
+    return cal.soft_cdf(masked_measures(images, zones[None].expand(len(images), -1, -1, -1)))
+
+
 def texture_response(own, raised: list[torch.Tensor], cal: SignCalibration) -> dict:
     """Per-sign change of the labels' texture CDF when that sign is raised to 1.0 (module docstring);
     ``own`` and ``raised`` as for :func:`locality`."""
-    zones = template_zone_masks(own.shape[-1])
-
-    def texture(images):
-        return cal.soft_cdf(masked_measures(images, zones[None].expand(len(images), -1, -1, -1)))
-
-    base = texture(own)
+    base = zone_texture(own, cal)
     per_sign = {}
     for z, sign in enumerate(SIGNS):
-        d = (texture(raised[z]) - base).mean(0)  # [Z]
+        d = (zone_texture(raised[z], cal) - base).mean(0)  # [Z]
         others = torch.cat([d[:z], d[z + 1:]])
         per_sign[sign] = {"own_zone": float(d[z]), "other_zones_mean_abs": float(others.abs().mean())}
     return {"texture_response": per_sign,
@@ -197,14 +198,12 @@ def other_channel_response(run: "Runner", x, a_own, labels, own, cal: SignCalibr
     :func:`raised_labels`) is written into the next map channel instead of its own: whether G reads
     what a channel says or only where values are high. Near :func:`texture_response`'s own value: G
     applies one rule to every channel; near 0: G reads this sign's channel and ignores the other one."""
-    zones = template_zone_masks(own.shape[-1])[None]
-    base = cal.soft_cdf(masked_measures(own, zones.expand(len(own), -1, -1, -1)))
+    base = zone_texture(own, cal)
     m = run.basis.maps(a_own, labels)
     out = {}
     for z, r in enumerate(raised_labels(labels)):
         moved = run.on_maps(x, m + (run.basis.maps(a_own, r) - m).roll(1, dims=1))
-        t = cal.soft_cdf(masked_measures(moved, zones.expand(len(moved), -1, -1, -1)))
-        out[SIGNS[z]] = float((t - base)[:, z].mean())
+        out[SIGNS[z]] = float((zone_texture(moved, cal) - base)[:, z].mean())
     return out
 
 

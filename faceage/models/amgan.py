@@ -156,19 +156,19 @@ class TiedMapConv(nn.Conv2d):
     computes what it did; inside a zone, each channel's value counts through the shared kernel.
     """
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        w = state_dict.get(prefix + "weight")
-        if prefix + "tied" not in state_dict and w is not None and w.shape == self.weight.shape:
-            state_dict[prefix + "tied"] = w[:, :self.maps].mean(1, keepdim=True)
-            state_dict[prefix + "weight"] = torch.cat([torch.zeros_like(w[:, :self.maps]), w[:, self.maps:]], 1)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def __init__(self, in_channels: int, out_channels: int, maps: int):
         super().__init__(in_channels, out_channels, 3, padding=1)
         self.maps = maps
         self.tied = nn.Parameter(self.weight.detach()[:, :1].clone())
         with torch.no_grad():
             self.weight[:, :maps].zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        w = state_dict.get(prefix + "weight")
+        if prefix + "tied" not in state_dict and w is not None and w.shape == self.weight.shape:
+            state_dict[prefix + "tied"] = w[:, :self.maps].mean(1, keepdim=True)
+            state_dict[prefix + "weight"] = torch.cat([torch.zeros_like(w[:, :self.maps]), w[:, self.maps:]], 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared = F.pad(self.tied.expand(-1, self.maps, -1, -1), (0, 0, 0, 0, 0, self.in_channels - self.maps))
