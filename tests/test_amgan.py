@@ -360,3 +360,23 @@ def test_generator_losses_decrease_against_a_fixed_discriminator():
     with torch.no_grad():
         age1, cyc1, _ = losses()
     assert age1 < 0.5 * age0 and cyc1 < cyc0
+
+
+def test_shift_consistency_loss_is_zero_for_content_and_charges_a_pattern_fixed_to_the_crop():
+    from faceage.models.amgan import shift_consistency_loss
+
+    g = torch.Generator().manual_seed(0)
+    face = torch.rand(4, 3, 80, 80, generator=g)
+    corners = torch.tensor([[4, 4], [5, 9], [10, 3], [2, 12]])
+    offset = torch.tensor([[3, -2], [-5, 4], [7, 0], [0, -9]])
+
+    def crop(c):
+        return torch.stack([face[i, :, t:t + 48, j:j + 48] for i, (t, j) in enumerate(c.tolist())])
+    a, b = crop(corners), crop(corners + offset)
+    assert shift_consistency_loss(a, b, offset, margin=4) < 1e-7  # the same pixels wherever the crop starts
+    stripes = (torch.arange(48) % 16 < 2).float()[:, None]  # lines on fixed rows of each crop
+    assert shift_consistency_loss(a + stripes, b + stripes, offset, margin=4) > 0.05
+    by16 = torch.tensor([[16, 0]] * 4)  # moved by the pattern's period: it agrees again
+    assert shift_consistency_loss(a + stripes, crop(corners + by16) + stripes, by16, margin=4) < 1e-7
+    far = torch.full_like(offset, 60)  # no overlap left
+    assert shift_consistency_loss(a, b, far, margin=4) == 0

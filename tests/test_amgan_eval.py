@@ -59,3 +59,39 @@ def test_other_channel_response_tells_which_channel_g_reads():
         read, ignored = (normal[sign]["own_zone"], moved[sign]) if SIGN_CHANNEL[sign] == 0 else (
             moved[sign], normal[sign]["own_zone"])
         assert read > 0.1 and abs(ignored) < 0.02, (sign, read, ignored)
+
+
+class _GridLines(torch.nn.Module):
+    """A stand-in G that darkens rows 2 and 6 of every 16 of its own input (lines fixed to its grid)."""
+
+    def forward(self, x, maps, x_map, y_map):
+        rows = torch.arange(x.shape[-2]) % 16
+        lines = ((rows == 2) | (rows == 6)).float()[:, None]
+        return (x - 0.5 * lines).clamp(-1, 1), None, None
+
+
+class _ContentLines(torch.nn.Module):
+    """A stand-in G that darkens the pixels where the face's green channel is high (lines that follow it)."""
+
+    def forward(self, x, maps, x_map, y_map):
+        return (x - 0.5 * (x[:, 1:2] > 0.9).float()).clamp(-1, 1), None, None
+
+
+def test_crop_consistency_and_grid_line_share_tell_grid_lines_from_face_lines():
+    from train.eval_amgan import Runner, crop_consistency, grid_line_share
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 64, 64, generator=g) * 1.2 - 0.6
+    x[:, 1] = -0.5
+    for i, r in enumerate((5, 19, 44)):  # "wrinkles" of the face: its own rows, not the grid's
+        x[i, 1, r::9] = 1.0
+    a = torch.full((3,), 0.7)
+    maps = MapBasis(64).maps(a, a[:, None].expand(-1, len(SIGNS)))
+    grid, face = Runner(_GridLines(), 64), Runner(_ContentLines(), 64)
+    out_grid, out_face = grid.on_maps(x, maps), face.on_maps(x, maps)
+    assert grid_line_share(out_grid, x) > 0.99
+    assert grid_line_share(out_face, x) < 0.8
+    c_grid = crop_consistency(grid, x, maps, out_grid, margin=8)
+    c_face = crop_consistency(face, x, maps, out_face, margin=8)
+    assert c_face["mean_shift_1_to_15"] == 0 and c_grid["shift_0"] == 0 and c_grid["by_shift"][16] == 0
+    assert c_grid["mean_shift_1_to_15"] > 0.02

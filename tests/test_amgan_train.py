@@ -461,7 +461,8 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
     edited sign and the change of its texture part, and G learns to move that zone's texture by it."""
     tr, b, batch = _textured_trainer("amgan.lambda_edit=1.0")
     assert "U_t" not in b and "Ae_p" in b and torch.all(b["Z_valid"] == 1)
-    a_t, s_t, _, _, s_e = tr._draw(8)
+    draw = tr._draw(8)
+    a_t, s_t, s_e = draw.a_t, draw.s_t, draw.s_e
     moved = (s_e - s_t).abs() > 0
     assert torch.all(moved.sum(1) == 1) and torch.equal(moved.float().argmax(1), b["k_e"])
 
@@ -595,3 +596,41 @@ def test_trainer_warns_once_when_g_becomes_the_identity(monkeypatch, caplog):
             for _ in range(4):
                 tr.train_step(*batch)
         assert sum("identity" in r.getMessage() for r in caplog.records) == warnings
+
+
+def test_shift_corners_move_within_the_limit_and_stay_in_the_image():
+    from train.amgan_maps import sample_patches, shift_corners
+
+    g = torch.Generator().manual_seed(0)
+    corners = sample_patches(g, 2000, 128, 64)
+    moved = shift_corners(g, corners, 128, 64, 16)
+    assert moved.min() >= 0 and moved.max() <= 64
+    assert (moved - corners).abs().max() <= 16
+    assert len(torch.unique(moved - corners)) > 20  # moves of many sizes, not one
+
+
+def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree():
+    """amgan.lambda_shift (ours, default 0): prepare() adds a second crop whose pixels are the first's,
+    moved by offset_q, and the term's gradient makes G's attention and colour agree where they overlap."""
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import AMGANTrainer
+    from train.batches import SyntheticFaces, get_batch
+
+    x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    tr = AMGANTrainer(_cfg(2), torch.device("cpu"))
+    assert "I_q" not in tr.prepare(x, age, signs) and tr.train_step(x, age, signs)["G/shift"] == 0
+
+    tr = AMGANTrainer(_cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_max=6", "amgan.shift_margin=4"),
+                      torch.device("cpu"))
+    assert tr.generator_weights()["shift"] == 5.0 and tr.train_step(x, age, signs)["G/shift"] > 0
+    ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
+    b = tr.prepare(*get_batch(ds, 0, 8, 0, False))
+    assert b["I_q"].shape == b["I_p"].shape and b["offset_q"].abs().max() <= 6
+    for i, (dy, dx) in enumerate(b["offset_q"].tolist()):  # the same face pixels, moved
+        P = b["I_p"].shape[-1]
+        r, c = slice(max(dy, 0), P + min(dy, 0)), slice(max(dx, 0), P + min(dx, 0))
+        rq, cq = slice(max(-dy, 0), P + min(-dy, 0)), slice(max(-dx, 0), P + min(-dx, 0))
+        assert torch.equal(b["I_p"][i, :, r, c], b["I_q"][i, :, rq, cq])
+        assert torch.equal(b["At_p"][i, :, r, c], b["At_q"][i, :, rq, cq])
+    gap = _fit_one_term(tr, b, "shift", steps=25, lr=1e-3)
+    assert gap[-1] < 0.5 * gap[0], gap

@@ -120,6 +120,13 @@ def sample_patches(rng: torch.Generator, n: int, size: int, patch: int) -> torch
     return torch.randint(0, size - patch + 1, (n, 2), generator=rng)
 
 
+def shift_corners(rng: torch.Generator, corners: torch.Tensor, size: int, patch: int, max_shift: int) -> torch.Tensor:
+    """Corners [n, 2] of second crops: each of ``corners`` moved by a uniform integer in
+    [-max_shift, max_shift] per axis, then clamped into the ``size`` image (a clamped move may be smaller)."""
+    moved = corners + torch.randint(-max_shift, max_shift + 1, corners.shape, generator=rng)
+    return moved.clamp(0, size - patch)
+
+
 def cover_table(zones: torch.Tensor, patch: int) -> torch.Tensor:
     """[Z, S - patch + 1, S - patch + 1]: the share of each zone's area (``zones`` [Z, S, S], masks)
     inside the ``patch`` x ``patch`` crop whose top-left corner is at each (top, left)."""

@@ -14,6 +14,8 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
               + l_edit |CDF(texture of G(I_p | A'_t,p) in zone k) - CDF(texture of fake in zone k) - the change of
                 k's texture part| for the edited sign k (ours, off by default: the relative twin of l_sign)
               + l_tone |low-pass(G(I_p | A'_t,p) - fake)| in zone k (ours, off by default: texture, not tone)
+              + l_shift |G(I_q | A_t,q) - fake| where the crop q, moved from p by a few pixels, overlaps p
+                (ours, off by default: the same pixel gets the same output whichever crop holds it)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 
@@ -50,7 +53,8 @@ from faceage.models import amgan
 from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
 from faceage.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, move_batch, outside_edit,
-                              patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets)
+                              patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets,
+                              shift_corners)
 from train.amgan_placement import PlacedMaps
 from train.distributed import Dist
 
@@ -127,6 +131,17 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # into the identity (mean A above 0.99 by step 140 and 260, for good); the third drew stripes over
     # blurred faces (reconstruction L1 0.10). The shipped file's run had them from step 2,000. 0: from the start
     per_sign_from: int = 0
+    # ours: weight of amgan.shift_consistency_loss: each step G also edits a second crop of each face, its
+    # corner moved by up to ``shift_max`` pixels in each direction (same target map), and pays for the
+    # difference between the two crops' attention masks and between their colour heads where they
+    # overlap, ``shift_margin`` pixels from either crop's border. It asks G to draw what a pixel's face
+    # and map call for, not what its place in the crop's grid does (the lines every 16 rows), and
+    # full-image inference to match patch training. On A and C, not on the composite A I + (1 - A) C,
+    # which A = 1 makes equal: with it on the composite (weight 100, from the shipped file) mean A rose
+    # from 0.77 to 0.97 in 22 steps. 0: off
+    lambda_shift: float = 0.0
+    shift_max: int = 16
+    shift_margin: int = 8
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -151,6 +166,17 @@ def requires_grad(module: torch.nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+class Draw(NamedTuple):
+    """One step's random draws, this rank's rows (:meth:`AMGANTrainer._draw`)."""
+
+    a_t: torch.Tensor  # target ages [n], normalised
+    s_t: torch.Tensor  # target sign scores [n, Z]
+    corners: torch.Tensor  # patch corners [n, 2] (top, left)
+    moves: torch.Tensor | None  # augment moves, or None
+    s_e: torch.Tensor | None  # the edit pair's scores (one sign moved), or None
+    corners_q: torch.Tensor | None  # lambda_shift's second crops' corners, or None
+
+
 class CycleStep(torch.nn.Module):
     """G's part of one generator step as one ``forward`` (for DDP): the edit and the cycle back."""
 
@@ -158,19 +184,22 @@ class CycleStep(torch.nn.Module):
         super().__init__()
         self.G = G
 
-    def forward(self, image, target_map, source_map, x_map, y_map, edited_map=None):
-        """-> fake, its attention and colour, the cycle and its attention, and G(image | edited_map) (or
-        None); the edit and ``edited_map`` share one pass of G."""
+    def forward(self, image, target_map, source_map, x_map, y_map, edited_map=None, shifted=None):
+        """-> fake, its attention and colour, the cycle and its attention, G(image | edited_map) (or None)
+        and the attention and colour of G(*shifted) (or None; ``shifted`` = (image, target map, x map, y
+        map) of a second crop). The edit, ``edited_map`` and ``shifted`` share one pass of G."""
         n = len(image)
+        inputs = [(image, target_map, x_map, y_map)]
         if edited_map is not None:
-            two = (torch.cat([image, image]), torch.cat([target_map, edited_map]),
-                   torch.cat([x_map, x_map]), torch.cat([y_map, y_map]))
-            both, att, colour = self.G(*two)
-            fake, edited, att_fake, colour_fake = both[:n], both[n:], att[:n], colour[:n]
-        else:
-            (fake, att_fake, colour_fake), edited = self.G(image, target_map, x_map, y_map), None
+            inputs.append((image, edited_map, x_map, y_map))
+        if shifted is not None:
+            inputs.append(tuple(shifted))
+        out, att, colour = self.G(*(torch.cat(parts) for parts in zip(*inputs)))
+        fake, att_fake, colour_fake = out[:n], att[:n], colour[:n]
+        edited = out[n:2 * n] if edited_map is not None else None
+        other = (att[-n:], colour[-n:]) if shifted is not None else None
         cyc, att_cyc, _ = self.G(fake, source_map, x_map, y_map)
-        return fake, att_fake, colour_fake, cyc, att_cyc, edited
+        return fake, att_fake, colour_fake, cyc, att_cyc, edited, other
 
 
 class AMGANTrainer:
@@ -222,7 +251,7 @@ class AMGANTrainer:
         ``per_sign_from``."""
         return getattr(self.t, f"lambda_{term}") if self.step >= self.t.per_sign_from else 0.0
 
-    def _draw(self, n_local: int):
+    def _draw(self, n_local: int) -> Draw:
         """Targets and patch corners for the global batch (every rank draws all), this rank's rows."""
         n = n_local * self.dist.world
         a_t, s_t = sample_targets(self.rng, n, self.t.target_age_range, self.t.image_weight, self.t.uniform_prob)
@@ -235,7 +264,11 @@ class AMGANTrainer:
         if paired:
             w = covered_edit_weights(self.cover, corners, self.t.sign_min_cover) if self.t.edit_covered else None
             s_e = self.dist.local(sample_sign_edits(self.rng, s_t, w))
-        return self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e
+        corners_q = None
+        if self.t.lambda_shift:
+            corners_q = self.dist.local(shift_corners(self.rng, corners, self.resolution, self.t.patch,
+                                                      self.t.shift_max))
+        return Draw(self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e, corners_q)
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
@@ -247,10 +280,11 @@ class AMGANTrainer:
         ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin);
         with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and ``Z_valid`` (see ``lambda_sign``);
         with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and, with
-        ``lambda_edit``, ``dU_e`` (its texture part's change).
+        ``lambda_edit``, ``dU_e`` (its texture part's change); with ``lambda_shift``, ``I_q``, ``At_q``, ``L_q``
+        (the second crop) and ``offset_q`` (its corner minus the first's).
         """
         P, S = self.t.patch, self.resolution
-        a_t, s_t, corners, moves, s_e = self._draw(len(x))
+        a_t, s_t, corners, moves, s_e, corners_q = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
         if theta is None:
@@ -279,6 +313,9 @@ class AMGANTrainer:
         xy = patch_centres(corners, P, S).to(dev)
         b = {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy,
              **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
+        if corners_q is not None:  # the second crop of lambda_shift
+            b.update(I_q=crop_batch(x, corners_q, P), At_q=crop_batch(A_t, corners_q, P),
+                     L_q=crop_batch(loc, corners_q, P), offset_q=corners_q - corners)
         if textured:
             w, a = self.t.image_weight, a_t.to(dev)[:, None]
 
@@ -298,15 +335,16 @@ class AMGANTrainer:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, **{k: self._lam(k) for k in PER_SIGN_TERMS}}
+                "colour": t.lambda_colour, "shift": t.lambda_shift, **{k: self._lam(k) for k in PER_SIGN_TERMS}}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
         (``fake``, ``att_fake``, ``cyc``, ``att_cyc``). "att" is the attention regulariser of both masks
         with ``lambda_mask`` and ``lambda_tv`` inside it (its weight in :meth:`generator_weights` is 1)."""
         t, I_p, At_p, As_p, L_p = self.t, b["I_p"], b["At_p"], b["As_p"], b["L_p"]
-        fake, att_fake, colour_fake, cyc, att_cyc, edited = self.G_step(I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:],
-                                                                        b.get("Ae_p"))
+        shifted = (b["I_q"], b["At_q"], b["L_q"][:, :1], b["L_q"][:, 1:]) if "I_q" in b else None
+        fake, att_fake, colour_fake, cyc, att_cyc, edited, other = self.G_step(
+            I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:], b.get("Ae_p"), shifted)
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
                  "cyc": amgan.cycle_loss(cyc, I_p),
@@ -317,6 +355,9 @@ class AMGANTrainer:
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
                  "local": (fake.new_zeros(()) if edited is None
                            else amgan.zone_leak_loss(edited, fake, b["out_p"])),
+                 "shift": (fake.new_zeros(()) if other is None
+                           else amgan.shift_consistency_loss(att_fake, other[0], b["offset_q"], t.shift_margin)
+                           + amgan.shift_consistency_loss(colour_fake, other[1], b["offset_q"], t.shift_margin)),
                  "sign": fake.new_zeros(()), "edit": fake.new_zeros(()), "tone": fake.new_zeros(())}
         if "k_e" in b:
             rows = torch.arange(len(fake), device=fake.device)
@@ -385,7 +426,7 @@ class AMGANTrainer:
         self._watch_identity(out["att_fake"].mean().item())
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
-                "G/sign": g["sign"].item(), "G/edit": g["edit"].item(), "G/tone": g["tone"].item(),
+                "G/shift": g["shift"].item(), "G/sign": g["sign"].item(), "G/edit": g["edit"].item(), "G/tone": g["tone"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}

@@ -22,6 +22,14 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
 * **texture response in the other channel**, per sign: the same, with the sign's map change written
   into the next aging-map channel (channel 0 <-> 1) instead of its own: does G read which channel a
   value is in? (The fifth session's G ignored channel 1, the lip corners' channel.)
+* **crop consistency** (uniform map, age 70): G on the face cropped from row dy (``S - 16`` rows) against
+  the same rows of G on the whole face, mean |difference| on [0, 1] pixels at least 16 px from the crop's
+  borders, for dy = 0..16. A G whose output follows the face and the map differs only by its borders'
+  reach (about what dy = 0 shows, where only the bottom border moved); one that draws by its own grid
+  (lines on fixed rows of every 16) differs more wherever dy is not a multiple of 16.
+* **grid line share** (uniform map, age 70): the horizontal-line energy (|vertical second difference| of
+  the luminance change) summed by row modulo 16, the share of the 8 strongest of those 16 phases: about
+  0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
 * **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
@@ -109,6 +117,10 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
     for t in (20, 70):
         a = torch.full((len(x),), normalize_age(float(t)))
         out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
+        if t == 70:
+            res["grid_line_share_uniform_70"] = grid_line_share(out, x)
+            res["crop_consistency_uniform_70"] = crop_consistency(run, x, run.basis.maps(a, a[:, None].expand(
+                -1, len(SIGNS))), out)
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
@@ -119,6 +131,34 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
         res.update(texture_response(own, raised, cal))
         res["texture_response_other_channel"] = other_channel_response(run, x, a_own, labels, own, cal)
     return res
+
+
+def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int = 16) -> dict:
+    """G on ``x`` cropped from row dy, rows dy .. dy + S - period, against ``full`` (G on the whole of
+    ``x`` with ``maps``) on those rows, mean |difference| on [0, 1] pixels ``margin`` px inside the crop,
+    for dy = 0..period (module docstring)."""
+    S = x.shape[-2]
+    by_shift = {}
+    for dy in range(period + 1):
+        rows = slice(dy, dy + S - period)
+        G, loc = run.G, run.loc[:, :, rows].expand(len(x), -1, -1, -1)
+        with torch.no_grad():
+            crop = G(x[:, :, rows], maps[:, :, rows], loc[:, :1], loc[:, 1:])[0]
+        diff = (crop - full[:, :, rows])[:, :, margin:-margin, margin:-margin]
+        by_shift[dy] = round(float((diff.abs() / 2).mean()), 5)
+    off = [v for k, v in by_shift.items() if k % period]
+    return {"by_shift": by_shift, "shift_0": by_shift[0], "mean_shift_1_to_15": float(np.mean(off))}
+
+
+def grid_line_share(out, x, period: int = 16) -> float:
+    """Share of the horizontal-line energy of ``out - x`` (luminance) on the 8 strongest of the ``period``
+    row phases (module docstring)."""
+    weights = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    d = ((out - x) * weights).sum(1)
+    lines = (d[:, 1:-1] - 0.5 * (d[:, :-2] + d[:, 2:])).abs().mean((0, 2))  # rows 1 .. S-2
+    rows = torch.arange(1, d.shape[1] - 1) % period
+    phase = torch.zeros(period).index_add_(0, rows, lines)
+    return float(phase.sort(descending=True).values[:period // 2].sum() / phase.sum().clamp(min=1e-12))
 
 
 def raised_labels(labels) -> list[torch.Tensor]:

@@ -431,6 +431,29 @@ def edit_tone_loss(edited: torch.Tensor, base: torch.Tensor, zone: torch.Tensor,
     return loss
 
 
+def shift_consistency_loss(a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor, margin: int) -> torch.Tensor:
+    """Ours, not the paper's: mean |a - b| where two overlapping patches' outputs show the same pixels.
+
+    ``a`` and ``b`` [N, C, P, P] are G's outputs on two crops of one face (same image, map and location
+    maps) whose top-left corners differ by ``offset`` [N, 2] (b's corner minus a's, rows then columns);
+    pixels within ``margin`` of either crop's border are left out (padding changes them). A fully
+    convolutional G should give the same pixel whichever crop it sits in (the premise of Sec. 3.6: train on
+    patches, infer on the whole image). With strided convolutions and zero padding it need not: the
+    shipped CPU weights of the seventh session drew horizontal lines on the rows 1-8 of every 16 counted
+    from the crop's top, whatever the face, and their full-image output differed from a crop's output
+    moved by 1-15 rows by about twice what a crop moved by 0 rows did. 0 where no pixel overlaps."""
+    total, count = a.new_zeros(()), 0
+    P = a.shape[-1]
+    for i, (dy, dx) in enumerate(offset.tolist()):
+        r0, r1 = margin + max(dy, 0), P - margin + min(dy, 0)
+        c0, c1 = margin + max(dx, 0), P - margin + min(dx, 0)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        diff = a[i, :, r0:r1, c0:c1] - b[i, :, r0 - dy:r1 - dy, c0 - dx:c1 - dx]
+        total, count = total + diff.abs().sum(), count + diff.numel()
+    return total / max(count, 1)
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Sum of absolute horizontal and vertical neighbour differences per image, batch mean."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
