@@ -77,8 +77,8 @@ class _ContentLines(torch.nn.Module):
         return (x - 0.5 * (x[:, 1:2] > 0.9).float()).clamp(-1, 1), None, None
 
 
-def test_crop_consistency_and_grid_line_share_tell_grid_lines_from_face_lines():
-    from train.eval_amgan import Runner, crop_consistency, grid_line_share
+def test_crop_consistency_and_grid_share_tell_grid_lines_from_face_lines():
+    from train.eval_amgan import Runner, crop_consistency, line_measures
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 64, 64, generator=g) * 1.2 - 0.6
@@ -89,8 +89,9 @@ def test_crop_consistency_and_grid_line_share_tell_grid_lines_from_face_lines():
     maps = MapBasis(64).maps(a, a[:, None].expand(-1, len(SIGNS)))
     grid, face = Runner(_GridLines(), 64), Runner(_ContentLines(), 64)
     out_grid, out_face = grid.on_maps(x, maps), face.on_maps(x, maps)
-    assert grid_line_share(out_grid, x) > 0.99
-    assert grid_line_share(out_face, x) < 0.8
+    lines_grid, lines_face = line_measures(out_grid, x), line_measures(out_face, x)
+    assert lines_grid["grid_share_inner"] > 0.99 and lines_face["grid_share_inner"] < 0.8
+    assert lines_grid["energy_inner"] > 20 and lines_face["energy_inner"] > 20  # both draw lines
     c_grid = crop_consistency(grid, x, maps, out_grid, margin=8)
     c_face = crop_consistency(face, x, maps, out_face, margin=8)
     assert c_face["mean_shift_1_to_15"] == 0 and c_grid["shift_0"] == 0 and c_grid["by_shift"][16] == 0

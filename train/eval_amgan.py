@@ -27,9 +27,10 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   borders, for dy = 0..16. A G whose output follows the face and the map differs only by its borders'
   reach (about what dy = 0 shows, where only the bottom border moved); one that draws by its own grid
   (lines on fixed rows of every 16) differs more wherever dy is not a multiple of 16.
-* **grid line share** (uniform map, age 70): the horizontal-line energy (|vertical second difference| of
-  the luminance change) summed by row modulo 16, the share of the 8 strongest of those 16 phases: about
-  0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
+* **lines** (uniform map, age 70): the horizontal-line energy (mean |vertical second difference| of the
+  luminance change, per mille of [0, 1]) in the top 16 rows, the bottom 16 and between them; and between
+  them the *grid share*: that energy summed by row modulo 16, the share of the 8 strongest of those 16
+  phases: about 0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
 * **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
@@ -118,7 +119,7 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
         a = torch.full((len(x),), normalize_age(float(t)))
         out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
         if t == 70:
-            res["grid_line_share_uniform_70"] = grid_line_share(out, x)
+            res["lines_uniform_70"] = line_measures(out, x)
             res["crop_consistency_uniform_70"] = crop_consistency(run, x, run.basis.maps(a, a[:, None].expand(
                 -1, len(SIGNS))), out)
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
@@ -150,15 +151,27 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
     return {"by_shift": by_shift, "shift_0": by_shift[0], "mean_shift_1_to_15": float(np.mean(off))}
 
 
-def grid_line_share(out, x, period: int = 16) -> float:
-    """Share of the horizontal-line energy of ``out - x`` (luminance) on the 8 strongest of the ``period``
-    row phases (module docstring)."""
+def row_lines(out, x) -> torch.Tensor:
+    """[S]: the horizontal-line energy of ``out - x`` per row, mean |vertical second difference| of the
+    luminance change on [0, 1] pixels (0 on the first and last rows)."""
     weights = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
-    d = ((out - x) * weights).sum(1)
-    lines = (d[:, 1:-1] - 0.5 * (d[:, :-2] + d[:, 2:])).abs().mean((0, 2))  # rows 1 .. S-2
-    rows = torch.arange(1, d.shape[1] - 1) % period
-    phase = torch.zeros(period).index_add_(0, rows, lines)
-    return float(phase.sort(descending=True).values[:period // 2].sum() / phase.sum().clamp(min=1e-12))
+    d = ((out - x) * weights).sum(1) / 2
+    lines = torch.zeros(d.shape[1])
+    lines[1:-1] = (d[:, 1:-1] - 0.5 * (d[:, :-2] + d[:, 2:])).abs().mean((0, 2))
+    return lines
+
+
+def line_measures(out, x, period: int = 16, margin: int = 16) -> dict[str, float]:
+    """The line energy of :func:`row_lines` (per mille) in the top and bottom ``margin`` rows and between
+    them, and the grid line share of the rows between them (module docstring)."""
+    lines = row_lines(out, x)
+    inner = lines[margin:-margin]
+    phase = torch.zeros(period).index_add_(0, torch.arange(margin, len(lines) - margin) % period, inner)
+    share = phase.sort(descending=True).values[:period // 2].sum() / phase.sum().clamp(min=1e-12)
+    return {"energy_top": round(1000 * float(lines[1:margin].mean()), 3),
+            "energy_inner": round(1000 * float(inner.mean()), 3),
+            "energy_bottom": round(1000 * float(lines[-margin:-1].mean()), 3),
+            "grid_share_inner": round(float(share), 4)}
 
 
 def raised_labels(labels) -> list[torch.Tensor]:
