@@ -623,6 +623,10 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
     tr = AMGANTrainer(_cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_max=6", "amgan.shift_margin=4"),
                       torch.device("cpu"))
     assert tr.generator_weights()["shift"] == 5.0 and tr.train_step(x, age, signs)["G/shift"] > 0
+    late = AMGANTrainer(_cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_from=1"), torch.device("cpu"))
+    assert late.generator_weights()["shift"] == 0 and "I_q" not in late.prepare(x, age, signs)
+    assert late.train_step(x, age, signs)["G/shift"] == 0  # step 0; from step 1 on, the term is on
+    assert late.generator_weights()["shift"] == 5.0 and late.train_step(x, age, signs)["G/shift"] > 0
     ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
     b = tr.prepare(*get_batch(ds, 0, 8, 0, False))
     assert b["I_q"].shape == b["I_p"].shape and b["offset_q"].abs().max() <= 6

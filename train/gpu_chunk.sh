@@ -6,7 +6,8 @@
 # plus our four per-sign terms at the shipped file's weights (SIGN_TERMS; its card, "Edit response and tone"),
 # switched on at step 3,000 (2 of 3 CPU runs with them from step 0 fell into the identity), with the tied
 # map-channel kernel (without it G ignores the lip corners' channel) and edits drawn where the patch shows them
-# (its card, "Tied map channels").
+# (its card, "Tied map channels"), and, from step 3,000 too, the crop-agreement term that took G's grid lines
+# out of the face (its card, "Lines on G's own grid"; from step 0 it sent a CPU run to the generative regime).
 #
 # Here, once (needs ../shared):
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 70 --out packed/gpu/utkface_train_128.safetensors
@@ -18,8 +19,8 @@
 #   bash train/gpu_chunk.sh 560 bench     # first chunk: throughput table first, then training
 #   bash train/gpu_chunk.sh 570           # later chunks resume from runs/ on the machine
 # A new CUSP run starts from the shipped weights (init_weights: G and E, D and optimisers fresh), so each lent
-# GPU carries the shipped model on. AMGAN starts from scratch (the shipped CPU weights draw stripes locked to
-# fixed rows: assets/amgan_utkface128.md) with each face's own zone placement. A machine that went cold loses
+# GPU carries the shipped model on. AMGAN starts from scratch (the shipped CPU weights are a narrow net, 6,200
+# CPU steps at batch 8: assets/amgan_utkface128.md) with each face's own zone placement. A machine that went cold loses
 # runs/: carry the exports back (e.g. in packed/gpu/) and point INIT_W / INIT_A at them. EXTRA_W / EXTRA_A add
 # overrides.
 # 2026-11-24 the three chunks also ran the narrow CPU net carried on (run gn); it lost (assets/cusp_utkface128.md).
@@ -28,7 +29,8 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 BUDGET=$1; START=$SECONDS
 D=data=packed/gpu/utkface_train_128.safetensors
 SIGN_TERMS="amgan.lambda_local=1000.0 amgan.lambda_sign=5.0 amgan.lambda_edit=10.0 amgan.lambda_tone=10.0
-  amgan.per_sign_from=3000 amgan.edit_covered=true net.tie_map_channels=true"
+  amgan.per_sign_from=3000 amgan.edit_covered=true net.tie_map_channels=true amgan.lambda_shift=10.0
+  amgan.shift_from=3000"
 mkdir -p runs "$OUT/logs"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ "${2:-}" = bench ]; then
