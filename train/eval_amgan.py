@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from faceage.aging_map import SIGNS
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
+from faceage.filters import luma
 from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss
 from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
@@ -117,11 +118,11 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
            "reconstruction_l1": float(((own - x).abs() / 2).mean())}
     for t in (20, 70):
         a = torch.full((len(x),), normalize_age(float(t)))
-        out = run(x, a, a[:, None].expand(-1, len(SIGNS)))
+        maps = run.basis.maps(a, a[:, None].expand(-1, len(SIGNS)))
+        out = run.on_maps(x, maps)
         if t == 70:
             res["lines_uniform_70"] = line_measures(out, x)
-            res["crop_consistency_uniform_70"] = crop_consistency(run, x, run.basis.maps(a, a[:, None].expand(
-                -1, len(SIGNS))), out)
+            res["crop_consistency_uniform_70"] = crop_consistency(run, x, maps, out)
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
@@ -142,9 +143,9 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
     by_shift = {}
     for dy in range(period + 1):
         rows = slice(dy, dy + S - period)
-        G, loc = run.G, run.loc[:, :, rows].expand(len(x), -1, -1, -1)
+        loc = run.loc[:, :, rows].expand(len(x), -1, -1, -1)
         with torch.no_grad():
-            crop = G(x[:, :, rows], maps[:, :, rows], loc[:, :1], loc[:, 1:])[0]
+            crop = run.G(x[:, :, rows], maps[:, :, rows], loc[:, :1], loc[:, 1:])[0]
         diff = (crop - full[:, :, rows])[:, :, margin:-margin, margin:-margin]
         by_shift[dy] = round(float((diff.abs() / 2).mean()), 5)
     off = [v for k, v in by_shift.items() if k % period]
@@ -154,8 +155,7 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
 def row_lines(out, x) -> torch.Tensor:
     """[S]: the horizontal-line energy of ``out - x`` per row, mean |vertical second difference| of the
     luminance change on [0, 1] pixels (0 on the first and last rows)."""
-    weights = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
-    d = ((out - x) * weights).sum(1) / 2
+    d = luma(out - x)[:, 0] / 2
     lines = torch.zeros(d.shape[1])
     lines[1:-1] = (d[:, 1:-1] - 0.5 * (d[:, :-2] + d[:, 2:])).abs().mean((0, 2))
     return lines
