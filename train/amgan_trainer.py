@@ -66,6 +66,9 @@ IDENTITY_A, IDENTITY_STEPS = 0.98, 100
 PER_SIGN_TERMS = ("local", "sign", "edit", "tone")
 """Our four per-sign terms (``lambda_<term>`` of :class:`AMGANTrainConfig`), which ``per_sign_from`` delays."""
 
+DELAYED_TERMS = {**{term: "per_sign_from" for term in PER_SIGN_TERMS}, "shift": "shift_from"}
+"""Our delayed terms and the :class:`AMGANTrainConfig` field holding the step at which each switches on."""
+
 
 @dataclass
 class AMGANTrainConfig(AMGANTrainDefaults):
@@ -251,10 +254,8 @@ class AMGANTrainer:
         return f
 
     def _lam(self, term: str) -> float:
-        """The weight of a delayed term of ours at this step: a per-sign term (:data:`PER_SIGN_TERMS`) is 0
-        before ``per_sign_from``, the shift term before ``shift_from``."""
-        start = self.t.shift_from if term == "shift" else self.t.per_sign_from
-        return getattr(self.t, f"lambda_{term}") if self.step >= start else 0.0
+        """The weight of a delayed term of ours (:data:`DELAYED_TERMS`) at this step: 0 before its start."""
+        return getattr(self.t, f"lambda_{term}") if self.step >= getattr(self.t, DELAYED_TERMS[term]) else 0.0
 
     def _draw(self, n_local: int) -> Draw:
         """Targets and patch corners for the global batch (every rank draws all), this rank's rows."""
@@ -340,7 +341,7 @@ class AMGANTrainer:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, "shift": self._lam("shift"), **{k: self._lam(k) for k in PER_SIGN_TERMS}}
+                "colour": t.lambda_colour, **{k: self._lam(k) for k in DELAYED_TERMS}}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -431,7 +432,8 @@ class AMGANTrainer:
         self._watch_identity(out["att_fake"].mean().item())
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
-                "G/shift": g["shift"].item(), "G/sign": g["sign"].item(), "G/edit": g["edit"].item(), "G/tone": g["tone"].item(),
+                "G/shift": g["shift"].item(), "G/sign": g["sign"].item(), "G/edit": g["edit"].item(),
+                "G/tone": g["tone"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
