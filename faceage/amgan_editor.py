@@ -9,7 +9,8 @@
 
 Inference (Despois et al., AgingMapGAN, Sec. 3.6): the EMA generator runs on the whole aligned crop
 in one fully convolutional pass, whatever the training patch size, with the crop's aging map and
-the location maps of the full crop; crops larger than ``tile_above`` pixels go through
+the location maps of the full crop (:func:`faceage.models.amgan.generate`: with the weights' context
+margin, the crop padded and the output cropped back); crops larger than ``tile_above`` pixels go through
 :func:`faceage.models.amgan.generate_tiled` (same result, bounded memory). The map is built with
 :func:`faceage.aging_map.build_aging_map` from the face's own landmarks in the crop: each sign's zone
 holds its score, the rest of the face the target age (a sign left out follows the age).
@@ -30,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import MAP_CHANNELS, SIGNS, _check_scores, build_aging_map, image_to_map, location_maps
+from faceage.aging_map import MAP_CHANNELS, SIGNS, _check_scores, build_aging_map, image_to_map
 from faceage.checkpoint import load_checkpoint, unprefixed
 from faceage.errors import BadParameterError, CheckpointError
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate_tiled
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate, generate_tiled
 from faceage.photo_editor import (
     ASSETS,
     PhotoEditor,
@@ -219,8 +220,7 @@ class AMGANEditor(PhotoEditor):
                 if size > self.tile_above:
                     y, a = generate_tiled(self.G, x, m, tile=TILE, overlap=OVERLAP, with_attention=True)
                 else:
-                    loc = location_maps(size, size).to(x)[None]
-                    y, a, _ = self.G(x, m, loc[:, :1], loc[:, 1:])
+                    y, a, _ = generate(self.G, x, m)
                 out.append((y, a) if with_attention else y)
         return out
 

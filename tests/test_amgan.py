@@ -29,10 +29,12 @@ from faceage.models.amgan import (
     attention_loss,
     critic_loss,
     cycle_loss,
+    generate,
     generate_tiled,
     generator_adv_loss,
     gradient_penalty,
     loc_loss,
+    pad_context,
 )
 
 SIZE = 64
@@ -165,6 +167,18 @@ def test_location_maps():
         crop_patch(big, 60, 0, 16)
 
 
+def test_location_maps_extended_by_a_margin_keep_the_image_and_its_step():
+    """The location maps of G's padded window (AMGANConfig.context): the image's own in the middle, the
+    same step beyond -1 and +1 around it."""
+    loc, wide = location_maps(32, 48), location_maps(32, 48, 8)
+    assert wide.shape == (2, 48, 64) and torch.equal(wide[:, 8:-8, 8:-8], loc)
+    step_x, step_y = wide[0, 0].diff(), wide[1, :, 0].diff()
+    assert torch.allclose(step_x, torch.full_like(step_x, 2 / 47)) and torch.allclose(step_y, torch.full_like(step_y, 2 / 31))
+    assert wide[0, 0, 0] < -1 and wide[1, -1, 0] > 1
+    with pytest.raises(BadParameterError, match="margin"):
+        location_maps(8, 8, -1)
+
+
 def _inputs(n, h, seed=0):
     g = torch.Generator().manual_seed(seed)
     img = torch.rand(n, 3, h, h, generator=g) * 2 - 1
@@ -226,6 +240,50 @@ def test_tiled_inference_matches_one_pass():
     assert err.max() < 0.1 and err.mean() < 5e-3
     with pytest.raises(BadParameterError, match="multiples"):
         generate_tiled(G, img, am, tile=62, overlap=16)
+
+
+class _BorderMarks(torch.nn.Module):
+    """A stand-in G that darkens the first and last rows and columns of whatever it is given (as zero
+    padding lets a G do) and returns the rest of its input."""
+
+    def __init__(self, context):
+        super().__init__()
+        self.cfg = AMGANConfig(**TINY, context=context)
+
+    def forward(self, image, aging_map, x_map, y_map):
+        edge = torch.zeros_like(image[:, :1])
+        edge[..., [0, -1], :] = edge[..., :, [0, -1]] = 1.0
+        self.seen = (image.shape[-1], x_map)
+        return image - edge, 1 - edge, (-edge).expand_as(image)
+
+
+def test_context_margin_keeps_border_marks_out_of_the_picture():
+    """generate pads the image by G.cfg.context (reflected; maps repeated, location ramps extended) and crops
+    G's output back: marks G draws at its input's borders fall in the margin."""
+    img, am, _, _ = _inputs(2, 32)
+    for c in (0, 8):
+        G = _BorderMarks(c)
+        out, a, colour = generate(G, img, am)
+        assert out.shape == img.shape and a.shape == (2, 1, 32, 32) and colour.shape == img.shape
+        assert G.seen[0] == 32 + 2 * c and torch.equal(G.seen[1][0, 0, c:c + 32, c:c + 32], location_maps(32, 32)[0])
+        assert torch.equal(out, img) == (c > 0)
+    padded, padded_map = pad_context(4, img, am)
+    assert torch.equal(padded[..., 4:-4, 4:-4], img) and torch.equal(padded[..., 3, 4:-4], img[..., 1, :])  # reflected
+    assert torch.equal(padded_map[..., 3, 4:-4], am[..., 0, :])  # repeated
+    with pytest.raises(ValueError, match="context"):
+        AMGANConfig(**TINY, context=1)  # 2 * 1 is not a multiple of 2**n_down = 4
+
+
+def test_tiled_inference_with_a_context_margin_matches_one_pass():
+    img, am, _, _ = _inputs(1, 128, seed=2)
+    torch.manual_seed(0)
+    G = AMGANGenerator(AMGANConfig(**{**TINY, "n_down": 1, "context": 8})).eval()  # receptive margin 14 px
+    with torch.no_grad():
+        one, one_att, _ = generate(G, img, am)
+        tiled, tiled_att = generate_tiled(G, img, am, tile=96, overlap=48, with_attention=True)
+        plain = generate_tiled(AMGANGenerator(AMGANConfig(**{**TINY, "n_down": 1})).eval(), img, am, tile=96, overlap=48)
+    assert tiled.shape == img.shape and (tiled - one).abs().max() < 1e-4 and (tiled_att - one_att).abs().max() < 1e-4
+    assert (plain - one).abs().max() > 1e-2  # the margin changes what G sees near the borders
 
 
 def test_local_map_branch_reads_only_its_neighbourhood():

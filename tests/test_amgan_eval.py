@@ -3,6 +3,7 @@
 import torch
 
 from faceage.aging_map import SIGNS
+from faceage.models.amgan import AMGANConfig
 from faceage.sign_scores import template_zone_masks
 from train.amgan_maps import MapBasis
 from train.eval_amgan import locality, map_reference
@@ -32,7 +33,13 @@ def test_map_reference_is_the_blurred_maps_own_share():
     assert ref["locality_mean_share_inside_margin"] > 0.95
 
 
-class _ReadsChannelZero(torch.nn.Module):
+class _StandIn(torch.nn.Module):
+    """A stand-in G: the plain pass (no context margin) of the default config."""
+
+    cfg = AMGANConfig()
+
+
+class _ReadsChannelZero(_StandIn):
     """A stand-in G that draws dark lines where aging-map channel 0 is high and ignores channel 1."""
 
     def forward(self, x, maps, x_map, y_map):
@@ -61,7 +68,7 @@ def test_other_channel_response_tells_which_channel_g_reads():
         assert read > 0.1 and abs(ignored) < 0.02, (sign, read, ignored)
 
 
-class _GridLines(torch.nn.Module):
+class _GridLines(_StandIn):
     """A stand-in G that darkens rows 2 and 6 of every 16 of its own input (lines fixed to its grid)."""
 
     def forward(self, x, maps, x_map, y_map):
@@ -70,7 +77,7 @@ class _GridLines(torch.nn.Module):
         return (x - 0.5 * lines).clamp(-1, 1), None, None
 
 
-class _ContentLines(torch.nn.Module):
+class _ContentLines(_StandIn):
     """A stand-in G that darkens the pixels where the face's green channel is high (lines that follow it)."""
 
     def forward(self, x, maps, x_map, y_map):

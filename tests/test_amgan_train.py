@@ -327,7 +327,7 @@ def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     corners = tr._draw(2)[2]
     assert not torch.allclose(b["As_p"], crop_batch(own, corners, tr.t.patch), atol=1e-3)  # they did move
     loc = tr.basis.location[None].expand(2, -1, -1, -1)
-    assert torch.equal(b["L_p"], crop_batch(loc, corners, tr.t.patch))
+    assert torch.equal(b["L_g"], crop_batch(loc, corners, tr.t.patch))
 
 
 def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
@@ -392,13 +392,13 @@ def test_locality_term_pairs_maps_that_agree_outside_and_its_gradient_cuts_the_l
 
     x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
     tr = AMGANTrainer(_cfg(2), torch.device("cpu"))
-    assert "Ae_p" not in tr.prepare(x, age, signs) and tr.train_step(x, age, signs)["G/local"] == 0
+    assert "Ae_g" not in tr.prepare(x, age, signs) and tr.train_step(x, age, signs)["G/local"] == 0
 
     tr = AMGANTrainer(_cfg(2, "amgan.lambda_local=10.0"), torch.device("cpu"))
     assert tr.generator_weights()["local"] == 10.0 and tr.train_step(x, age, signs)["G/local"] > 0
     ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
     b = tr.prepare(*get_batch(ds, 0, 8, 0, False))
-    agree = (b["Ae_p"] - b["At_p"]).abs().sum(1, keepdim=True) < 1e-6
+    agree = (b["Ae_g"] - b["At_p"]).abs().sum(1, keepdim=True) < 1e-6
     assert b["out_p"].shape == (8, 1, 32, 32) and torch.all(agree[b["out_p"] == 1])
     assert 0 < float(b["out_p"].mean()) < 1
     with torch.no_grad():  # a G whose output leans on the map (a fresh one barely reads it)
@@ -460,7 +460,7 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
     """amgan.lambda_edit (ours, default 0): the edit pair is drawn without lambda_local, k_e / dU_e are the
     edited sign and the change of its texture part, and G learns to move that zone's texture by it."""
     tr, b, batch = _textured_trainer("amgan.lambda_edit=1.0")
-    assert "U_t" not in b and "Ae_p" in b and torch.all(b["Z_valid"] == 1)
+    assert "U_t" not in b and "Ae_g" in b and torch.all(b["Z_valid"] == 1)
     draw = tr._draw(8)
     a_t, s_t, s_e = draw.a_t, draw.s_t, draw.s_e
     moved = (s_e - s_t).abs() > 0
@@ -493,7 +493,7 @@ def test_tone_term_charges_a_blotch_not_fine_lines():
     x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
     tr = AMGANTrainer(_cfg(2, "amgan.lambda_tone=1.0"), torch.device("cpu"))
     b = tr.prepare(x, age, signs)
-    assert "k_e" in b and "Ae_p" in b and "dU_e" not in b and "U_t" not in b
+    assert "k_e" in b and "Ae_g" in b and "dU_e" not in b and "U_t" not in b
     assert tr.train_step(x, age, signs)["G/tone"] > 0  # no calibration needed
 
 
@@ -575,7 +575,7 @@ def test_per_sign_terms_wait_for_their_step():
         w = tr.generator_weights()
         assert [w[k] for k in PER_SIGN_TERMS] == ([3.0, 1.0, 2.0, 4.0] if on else [0.0] * 4)
         b = tr.prepare(x, age, signs)
-        assert ("Ae_p" in b) == on and ("Z_p" in b) == on and ("U_t" in b) == on
+        assert ("Ae_g" in b) == on and ("Z_p" in b) == on and ("U_t" in b) == on
         out = tr.train_step(x, age, signs)
         assert (out["G/edit"] != 0) == on and (out["G/sign"] != 0) == on
 
@@ -638,3 +638,27 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
         assert torch.equal(b["At_p"][i, :, r, c], b["At_q"][i, :, rq, cq])
     gap = _fit_one_term(tr, b, "shift", steps=25, lr=1e-3)
     assert gap[-1] < 0.5 * gap[0], gap
+
+
+def test_context_margin_gives_g_windows_around_the_patches_and_judges_the_centre():
+    """net.context (ours, default 0): G reads each patch with c more pixels on every side (the face
+    reflected past its borders, the location ramps extended) and every term sees only the centre."""
+    from faceage.aging_map import location_maps
+    from train.amgan_trainer import AMGANTrainer
+
+    x, age, signs = torch.rand(4, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0, 5.0, 80.0]), torch.rand(4, len(SIGNS))
+    tr = AMGANTrainer(_cfg(2, "net.context=8", "amgan.lambda_local=1.0", "amgan.lambda_shift=1.0"),
+                      torch.device("cpu"))
+    b = tr.prepare(x, age, signs)
+    P = tr.t.patch
+    for g, p in (("I_g", "I_p"), ("At_g", "At_p"), ("As_g", "As_p")):
+        assert b[g].shape[-1] == P + 16 and torch.equal(b[g][..., 8:-8, 8:-8], b[p])
+    assert b["Ae_g"].shape[-1] == b["I_q"].shape[-1] == b["L_q"].shape[-1] == P + 16
+    tr.rng.manual_seed(tr.cfg.seed + 1)
+    corners = tr._draw(4).corners
+    loc = location_maps(64, 64)[None].expand(4, -1, -1, -1)
+    assert torch.equal(b["L_g"][..., 8:-8, 8:-8], crop_batch(loc, corners, P))
+    terms, out = tr.generator_terms(b)
+    assert out["fake"].shape[-1] == out["cyc"].shape[-1] == out["att_fake"].shape[-1] == P
+    assert all(torch.isfinite(v) for v in terms.values()) and terms["local"] >= 0 and terms["shift"] > 0
+    assert all(np.isfinite(v) for v in tr.train_step(x, age, signs).values())

@@ -30,7 +30,11 @@ side of the face, a flip would swap them). With ``face_placement``, each face's 
 where its own landmarks say (:mod:`train.amgan_placement`: a similarity fit; the paper's per-face
 boxes), not where the template's are. With ``augment_shift`` / ``augment_scale`` each face and its two maps
 move together by a random shift and zoom before the patches are cut (the location maps stay), so a zone is
-not always at the same image rows.
+not always at the same image rows. With a context margin c (:attr:`AMGANConfig.context`, ours; 0 in the
+paper), G reads each patch with c more pixels on every side (the face reflected beyond its borders, the
+maps' edges repeated, the location ramps extended: the windows ``*_g``) and only the centre of its output,
+the patch, goes on to D and to every term; the cycle runs G on the whole window of the fake. G's marks
+at its own input's borders then fall outside what D judges, and inference pads the same way.
 
 Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
 :class:`CycleStep`; D's real and fake patches go through one forward of the DDP-wrapped D; the gradient
@@ -48,9 +52,11 @@ from typing import NamedTuple
 import torch
 
 from faceage.checkpoint import load_training_state, training_state
+from faceage.aging_map import location_maps
 from faceage.data.ages import normalize_age
 from faceage.models import amgan
-from faceage.models.amgan import AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults
+from faceage.models.amgan import (AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults,
+                                  crop_context, pad_context)
 from faceage.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, move_batch, outside_edit,
                               patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets,
@@ -281,13 +287,15 @@ class AMGANTrainer:
 
         ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan_placement`); None: the template's.
 
-        -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``L_p`` (location
-        map patches, x then y) and ``xy`` (patch centres, D_Loc's target); with ``lambda_local``, also
-        ``Ae_p`` (the target map with one sign edited) and ``out_p`` (1 beyond that edit's zone and margin);
+        -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``xy`` (patch
+        centres, D_Loc's target) and G's input windows, the same crops with G's context margin c around
+        them (:attr:`AMGANConfig.context`; c = 0: the patches themselves): ``I_g``, ``As_g``, ``At_g``, ``L_g``
+        (location maps, x then y); with ``lambda_local``, also ``Ae_g`` (G's window of the target map with
+        one sign edited) and ``out_p`` (1 beyond that edit's zone and margin);
         with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and ``Z_valid`` (see ``lambda_sign``);
         with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and, with
         ``lambda_edit``, ``dU_e`` (its texture part's change); with ``lambda_shift``, ``I_q``, ``At_q``, ``L_q``
-        (the second crop) and ``offset_q`` (its corner minus the first's).
+        (G's window of the second crop) and ``offset_q`` (its corner minus the first's).
         """
         P, S = self.t.patch, self.resolution
         a_t, s_t, corners, moves, s_e, corners_q = self._draw(len(x))
@@ -304,24 +312,27 @@ class AMGANTrainer:
                 return self.placed.maps(a, s, theta)
         A_s = make(normalize_age(age.float()), signs)
         A_t = make(a_t.to(dev), s_t.to(dev))
-        extra = {}
+        G_in = {"I_g": x.float(), "As_g": A_s, "At_g": A_t}  # what G reads, full size
+        extra = {}  # what the loss terms read, full size
         textured = bool(self._lam("sign") or self._lam("edit") or self._lam("tone"))
         if textured:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
         if s_e is not None:
-            A_e = make(a_t.to(dev), s_e.to(dev))
-            extra.update(Ae_p=A_e, out_p=outside_edit(A_t, A_e, self.basis.blur_margin))
+            G_in["Ae_g"] = A_e = make(a_t.to(dev), s_e.to(dev))
+            extra["out_p"] = outside_edit(A_t, A_e, self.basis.blur_margin)
         if moves is not None:  # the face and its maps move together; the location maps do not
-            x, A_s, A_t = (move_batch(v, moves) for v in (x.float(), A_s, A_t))
-            extra = {k: move_batch(v, moves) for k, v in extra.items()}
-        loc = self.basis.location[None].expand(len(x), 2, S, S)
-        I_p, As_p, At_p, L_p = (crop_batch(v, corners, P) for v in (x, A_s, A_t, loc))
-        xy = patch_centres(corners, P, S).to(dev)
-        b = {"I_p": I_p, "As_p": As_p, "At_p": At_p, "L_p": L_p, "xy": xy,
+            G_in, extra = ({k: move_batch(v, moves) for k, v in d.items()} for d in (G_in, extra))
+        b = {"I_p": crop_batch(G_in["I_g"], corners, P), "As_p": crop_batch(G_in["As_g"], corners, P),
+             "At_p": crop_batch(G_in["At_g"], corners, P), "xy": patch_centres(corners, P, S).to(dev),
              **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
+        # G's input windows: the patches with G's context margin c around them (AMGANConfig.context)
+        c = self.net_cfg.context
+        G_in = dict(zip(G_in, pad_context(c, *G_in.values())))
+        G_in["L_g"] = location_maps(S, S, c).to(dev)[None].expand(len(x), 2, S + 2 * c, S + 2 * c)
+        b.update({k: crop_batch(v, corners, P + 2 * c) for k, v in G_in.items()})
         if corners_q is not None:  # the second crop of lambda_shift
-            b.update(I_q=crop_batch(x, corners_q, P), At_q=crop_batch(A_t, corners_q, P),
-                     L_q=crop_batch(loc, corners_q, P), offset_q=corners_q - corners)
+            b.update({q: crop_batch(G_in[g], corners_q, P + 2 * c) for q, g in
+                      (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))}, offset_q=corners_q - corners)
         if textured:
             w, a = self.t.image_weight, a_t.to(dev)[:, None]
 
@@ -347,10 +358,11 @@ class AMGANTrainer:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
         (``fake``, ``att_fake``, ``cyc``, ``att_cyc``). "att" is the attention regulariser of both masks
         with ``lambda_mask`` and ``lambda_tv`` inside it (its weight in :meth:`generator_weights` is 1)."""
-        t, I_p, At_p, As_p, L_p = self.t, b["I_p"], b["At_p"], b["As_p"], b["L_p"]
+        t, I_p, At_p, L_g = self.t, b["I_p"], b["At_p"], b["L_g"]
         shifted = (b["I_q"], b["At_q"], b["L_q"][:, :1], b["L_q"][:, 1:]) if "I_q" in b else None
-        fake, att_fake, colour_fake, cyc, att_cyc, edited, other = self.G_step(
-            I_p, At_p, As_p, L_p[:, :1], L_p[:, 1:], b.get("Ae_p"), shifted)
+        outs = self.G_step(b["I_g"], b["At_g"], b["As_g"], L_g[:, :1], L_g[:, 1:], b.get("Ae_g"), shifted)
+        other = outs[-1] and crop_context(self.net_cfg.context, *outs[-1])
+        fake, att_fake, colour_fake, cyc, att_cyc, edited = crop_context(self.net_cfg.context, *outs[:-1])
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
                  "cyc": amgan.cycle_loss(cyc, I_p),
@@ -472,19 +484,18 @@ class AMGANTrainer:
         from faceage.aging_map import SIGNS
 
         x = x.to(self.device)
-        n, S = len(x), self.resolution
-        loc = self.basis.location[None].expand(n, 2, S, S)
+        n = len(x)
         rows = [x]
         zeros = torch.zeros(n, len(SIGNS), device=self.device)
         att = None
         for a in ages:
             an = torch.full((n,), normalize_age(float(a)), device=self.device)
-            out, att, _ = self.G_ema(x, self.basis.maps(an, zeros + an[:, None]), loc[:, :1], loc[:, 1:])
+            out, att, _ = amgan.generate(self.G_ema, x, self.basis.maps(an, zeros + an[:, None]))
             rows.append(out)
         a_mid = torch.full((n,), normalize_age(30.0), device=self.device)
         s = zeros + a_mid[:, None]
         s[:, SIGNS.index(raise_sign)] = 1.0
-        rows.append(self.G_ema(x, self.basis.maps(a_mid, s), loc[:, :1], loc[:, 1:])[0])
+        rows.append(amgan.generate(self.G_ema, x, self.basis.maps(a_mid, s))[0])
         rows.append(att.expand_as(x) * 2 - 1)
         return torch.stack(rows, dim=1).clamp(-1, 1).cpu()
 

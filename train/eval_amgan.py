@@ -47,11 +47,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import SIGNS
+from faceage.aging_map import SIGNS, location_maps
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.filters import luma
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss, generate
 from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
 
@@ -90,7 +90,7 @@ class Runner:
 
     def __init__(self, G: AMGANGenerator, size: int, landmarks=None):
         self.G, self.basis = G, MapBasis(size, landmarks)
-        self.loc = self.basis.location[None]
+        self.loc = location_maps(size, size, G.cfg.context)[None]  # of G's padded window
 
     def __call__(self, x, age_norm, scores, chunk: int = 16):
         return self.on_maps(x, self.basis.maps(age_norm, scores), chunk)
@@ -98,12 +98,8 @@ class Runner:
     @torch.no_grad()
     def on_maps(self, x, maps, chunk: int = 16):
         """G(x | maps) for aging maps [N, C, S, S] given whole."""
-        outs = []
-        for i in range(0, len(x), chunk):
-            xs = x[i:i + chunk]
-            loc = self.loc.expand(len(xs), -1, -1, -1)
-            outs.append(self.G(xs, maps[i:i + chunk], loc[:, :1], loc[:, 1:])[0])
-        return torch.cat(outs)
+        return torch.cat([generate(self.G, x[i:i + chunk], maps[i:i + chunk], self.loc)[0]
+                          for i in range(0, len(x), chunk)])
 
 
 def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
@@ -139,13 +135,12 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
     """G on ``x`` cropped from row dy, rows dy .. dy + S - period, against ``full`` (G on the whole of
     ``x`` with ``maps``) on those rows, mean |difference| on [0, 1] pixels ``margin`` px inside the crop,
     for dy = 0..period (module docstring)."""
-    S = x.shape[-2]
+    S, c = x.shape[-2], run.G.cfg.context
     by_shift = {}
     for dy in range(period + 1):
         rows = slice(dy, dy + S - period)
-        loc = run.loc[:, :, rows].expand(len(x), -1, -1, -1)
-        with torch.no_grad():
-            crop = run.G(x[:, :, rows], maps[:, :, rows], loc[:, :1], loc[:, 1:])[0]
+        with torch.no_grad():  # the crop's window of the whole face's location maps
+            crop = generate(run.G, x[:, :, rows], maps[:, :, rows], run.loc[:, :, dy:dy + S - period + 2 * c])[0]
         diff = (crop - full[:, :, rows])[:, :, margin:-margin, margin:-margin]
         by_shift[dy] = round(float((diff.abs() / 2).mean()), 5)
     off = [v for k, v in by_shift.items() if k % period]

@@ -77,6 +77,13 @@ class AMGANConfig:
     # ours: SPADE's first conv reads every aging-map channel with one shared kernel plus a per-channel
     # residual that starts at zero (TiedMapConv); False: one free kernel per channel, as SPADE has
     tie_map_channels: bool = False
+    # ours: G runs on its input padded by this many pixels on every side (the image reflected, the aging
+    # map's edge repeated, the location ramps extended: pad_context) and its output is cropped back
+    # (generate); training crops the same margin around each patch and judges the centre only. G draws
+    # marks at its own input's borders (zero padding): with no margin they land in the picture (on the
+    # 128-px runs of the sixth to eighth sessions a line along the top of the forehead, and D read them
+    # as age). Must make the padded side a multiple of 2**n_down. 0: the paper's plain pass
+    context: int = 0
 
     def __post_init__(self):
         if self.norm not in ("positional", "instance"):
@@ -85,6 +92,9 @@ class AMGANConfig:
             raise ValueError("n_down, d_layers and map_channels must be >= 1")
         if not 0 <= self.d_map_layer < self.d_layers:
             raise ValueError(f"d_map_layer must be in [0, d_layers) = [0, {self.d_layers}), got {self.d_map_layer}")
+        if self.context < 0 or (2 * self.context) % 2**self.n_down:
+            raise ValueError(f"context must be >= 0 with 2 * context a multiple of 2**n_down = {2**self.n_down}, "
+                             f"got {self.context}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANConfig":
@@ -492,6 +502,42 @@ def make_ema(G: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------------
+# G's context margin (AMGANConfig.context)
+
+
+def pad_context(margin: int, image: torch.Tensor, *maps: torch.Tensor) -> list[torch.Tensor]:
+    """``image`` [N, 3, H, W] reflected ``margin`` pixels out on every side, each of ``maps`` [N, C, H, W]
+    (aging maps, masks) with its edge values repeated: G's input window around a face or patch."""
+    if margin == 0:
+        return [image, *maps]
+    pad = (margin,) * 4
+    return [F.pad(image, pad, mode="reflect"), *(F.pad(m, pad, mode="replicate") for m in maps)]
+
+
+def crop_context(margin: int, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The centres of G's outputs on windows padded by ``margin`` (None stays None)."""
+    if margin == 0:
+        return list(tensors)
+    return [None if t is None else t[..., margin:-margin, margin:-margin] for t in tensors]
+
+
+def generate(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tensor, loc: torch.Tensor | None = None):
+    """G on a whole image in one pass, with its context margin: (output, A, C), each the size of ``image``.
+
+    ``loc`` [N or 1, 2, H + 2c, W + 2c]: the location maps of the padded window (c = ``G.cfg.context``);
+    default: the image's own, extended (:func:`faceage.aging_map.location_maps` with ``margin`` c). A
+    crop of a larger image passes the matching window of that image's extended maps.
+    """
+    c = G.cfg.context
+    n, _, h, w = image.shape
+    if loc is None:
+        loc = location_maps(h, w, c).to(image)[None]
+    loc = loc.expand(n, 2, h + 2 * c, w + 2 * c)
+    padded, padded_map = pad_context(c, image, aging_map)
+    return tuple(crop_context(c, *G(padded, padded_map, loc[:, :1], loc[:, 1:])))
+
+
+# ----------------------------------------------------------------------------------------------
 # Full-image inference by tiles
 
 
@@ -539,16 +585,19 @@ def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tens
     pixel grid of one pass. With positional norm G is translation-equivariant, so a tile pixel
     differs from the one-pass pixel only within G's receptive-field margin of the tile edge (zero
     padding); when ``overlap / 4`` is at least that margin, the result *equals* the one-pass output
-    (up to float rounding). Smaller overlaps give a smooth, close approximation.
+    (up to float rounding). Smaller overlaps give a smooth, close approximation. With a context margin
+    (``G.cfg.context``) the image is padded as in :func:`generate` first and the tiles cover the padded
+    image (the image sides plus twice the margin must then be multiples of 2**n_down too).
     """
-    m = 2**G.cfg.n_down
+    m, c = 2**G.cfg.n_down, G.cfg.context
+    image, aging_map = pad_context(c, image, aging_map)  # G's context margin (AMGANConfig.context)
     n, _, h, w = image.shape
     if tile % m or overlap % m or h % m or w % m or tile <= 0 or overlap < 0 or overlap * 2 > tile:
         raise BadParameterError(
             f"tile ({tile}), overlap ({overlap}) and the image sides ({h}x{w}) must be multiples of {m}, "
             "with 0 <= 2 * overlap <= tile"
         )
-    loc = location_maps(h, w).to(image)[None].expand(n, 2, h, w)
+    loc = location_maps(h - 2 * c, w - 2 * c, c).to(image)[None].expand(n, 2, h, w)
     out = torch.zeros_like(image)
     att = torch.zeros(n, 1, h, w, dtype=image.dtype, device=image.device)
     weight = torch.zeros(1, 1, h, w, dtype=image.dtype, device=image.device)
@@ -564,4 +613,5 @@ def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tens
             out[sl] += y * win
             att[sl] += a * win
             weight[sl] += win
-    return (out / weight, att / weight) if with_attention else out / weight
+    out, att = crop_context(c, out / weight, att / weight)
+    return (out, att) if with_attention else out
