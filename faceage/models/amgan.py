@@ -39,6 +39,10 @@ Choices where the paper is silent (each one is ours):
     Without them A saturates to 1 and G changes nothing.
   * D_Age and D_Loc are trained on real patches (with their real maps and locations) and G is
     penalised with them on fakes, as StarGAN does with its class head.
+  * Context margin (``AMGANConfig.context``, default 0 = the paper's plain pass): G may read each patch,
+    and at inference the whole face, with a margin around it (:func:`pad_context`, :func:`generate`) and
+    only the centre of its output is judged or shown, so what G draws at its own zero-padded borders
+    stays out of the picture.
 """
 
 from __future__ import annotations
