@@ -270,6 +270,8 @@ def test_context_margin_keeps_border_marks_out_of_the_picture():
     padded, padded_map = pad_context(4, img, am)
     assert torch.equal(padded[..., 4:-4, 4:-4], img) and torch.equal(padded[..., 3, 4:-4], img[..., 1, :])  # reflected
     assert torch.equal(padded_map[..., 3, 4:-4], am[..., 0, :])  # repeated
+    with pytest.raises(BadParameterError, match="too small"):
+        generate(_BorderMarks(8), img[..., :8, :8], am[..., :8, :8])
     with pytest.raises(ValueError, match="context"):
         AMGANConfig(**TINY, context=1)  # 2 * 1 is not a multiple of 2**n_down = 4
 

@@ -51,8 +51,8 @@ from typing import NamedTuple
 
 import torch
 
-from faceage.checkpoint import load_training_state, training_state
 from faceage.aging_map import location_maps
+from faceage.checkpoint import load_training_state, training_state
 from faceage.data.ages import normalize_age
 from faceage.models import amgan
 from faceage.models.amgan import (AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults,
@@ -361,8 +361,9 @@ class AMGANTrainer:
         t, I_p, At_p, L_g = self.t, b["I_p"], b["At_p"], b["L_g"]
         shifted = (b["I_q"], b["At_q"], b["L_q"][:, :1], b["L_q"][:, 1:]) if "I_q" in b else None
         outs = self.G_step(b["I_g"], b["At_g"], b["As_g"], L_g[:, :1], L_g[:, 1:], b.get("Ae_g"), shifted)
-        other = outs[-1] and crop_context(self.net_cfg.context, *outs[-1])
-        fake, att_fake, colour_fake, cyc, att_cyc, edited = crop_context(self.net_cfg.context, *outs[:-1])
+        c = self.net_cfg.context  # the centres of G's windows: the patches
+        fake, att_fake, colour_fake, cyc, att_cyc, edited = crop_context(c, *outs[:-1])
+        other = None if outs[-1] is None else crop_context(c, *outs[-1])
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
                  "cyc": amgan.cycle_loss(cyc, I_p),

@@ -514,6 +514,9 @@ def pad_context(margin: int, image: torch.Tensor, *maps: torch.Tensor) -> list[t
     (aging maps, masks) with its edge values repeated: G's input window around a face or patch."""
     if margin == 0:
         return [image, *maps]
+    if margin >= min(image.shape[-2:]):
+        raise BadParameterError(f"a {image.shape[-2]}x{image.shape[-1]} image is too small for G's context margin "
+                                f"of {margin} px: give G a larger image")
     pad = (margin,) * 4
     return [F.pad(image, pad, mode="reflect"), *(F.pad(m, pad, mode="replicate") for m in maps)]
 
