@@ -299,6 +299,7 @@ def test_colour_term_is_logged_and_only_weighs_in_when_asked():
 def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     """amgan.augment_shift / augment_scale: each face and both its maps are moved by the same random
     similarity before the patches are cut; the X/Y location maps stay in the image frame."""
+    from faceage.aging_map import location_maps
     from faceage.data.ages import normalize_age
     from train.amgan_maps import crop_batch, move_batch, sample_moves
     from train.amgan_trainer import AMGANTrainer
@@ -326,7 +327,7 @@ def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     tr.rng.manual_seed(tr.cfg.seed + 1)
     corners = tr._draw(2)[2]
     assert not torch.allclose(b["As_p"], crop_batch(own, corners, tr.t.patch), atol=1e-3)  # they did move
-    loc = tr.basis.location[None].expand(2, -1, -1, -1)
+    loc = location_maps(64, 64)[None].expand(2, -1, -1, -1)
     assert torch.equal(b["L_g"], crop_batch(loc, corners, tr.t.patch))
 
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faceage.aging_map import (MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, default_blur_sigma,
-                               location_maps)
+from faceage.aging_map import MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, default_blur_sigma
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 
@@ -39,7 +38,6 @@ class MapBasis:
             others = [c for c in range(MAP_CHANNELS) if c != SIGN_CHANNEL[sign]]
             zones[z, others] = 0.0
         self.zones = zones  # [Z, C, S, S]
-        self.location = location_maps(size, size)  # [2, S, S]
         self.sigma = default_blur_sigma(pts)  # the maps' blur std in pixels
 
     @property
@@ -59,7 +57,7 @@ class MapBasis:
         return m.clamp(0.0, 1.0)
 
     def to(self, device) -> "MapBasis":
-        self.face, self.zones, self.location = (t.to(device) for t in (self.face, self.zones, self.location))
+        self.face, self.zones = self.face.to(device), self.zones.to(device)
         return self
 
 

@@ -242,6 +242,8 @@ class AMGANTrainer:
         self.D_ddp = self.dist.wrap(self.D)
         self.opt_G, self.opt_D = amgan.make_optimizers(self.G, self.D, self.t)
         self.basis = MapBasis(self.resolution).to(device)
+        c = self.net_cfg.context  # the location maps of the whole face padded for G's context margin
+        self.location = location_maps(self.resolution, self.resolution, c).to(device)  # [2, S + 2c, S + 2c]
         self.zones = template_zone_masks(self.resolution).to(device)  # [Z, S, S], the labels' zones
         self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
         self.cover = cover_table(self.zones.cpu(), self.t.patch) if self.t.edit_covered else None
@@ -322,14 +324,13 @@ class AMGANTrainer:
             extra["out_p"] = outside_edit(A_t, A_e, self.basis.blur_margin)
         if moves is not None:  # the face and its maps move together; the location maps do not
             G_in, extra = ({k: move_batch(v, moves) for k, v in d.items()} for d in (G_in, extra))
-        b = {"I_p": crop_batch(G_in["I_g"], corners, P), "As_p": crop_batch(G_in["As_g"], corners, P),
-             "At_p": crop_batch(G_in["At_g"], corners, P), "xy": patch_centres(corners, P, S).to(dev),
-             **{k: crop_batch(v, corners, P) for k, v in extra.items()}}
         # G's input windows: the patches with G's context margin c around them (AMGANConfig.context)
         c = self.net_cfg.context
         G_in = dict(zip(G_in, pad_context(c, *G_in.values())))
-        G_in["L_g"] = location_maps(S, S, c).to(dev)[None].expand(len(x), 2, S + 2 * c, S + 2 * c)
-        b.update({k: crop_batch(v, corners, P + 2 * c) for k, v in G_in.items()})
+        G_in["L_g"] = self.location[None].expand(len(x), -1, -1, -1)
+        b = {k: crop_batch(v, corners, P + 2 * c) for k, v in G_in.items()}
+        b.update(zip(("I_p", "As_p", "At_p"), crop_context(c, b["I_g"], b["As_g"], b["At_g"])),  # the patches
+                 xy=patch_centres(corners, P, S).to(dev), **{k: crop_batch(v, corners, P) for k, v in extra.items()})
         if corners_q is not None:  # the second crop of lambda_shift
             b.update({q: crop_batch(G_in[g], corners_q, P + 2 * c) for q, g in
                       (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))}, offset_q=corners_q - corners)
