@@ -78,9 +78,14 @@ def luminance(images: torch.Tensor) -> torch.Tensor:
     return luma((_check_images(images) + 1) / 2)
 
 
-def ridge_energy(images: torch.Tensor) -> torch.Tensor:
-    """Valley (dark-line) strength [N, 1, H, W] >= 0: max over scales of relu(lambda_1 of the Hessian)."""
-    y = luminance(images)
+def ridge_energy(images: torch.Tensor, achromatic: bool = False) -> torch.Tensor:
+    """Valley (dark-line) strength [N, 1, H, W] >= 0: max over scales of relu(lambda_1 of the Hessian).
+
+    ``achromatic``: the valley strength of each of R, G, B (in [0, 1]) and the smallest of the three, so a
+    line counts only as far as it is dark in every channel (a grey line: as in luminance; a line of one
+    colour, dark in one channel and not in the others: about 0). AMGAN's training can judge its fakes with
+    it (``amgan.judge``); the labels themselves use luminance."""
+    y = (_check_images(images) + 1) / 2 if achromatic else luminance(images)
     side = y.shape[-1]
     out = torch.zeros_like(y)
     for s128 in RIDGE_SIGMAS:
@@ -94,7 +99,7 @@ def ridge_energy(images: torch.Tensor) -> torch.Tensor:
         # (+1e-12 under the root: a finite gradient where the Hessian is isotropic; values move by <= 1e-6)
         lam1 = (dxx + dyy) / 2 + torch.sqrt(((dxx - dyy) / 2) ** 2 + dxy**2 + 1e-12)
         out = torch.maximum(out, (s * s) * lam1.clamp(min=0))
-    return out
+    return out.amin(1, keepdim=True) if achromatic else out
 
 
 def template_zone_masks(size: int) -> torch.Tensor:
@@ -105,7 +110,8 @@ def template_zone_masks(size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([masks[s] for s in SIGNS]).astype(np.float32))
 
 
-def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256,
+                  achromatic: bool = False) -> torch.Tensor:
     """Raw per-zone measure [N, Z]: mean ridge energy in the zone / (mean zone luminance + 0.05).
 
     ``zones`` [Z, H, W] 0/1 masks (the same for every image, e.g. :func:`template_zone_masks`) or
@@ -121,14 +127,14 @@ def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256) -
     out = []
     for i in range(0, len(images), chunk):
         z = zones if zones.dim() == 3 else zones[i:i + chunk]
-        out.append(masked_measures(images[i:i + chunk], z))
+        out.append(masked_measures(images[i:i + chunk], z, achromatic))
     return torch.cat(out)
 
 
-def masked_measures(images: torch.Tensor, zones: torch.Tensor) -> torch.Tensor:
+def masked_measures(images: torch.Tensor, zones: torch.Tensor, achromatic: bool = False) -> torch.Tensor:
     """:func:`zone_measures` without its checks, differentiable in ``images`` (AMGAN's optional sign term
     measures G's patches with it); an empty zone gives 0, not an error."""
-    r = ridge_energy(images)  # [n, 1, H, W]
+    r = ridge_energy(images, achromatic)  # [n, 1, H, W]
     y = luminance(images)
     area = zones.flatten(-2).sum(-1).clamp(min=1.0)
     mean_r = (r * zones).flatten(-2).sum(-1) / area  # [n, Z]
@@ -182,10 +188,12 @@ class SignCalibration:
 
 
 def compute_labels(images: torch.Tensor, ages: torch.Tensor, calibration: SignCalibration | None = None,
-                   zones: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, SignCalibration]:
-    """(scores [N, Z], raw measures [N, Z], calibration); fits the calibration when none is given."""
+                   zones: torch.Tensor | None = None,
+                   achromatic: bool = False) -> tuple[torch.Tensor, torch.Tensor, SignCalibration]:
+    """(scores [N, Z], raw measures [N, Z], calibration); fits the calibration when none is given.
+    ``achromatic``: the measure of :func:`ridge_energy` ``(achromatic=True)`` (AMGAN's achromatic judge)."""
     zones = template_zone_masks(images.shape[-1]) if zones is None else zones
-    raw = zone_measures(images, zones)
+    raw = zone_measures(images, zones, achromatic=achromatic)
     calibration = calibration or SignCalibration.fit(raw)
     return blend_with_age(calibration.cdf(raw), ages), raw, calibration
 
@@ -194,10 +202,12 @@ def compute_labels(images: torch.Tensor, ages: torch.Tensor, calibration: SignCa
 # Cached labels of a packed split
 
 
-def labels_path(pack: str | Path) -> Path:
-    """Where the labels of a packed split are cached: ``<pack stem>.signs.safetensors`` beside it."""
+def labels_path(pack: str | Path, achromatic: bool = False) -> Path:
+    """Where the labels of a packed split are cached: ``<pack stem>.signs.safetensors`` beside it
+    (``.signs-achromatic.safetensors`` for the achromatic measure's)."""
     pack = Path(pack)
-    return pack.with_name(pack.name.removesuffix(".safetensors") + ".signs.safetensors")
+    suffix = ".signs-achromatic.safetensors" if achromatic else ".signs.safetensors"
+    return pack.with_name(pack.name.removesuffix(".safetensors") + suffix)
 
 
 def _images_of(dataset, chunk: int = 1024):
@@ -207,12 +217,14 @@ def _images_of(dataset, chunk: int = 1024):
         yield u8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | None = None) -> dict:
+def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | None = None,
+                  achromatic: bool = False) -> dict:
     """Sign labels of every face of a PackedFaces, computed once and cached as safetensors.
 
     Returns ``{"scores": [N, Z], "raw": [N, Z], "knots": [Z, K], "names": [...]}``. The training split
     is calibrated on itself; pass the training split's calibration for the test split. A cache whose
-    face names or calibration do not match is recomputed.
+    face names, measure or calibration do not match is recomputed. ``achromatic``: with the measure of
+    :func:`ridge_energy` ``(achromatic=True)``.
     """
     from faceage.checkpoint import load_checkpoint, save_checkpoint
 
@@ -221,14 +233,18 @@ def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | Non
     if cache.is_file():
         tensors, manifest = load_checkpoint(cache)
         same_cal = calibration is None or torch.equal(tensors["knots"], calibration.knots)
-        if manifest.get("names_sha") == names_digest and manifest.get("signs") == list(SIGNS) and same_cal:
+        same_measure = manifest.get("achromatic", False) == achromatic
+        if manifest.get("names_sha") == names_digest and manifest.get("signs") == list(SIGNS) and same_cal \
+                and same_measure:
             return {**tensors, "names": dataset.names}
-    raw = torch.cat([zone_measures(x, template_zone_masks(dataset.size)) for x in _images_of(dataset)])
+    zones = template_zone_masks(dataset.size)
+    raw = torch.cat([zone_measures(x, zones, achromatic=achromatic) for x in _images_of(dataset)])
     calibration = calibration or SignCalibration.fit(raw)
     scores = blend_with_age(calibration.cdf(raw), dataset.ages)
     tensors = {"scores": scores, "raw": raw, "knots": calibration.knots}
     save_checkpoint(cache, tensors, {"kind": "sign-labels", "signs": list(SIGNS), "names_sha": names_digest,
                                      "image_weight": IMAGE_WEIGHT, "ridge_sigmas": list(RIDGE_SIGMAS),
+                                     "achromatic": achromatic,
                                      "count": len(dataset.names)})
     return {**tensors, "names": dataset.names}
 

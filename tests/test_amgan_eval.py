@@ -6,7 +6,7 @@ from faceage.aging_map import SIGNS
 from faceage.models.amgan import AMGANConfig
 from faceage.sign_scores import template_zone_masks
 from train.amgan_maps import MapBasis
-from train.eval_amgan import locality, map_reference
+from train.eval_amgan import chroma_share, locality, map_reference
 
 
 def test_locality_scores_a_change_by_where_it_lies():
@@ -20,6 +20,18 @@ def test_locality_scores_a_change_by_where_it_lies():
     spread = locality(own, everywhere, labels, margin_px=2)
     assert abs(spread["locality_mean_share_inside"] - spread["locality_mean_zone_area"]) < 1e-6
     assert spread["locality_mean_share_inside_margin"] > spread["locality_mean_share_inside"]
+
+
+def test_chroma_share_tells_grey_changes_from_coloured_marks():
+    mask = torch.zeros(16, 16)
+    mask[4:12] = 1
+    d = torch.zeros(2, 3, 16, 16)
+    d[:, :, 6] = -0.3  # a grey line: R, G, B alike
+    assert chroma_share(d, mask) < 1e-6
+    green = torch.zeros_like(d)
+    green[:, 1, 6] = 0.3
+    assert abs(chroma_share(green, mask) - 2 / 3) < 1e-5
+    assert chroma_share(green, 1 - mask) == 0.0  # nothing changed outside the mask: no share, no error
 
 
 def test_map_reference_is_the_blurred_maps_own_share():

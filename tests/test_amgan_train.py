@@ -70,6 +70,43 @@ def test_zone_with_drawn_lines_scores_higher_than_flat():
     assert scores[:3, fh].min() > scores[3:, fh].max()
 
 
+def test_achromatic_ridge_energy_counts_grey_lines_and_not_single_channel_marks():
+    """ridge_energy(achromatic=True): a grey line (R, G, B lowered alike) scores as in luminance; a line
+    drawn in the G channel alone (magenta on skin), with the same luminance drop, scores about 0."""
+    size = 64
+    zones = template_zone_masks(size)
+    fh = SIGNS.index("forehead")
+    face = _flat_faces(1, size)
+    lines = torch.zeros(size, size)
+    lines[::4] = 1
+    lines = lines * zones[fh]
+    grey = (face - 0.3 * lines).clamp(-1, 1)
+    magenta = face.clone()
+    magenta[:, 1] -= 0.3 / 0.587 * lines  # the same luma drop as the grey line, all in G
+    luma_grey, luma_mag = zone_measures(grey, zones)[0, fh], zone_measures(magenta, zones)[0, fh]
+    achro_grey = zone_measures(grey, zones, achromatic=True)[0, fh]
+    achro_mag = zone_measures(magenta, zones, achromatic=True)[0, fh]
+    assert luma_mag == pytest.approx(float(luma_grey), rel=0.02)  # luminance cannot tell them apart
+    assert achro_grey == pytest.approx(float(luma_grey), rel=0.1)  # (the faces' per-channel noise differs)
+    assert achro_mag < 0.1 * achro_grey
+
+
+def test_achromatic_judge_calibrates_on_its_own_measure_and_keeps_the_labels():
+    from train.amgan_data import with_sign_labels
+    from train.amgan_trainer import AMGANTrainConfig
+    from train.batches import SyntheticFaces
+
+    base = SyntheticFaces(n=16, size=64, seed=0)
+    luma_ds, achro_ds = with_sign_labels(base), with_sign_labels(base, achromatic_judge=True)
+    assert torch.equal(luma_ds.scores, achro_ds.scores)
+    images = torch.stack([base[i][0] for i in range(len(base))])
+    raw = zone_measures(images, template_zone_masks(64), achromatic=True)
+    torch.testing.assert_close(achro_ds.calibration.knots, SignCalibration.fit(raw).knots)
+    assert not torch.equal(achro_ds.calibration.knots, luma_ds.calibration.knots)
+    with pytest.raises(ValueError, match="amgan.judge"):
+        AMGANTrainConfig.from_dict({"judge": "chroma"})
+
+
 def test_calibration_is_a_monotone_cdf_and_blend_is_documented():
     m = torch.rand(500, 3) * torch.tensor([1.0, 10.0, 0.1])
     cal = SignCalibration.fit(m)

@@ -24,7 +24,7 @@ class SignLabelledFaces(torch.utils.data.Dataset):
         self.base, self.scores = base, scores.float()
         self.theta = None if theta is None else theta.float()
         self.size = getattr(base, "size", None)
-        self.calibration = calibration  # the labels' texture CDF (AMGAN's optional sign term reuses it)
+        self.calibration = calibration  # the texture CDF of AMGAN's judge (the labels', or the achromatic one)
 
     def __len__(self):
         return len(self.base)
@@ -36,25 +36,33 @@ class SignLabelledFaces(torch.utils.data.Dataset):
         return image, age, self.scores[i], self.theta[i]
 
 
-def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
+def with_sign_labels(base, placement: bool = False, achromatic_judge: bool = False) -> SignLabelledFaces:
     """Attach labels: cached beside a packed split (computed on first use), computed in memory otherwise.
 
     ``placement``: attach each face's zone placement too (cached beside a packed split; faces that are
-    not a packed split, e.g. the synthetic test faces, have no landmarks and keep the template's)."""
+    not a packed split, e.g. the synthetic test faces, have no landmarks and keep the template's).
+    ``achromatic_judge``: the items' ``calibration`` is that of the achromatic measure over the same faces
+    (AMGAN's ``amgan.judge = "achromatic"``) instead of the labels' own; the labels stay as they are."""
     if hasattr(base, "path") and hasattr(base, "images"):
         labels = packed_labels(base, labels_path(base.path))
         log.info("sign labels: %s (%d faces)", labels_path(base.path), len(base))
+        knots = labels["knots"]
+        if achromatic_judge:
+            knots = packed_labels(base, labels_path(base.path, True), achromatic=True)["knots"]
+            log.info("achromatic judge's calibration: %s", labels_path(base.path, True))
         theta = None
         if placement:
             from train.amgan_placement import packed_placement, placement_path
 
             theta = packed_placement(base)
             log.info("zone placement: %s", placement_path(base.path))
-        return SignLabelledFaces(base, labels["scores"], theta, SignCalibration(labels["knots"]))
+        return SignLabelledFaces(base, labels["scores"], theta, SignCalibration(knots))
     items = [base[i] for i in range(len(base))]
     images = torch.stack([it[0] for it in items])
     ages = torch.tensor([float(it[1]) for it in items])
     scores, _, cal = compute_labels(images, ages)
+    if achromatic_judge:
+        cal = compute_labels(images, ages, achromatic=True)[2]
     theta = None
     if placement:
         from train.amgan_placement import IDENTITY

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import torch
 
@@ -74,6 +74,10 @@ PER_SIGN_TERMS = ("local", "sign", "edit", "tone")
 
 DELAYED_TERMS = {**{term: "per_sign_from" for term in PER_SIGN_TERMS}, "shift": "shift_from"}
 """Our delayed terms and the :class:`AMGANTrainConfig` field holding the step at which each switches on."""
+
+
+JUDGES: Final = ("luma", "achromatic")
+"""The measures :attr:`AMGANTrainConfig.judge` can name."""
 
 
 @dataclass
@@ -115,6 +119,13 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # untouched. 0: off, the paper's objective
     lambda_sign: float = 0.0
     sign_min_cover: float = 0.5
+    # ours: the measure that the sign and edit terms judge G's patches by. "luma": the labels' own (ridge
+    # energy of the luminance). "achromatic": the smallest of the R, G and B ridge energies
+    # (faceage.sign_scores.ridge_energy), through its own CDF over the training faces, so a line scores
+    # only as far as it is dark in every channel: the shipped luma-judged G met its targets with short
+    # saturated marks (a magenta line is dark in luminance) instead of grey wrinkles. The labels (targets)
+    # stay luma; both CDFs are uniform over the real faces, so a target level means the same share of them
+    judge: str = "luma"
     # ours: draw the edited sign of the edit pair (lambda_local, lambda_edit, lambda_tone) among the signs
     # whose zone has at least ``sign_min_cover`` of its area in the step's patch, each weighted by
     # 1 / P(covered) so all signs are drawn equally often (train.amgan_maps.covered_edit_weights; zones
@@ -164,6 +175,10 @@ class AMGANTrainConfig(AMGANTrainDefaults):
             raise ValueError(f"unknown [amgan] keys: {sorted(unknown)}; valid keys: {sorted(names)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
+
+    def __post_init__(self):
+        if self.judge not in JUDGES:
+            raise ValueError(f"amgan.judge must be one of {', '.join(JUDGES)}, got {self.judge!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -398,7 +413,7 @@ class AMGANTrainer:
         if self.calibration is None:
             raise ValueError("amgan.lambda_sign and amgan.lambda_edit need the sign labels' calibration: train "
                              "through train.train (it sets trainer.calibration from the data) or set it yourself")
-        return self.calibration.soft_cdf(masked_measures(images, b["Z_p"]))
+        return self.calibration.soft_cdf(masked_measures(images, b["Z_p"], self.t.judge == "achromatic"))
 
     def discriminator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""

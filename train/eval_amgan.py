@@ -31,6 +31,13 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   luminance change, per mille of [0, 1]) in the top 16 rows, the bottom 16 and between them; and between
   them the *grid share*: that energy summed by row modulo 16, the share of the 8 strongest of those 16
   phases: about 0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
+* **chroma share**, per sign (with the same raise as locality): of the change in the zone and its margin,
+  the share that is colour rather than brightness, sum |chroma change| / (sum |luma change| + sum |chroma
+  change|), chroma the two colour differences of :func:`faceage.models.amgan.chroma`: 0 for a grey line
+  (R, G, B moved alike), 2/3 for a line drawn in the G channel alone (a green mark, or a magenta one
+  where G is lowered). Also for the uniform map at age 70 against the input, over the whole face. *Real texture*:
+  the same share of the test faces' own fine texture (the face minus its 7 x 7 box mean) in each zone:
+  what wrinkles, pores and hairs of real faces score.
 * **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
@@ -51,7 +58,7 @@ from faceage.aging_map import SIGNS, location_maps
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.filters import luma
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, colour_shift_loss, generate
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, chroma, colour_shift_loss, generate
 from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
 
@@ -119,12 +126,14 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
         if t == 70:
             res["lines_uniform_70"] = line_measures(out, x)
             res["crop_consistency_uniform_70"] = crop_consistency(run, x, maps, out)
+            res["chroma_share_uniform_70"] = chroma_share(out - x, torch.ones(S, S))
         res[f"estimator_age_uniform_{t}"] = float(A.age(out).mean())
         res[f"mean_abs_change_uniform_{t}"] = float(((out - x).abs() / 2).mean())
         res[f"colour_shift_uniform_{t}"] = float(colour_shift_loss(out, x) / 2)
     raised = raised_outputs(run, x, a_own, labels)
     res.update(locality(own, raised, labels, run.basis.blur_margin))
     res["map_reference"] = map_reference(run.basis, a_own, labels)
+    res.update(chroma_shares(x, own, raised, run.basis.blur_margin))
     if cal is not None:
         res.update(texture_response(own, raised, cal))
         res["texture_response_other_channel"] = other_channel_response(run, x, a_own, labels, own, cal)
@@ -200,8 +209,7 @@ def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
     G(x, own map), ``raised`` the outputs of :func:`raised_outputs`, ``margin_px`` the blur margin."""
     res = {}
     zones = template_zone_masks(own.shape[-1])
-    r = margin_px
-    margin = F.max_pool2d(zones[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+    margin = zone_margins(own.shape[-1], margin_px)
     per_sign = {}
     for z, sign in enumerate(SIGNS):
         delta = ((raised[z] - own).abs() / 2).sum(1)  # [n, S, S]
@@ -219,6 +227,32 @@ def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
     res["locality_mean_share_inside_margin"] = float(np.mean([v["share_inside_margin"] for v in per_sign.values()]))
     res["locality_mean_margin_area"] = float(np.mean([v["margin_area"] for v in per_sign.values()]))
     return res
+
+
+def zone_margins(size: int, margin_px: int) -> torch.Tensor:
+    """[Z, S, S]: each template zone grown by ``margin_px`` (the band :func:`locality` counts as near)."""
+    r = margin_px
+    return F.max_pool2d(template_zone_masks(size)[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+
+
+def chroma_share(delta: torch.Tensor, mask: torch.Tensor) -> float:
+    """Of a change ``delta`` [N, 3, S, S] (RGB) inside ``mask`` [S, S], the share that is colour: sum |chroma|
+    / (sum |luma| + sum |chroma|) over the pixels and images (module docstring)."""
+    c = (chroma(delta).abs().sum(1) * mask).sum()
+    y = (luma(delta).abs()[:, 0] * mask).sum()
+    return float(c / (c + y).clamp(min=1e-12))
+
+
+def chroma_shares(x, own, raised: list[torch.Tensor], margin_px: int) -> dict:
+    """Per sign, :func:`chroma_share` of the raise's change in its zone and margin, and of the faces' own
+    fine texture there (``x`` minus its 7 x 7 box mean: the real reference)."""
+    near = zone_margins(x.shape[-1], margin_px)
+    fine = x - F.avg_pool2d(x, 7, stride=1, padding=3, count_include_pad=False)
+    per_sign = {sign: {"raise": chroma_share(raised[z] - own, near[z]), "real_texture": chroma_share(fine, near[z])}
+                for z, sign in enumerate(SIGNS)}
+    return {"chroma_share": per_sign,
+            "chroma_share_mean_raise": float(np.mean([v["raise"] for v in per_sign.values()])),
+            "chroma_share_mean_real_texture": float(np.mean([v["real_texture"] for v in per_sign.values()]))}
 
 
 def zone_texture(images, cal: SignCalibration) -> torch.Tensor:

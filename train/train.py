@@ -58,7 +58,8 @@ def load_dataset(cfg: TrainConfig, resolution: int):
         from train.amgan_data import with_sign_labels
         from train.amgan_trainer import AMGANTrainConfig
 
-        return with_sign_labels(ds, placement=AMGANTrainConfig.from_dict(cfg.amgan).face_placement)
+        t = AMGANTrainConfig.from_dict(cfg.amgan)
+        return with_sign_labels(ds, placement=t.face_placement, achromatic_judge=t.judge == "achromatic")
     return ds
 
 
@@ -215,7 +216,7 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
     trainer = build_trainer(cfg, dist)
     dataset = load_dataset(cfg, trainer.resolution)
     if cfg.model == "amgan":
-        trainer.calibration = dataset.calibration  # the weak labels' texture CDF (amgan.lambda_sign)
+        trainer.calibration = dataset.calibration  # the texture CDF of the judge (amgan.lambda_sign, amgan.judge)
     start = resume(trainer, run)
     dist.check_same(start, "step to resume from")
     if start == 0 and cfg.init_weights:
