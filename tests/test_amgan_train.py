@@ -678,6 +678,26 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
     assert gap[-1] < 0.5 * gap[0], gap
 
 
+def test_shift_consistency_loss_is_the_mean_gap_over_the_shared_inner_pixels():
+    """The batched loss against a pixel-by-pixel count: a pixel of crop a at (i, j) is b's (i - dy, j - dx),
+    both at least ``margin`` from their crop's border; a pair that shares no such pixel adds nothing."""
+    from faceage.models.amgan import shift_consistency_loss
+
+    g = torch.Generator().manual_seed(0)
+    P, margin = 12, 2
+    a, b = torch.rand(4, 2, P, P, generator=g), torch.rand(4, 2, P, P, generator=g)
+    offset = torch.tensor([[0, 0], [3, -2], [-5, 4], [9, 0]])  # the last shares no inner pixel
+    total, count = 0.0, 0
+    for n, (dy, dx) in enumerate(offset.tolist()):
+        for i in range(margin, P - margin):
+            for j in range(margin, P - margin):
+                if margin <= i - dy < P - margin and margin <= j - dx < P - margin:
+                    total += float((a[n, :, i, j] - b[n, :, i - dy, j - dx]).abs().sum())
+                    count += a.shape[1]
+    assert float(shift_consistency_loss(a, b, offset, margin)) == pytest.approx(total / count, rel=1e-5)
+    assert float(shift_consistency_loss(a[3:], b[3:], offset[3:], margin)) == 0.0
+
+
 def test_context_margin_gives_g_windows_around_the_patches_and_judges_the_centre():
     """net.context (ours, default 0): G reads each patch with c more pixels on every side (the face
     reflected past its borders, the location ramps extended) and every term sees only the centre."""
