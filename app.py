@@ -44,7 +44,7 @@ from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
-from faceage.provenance import edit_metadata  # noqa: E402
+from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
 from faceage.ui_amgan import AMGANPanel, build_amgan_tab  # noqa: E402
 
@@ -302,6 +302,8 @@ def build(app: App) -> gr.Blocks:
         face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
         with gr.Tabs():
             with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):
+                if app.editor is not None:
+                    gr.Markdown(weights_note(app.editor.info), elem_id="cusp_weights")
                 with gr.Row():
                     age = NumberSlider(0, 100, value=70, step=1, label="Target age", elem_id="age")
                     sigma_m = NumberSlider(0, SIGMA_MAX, value=PRESETS["custom preservation"][0], step=0.1,

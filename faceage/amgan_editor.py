@@ -44,6 +44,7 @@ from faceage.photo_editor import (
     to_uint8,
     weights_path,
 )
+from faceage.provenance import weights_info
 
 DEFAULT_WEIGHTS = ASSETS / "amgan_utkface128.safetensors"
 DEFAULT_RESOLUTION = 128
@@ -198,7 +199,7 @@ class AMGANEditor(PhotoEditor):
         except RuntimeError as e:
             raise CheckpointError(f"{path} does not match its AMGAN config: {str(e).splitlines()[0]}") from None
         res = resolution if resolution is not None else int(manifest.get("resolution", DEFAULT_RESOLUTION))
-        return cls(G, pick_device(device), res, dict(manifest, file=path.name))
+        return cls(G, pick_device(device), res, weights_info(path, manifest))
 
     def prepare(self, x: torch.Tensor, aligned=None) -> AMGANFace:
         """The face's crop tensor and landmarks (template landmarks for a bare crop)."""

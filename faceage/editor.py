@@ -35,6 +35,7 @@ from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_te
     to_uint8,
     weights_path,
 )
+from faceage.provenance import weights_info
 
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
 DECODE_BATCH = 16  # faces per decoder pass: bounds the memory of a crowded photo
@@ -109,7 +110,7 @@ class CUSPEditor(PhotoEditor):
         T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
         T.load_state_dict(tensors)
         dev = pick_device(device)
-        return cls(T, AgeClassifier.load(), dev, dict(manifest, file=path.name))
+        return cls(T, AgeClassifier.load(), dev, weights_info(path, manifest))
 
     def _classify(self, x, guided=False):
         return self.C.from_canonical(x, guided=guided)

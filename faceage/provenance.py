@@ -9,6 +9,9 @@ Non-string values are stored as JSON by ``faceage.io.save_png`` (70 -> "70.0", [
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from faceage import __version__
 
 
@@ -43,3 +46,31 @@ def amgan_metadata(editor, age, signs, face=None, painted=False, **extra) -> dic
     controls = {"age": None, "signs": {}} if painted else {"age": float(age), "signs": dict(signs or {})}
     return model_metadata(editor, face, model="amgan", **controls, painted_map=bool(painted),
                           resolution=editor.resolution, **extra)
+
+
+def weights_info(path: Path, manifest: dict) -> dict:
+    """What an editor keeps of its weights: their manifest, file name and model card status."""
+    return dict(manifest, file=path.name, card_status=card_status(path))
+
+
+def card_status(weights) -> str:
+    """The bold "**Status: ...**" sentence of the model card beside ``weights`` (``<stem>.md``, as the
+    shipped files in assets/ have), without its markup; "" when there is no card or no status in it."""
+    try:
+        text = Path(weights).with_suffix(".md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    found = re.search(r"\*\*Status:\s*(.+?)\*\*", text, re.S)
+    return " ".join(found.group(1).split()) if found else ""
+
+
+def weights_note(info: dict) -> str:
+    """One Markdown line for the app: which weights a tab runs, their training step and their card's status
+    (``info``: an editor's, with ``file`` and ``card_status`` as the editors' ``load`` set them)."""
+    step = info.get("step")
+    line = f"Weights `{info.get('file', '?')}`" + (f", step {step:,}" if isinstance(step, int) else "")
+    status = info.get("card_status")
+    if not status:
+        return line + "."
+    card = Path(info.get("file", "")).with_suffix(".md").name
+    return f"{line}. **Status:** {status} Model card: `{card}`, beside the weights."

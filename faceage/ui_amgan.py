@@ -23,6 +23,7 @@ import gradio as gr
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
+from faceage.provenance import weights_note
 from faceage.session_cache import SessionCache
 
 MAX_SESSIONS = 8
@@ -153,6 +154,8 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     """
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
+    else:
+        gr.Markdown(weights_note(panel.editor.info), elem_id="amgan_weights")
     with gr.Row():
         result = gr.ImageSlider(label="Before / after (AgingMapGAN)", type="numpy", format="png",
                                 elem_id="amgan_result")

@@ -94,7 +94,7 @@ def test_examples_from_a_folder_or_none(tmp_path, monkeypatch, tiny_weights):
 
     a = app.App(tiny_weights)  # start-up reads the variable
     assert [label for _, label in a.examples] == ["a_young", "b_old"]
-    assert _elem_ids(app.build(a)) >= {"examples"} and "no_examples" not in _elem_ids(app.build(a))
+    assert _elem_ids(app.build(a)) >= {"examples", "cusp_weights", "amgan_weights"} and "no_examples" not in _elem_ids(app.build(a))
 
     empty = tmp_path / "empty"
     empty.mkdir()
