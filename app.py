@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from faceage import progression as prog  # noqa: E402
 from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
 from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
-from faceage.errors import FaceAgeError, MissingWeightsError  # noqa: E402
+from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
@@ -174,7 +174,7 @@ class App:
 
         try:
             self.editor, self.missing = CUSPEditor.load(weights), None
-        except MissingWeightsError as e:
+        except (MissingWeightsError, CheckpointError) as e:  # the page still serves, saying why
             self.editor, self.missing = None, str(e)
         self.cache = SessionCache(self.editor, MAX_SESSIONS)
         self._last = None  # (session, controls, edited photo): the download reuses the edit just shown
@@ -195,7 +195,7 @@ class App:
     def session(self, path, face_index: int | None):
         """The cached session of the photo file at ``path`` (opened from its bytes: no path in messages)."""
         if self.editor is None:
-            raise gr.Error(error_html(self.missing), title="Weights missing")
+            raise gr.Error(error_html(self.missing), title="Weights not loaded")
         return self.cache.get(path, face_index)
 
     def _edited(self, photo, face_index, age, sigma_m, sigma_g):
@@ -241,7 +241,7 @@ class App:
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         progress(1.0, desc="writing the GIF and MP4")
-        meta = edit_metadata(self.editor, list(ages), sigma_m, sigma_g, _face(face_index))
+        meta = edit_metadata(self.editor, list(ages), sigma_m, sigma_g, prog.shown_face(_face(face_index)))
         strip = self.outputs(prog.strip(frames), meta, name="faceage_progression.png")
         gif, *mp4 = self._animations(frames)
         return strip, gif, [strip, gif, *mp4]
@@ -293,7 +293,7 @@ def build(app: App) -> gr.Blocks:
                     "age classifier looks (the mask), **sigma_g** everywhere: higher = more shape change. "
                     "**AgingMapGAN**: age each clinical sign on its own, or paint where the face ages.")
         if app.missing:
-            gr.Markdown(f"**Weights missing:** {html.escape(app.missing)}", elem_id="missing")
+            gr.Markdown(f"**CUSP weights not loaded:** {html.escape(app.missing)}", elem_id="missing")
         with gr.Row():
             photo = PhotoInput(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                elem_id="photo")

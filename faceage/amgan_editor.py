@@ -40,6 +40,7 @@ from faceage.photo_editor import (
     PhotoEditor,
     PhotoSession,
     check_age,
+    load_weights_into,
     pick_device,
     to_uint8,
     weights_path,
@@ -194,10 +195,7 @@ class AMGANEditor(PhotoEditor):
             if any(k.startswith(prefix + ".") for k in tensors):
                 tensors = unprefixed(tensors, prefix)
                 break
-        try:
-            G.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path} does not match its AMGAN config: {str(e).splitlines()[0]}") from None
+        load_weights_into(G, tensors, path, "AMGAN")
         res = resolution if resolution is not None else int(manifest.get("resolution", DEFAULT_RESOLUTION))
         return cls(G, pick_device(device), res, weights_info(path, manifest))
 

@@ -56,20 +56,37 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
-    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages")
-    g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder)")
+    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder: one "
+                   "beside each strip, <name>.gif)")
+    g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
+                   "folder: one beside each strip)")
     cli_amgan.add_commands(sub, common)
     return p
 
 
 def _inputs(path: Path, output: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FaceAgeError(f"no photos in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        if output.exists() and not output.is_dir():
+            raise FaceAgeError(f"-o {output} is a file: a folder of photos needs an output folder")
+        if output.resolve() == path.resolve():
+            raise FaceAgeError(f"-o {output} is the input folder: the results would replace the photos; "
+                               "choose another folder")
+        return files
     if not path.exists():
         raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
     if not output.absolute().parent.is_dir():
         raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
     return [path]
+
+
+def _output_names(files: list[Path]) -> list[str]:
+    """Each photo's result name in the output folder: ``<stem>.png``, or ``<stem>_<suffix>.png`` where
+    photos share a stem (a.jpg and a.png must not overwrite each other)."""
+    stems = [f.stem.lower() for f in files]
+    return [f"{f.stem}_{f.suffix[1:]}.png" if stems.count(f.stem.lower()) > 1 else f"{f.stem}.png" for f in files]
 
 
 def _problem(src: Path, e: Exception) -> str:
@@ -95,11 +112,18 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
     else:
         frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g)
         save_png(prog.strip(frames), dst,
-                 edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, args.face, source=src.name))
+                 edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, prog.shown_face(args.face),
+                               source=src.name))
         if args.gif:
-            prog.save_gif(frames, args.gif)
-        if args.mp4 and prog.save_mp4(frames, args.mp4) is None:
+            prog.save_gif(frames, _animation(args.gif, ".gif", args, dst))
+        if args.mp4 and prog.save_mp4(frames, _animation(args.mp4, ".mp4", args, dst)) is None:
             raise FaceAgeError(f"no MP4 encoder in this OpenCV: {args.mp4} not written (use --gif)")
+
+
+def _animation(path: Path, suffix: str, args, dst: Path) -> Path:
+    """Where a progression's GIF or MP4 goes: ``path`` for one photo; for a folder, beside each photo's
+    strip under its name (``aged/a.gif``), so that every photo keeps its own."""
+    return dst.with_suffix(suffix) if args.input.is_dir() else path
 
 
 def main(argv=None) -> int:
@@ -130,11 +154,15 @@ def main(argv=None) -> int:
         return 0
     from tqdm import tqdm
 
-    args.output.mkdir(parents=True, exist_ok=True)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"faceage: cannot make the output folder {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
     failed = 0
-    for f in tqdm(files, desc=args.cmd):
+    for f, name in zip(tqdm(files, desc=args.cmd), _output_names(files)):
         try:
-            _run_one(editor, args, f, args.output / (f.stem + ".png"))
+            _run_one(editor, args, f, args.output / name)
         except (FaceAgeError, OSError) as e:
             failed += 1
             tqdm.write(_problem(f, e), file=sys.stderr)

@@ -23,13 +23,14 @@ import torch
 
 from faceage.checkpoint import load_checkpoint
 from faceage.cusp_mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
-from faceage.errors import BadParameterError
+from faceage.errors import BadParameterError, CheckpointError
 from faceage.models.cusp import CUSPConfig, CUSPGenerator
 from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
     ASSETS,
     PhotoEditor,
     PhotoSession,
     check_age,
+    load_weights_into,
     pick_device,
     to_tensor,
     to_uint8,
@@ -107,8 +108,11 @@ class CUSPEditor(PhotoEditor):
             "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
             "and export with `python -m train.export`."))
         tensors, manifest = load_checkpoint(path)
+        if not isinstance(manifest.get("net"), dict):
+            raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
+                                  f"{manifest.get('kind', 'unknown')}): not CUSP weights")
         T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
-        T.load_state_dict(tensors)
+        load_weights_into(T, tensors, path, "CUSP")
         dev = pick_device(device)
         return cls(T, AgeClassifier.load(), dev, weights_info(path, manifest))
 

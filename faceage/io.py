@@ -121,6 +121,8 @@ def _read_bytes(src) -> tuple[bytes, str]:
         data, what = _read_path(Path(src)), f"'{src}'"
     elif hasattr(src, "read"):
         what = f"'{src.name}'" if isinstance(getattr(src, "name", None), str) else "The file object"
+        if isinstance(src, io.TextIOBase):  # reading would decode the image's bytes as text and fail
+            raise BadImageError(f"{what} is opened in text mode: open it in binary mode ('rb').")
         data = src.read(MAX_BYTES + 1)
         if not isinstance(data, bytes):
             raise BadImageError(f"{what} is opened in text mode: open it in binary mode ('rb').")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from faceage.data.ages import MAX_AGE
-from faceage.errors import BadParameterError, MissingWeightsError
+from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -48,12 +48,34 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def pick_device(device: str | None) -> torch.device:
-    """``None``/"auto": CUDA when available, else CPU; "cuda" without a GPU is a clear error."""
+    """``None``/"auto": CUDA when available, else CPU; a device that is not one, or is not here (cuda
+    without a GPU, cuda:N past the last GPU, mps without Apple's GPU), is a clear error."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadParameterError("--device cuda was asked for but no CUDA GPU is available: use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BadParameterError(f"--device {device!r} is not a device: use auto, cpu or cuda (cuda:N for GPU N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadParameterError(f"--device {device} was asked for but no CUDA GPU is available: use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadParameterError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                    "numbered from 0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BadParameterError(f"--device {device}: no Apple GPU (MPS) is available here: use --device cpu")
+    elif dev.type not in ("cpu", "mps"):
+        raise BadParameterError(f"--device {device}: faceage runs on cpu, cuda or mps")
+    return dev
+
+
+def load_weights_into(net: torch.nn.Module, tensors: dict, path: Path, model: str) -> None:
+    """``net.load_state_dict(tensors)``, or a CheckpointError naming ``path`` when the file's tensors do not
+    fit the network its own manifest describes (a damaged or hand-edited file)."""
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not match its {model} config: {str(e).splitlines()[0]}") from None
 
 
 def weights_path(weights, default: Path, model: str, how_to_make: str) -> Path:

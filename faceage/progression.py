@@ -35,6 +35,12 @@ def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: 
     return frames
 
 
+def shown_face(face: int | None) -> int:
+    """The face a progression of a photo opened with ``face`` shows, for its metadata: that face, or the
+    largest (0) when all were opened (:func:`progression` edits the session's first face)."""
+    return 0 if face is None else int(face)
+
+
 def labelled(frame: np.ndarray, text: str) -> np.ndarray:
     """``frame`` with ``text`` in white on a dark box in its bottom-left corner (same size)."""
     pil = Image.fromarray(frame)

@@ -66,7 +66,7 @@ class AMGANPanel:
     def session(self, photo, face_index):
         """The cached AMGAN session of the uploaded file ``photo`` (``face_index`` -1: every face)."""
         if self.editor is None:
-            raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights missing")
+            raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights not loaded")
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
         return self.cache.get(photo, None if face_index in (None, -1) else int(face_index))
@@ -153,7 +153,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     new photo only once it has been opened.
     """
     if panel.missing:
-        gr.Markdown(f"**AgingMapGAN weights missing:** {html.escape(panel.missing)}", elem_id="amgan_missing")
+        gr.Markdown(f"**AgingMapGAN weights not loaded:** {html.escape(panel.missing)}", elem_id="amgan_missing")
     else:
         gr.Markdown(weights_note(panel.editor.info), elem_id="amgan_weights")
     with gr.Row():

@@ -231,3 +231,37 @@ def test_app_refuses_an_upload_over_the_size_limit(client, app_server, face_phot
         reply = httpx.post(app_server[0] + "gradio_api/upload", files={"files": f}, timeout=120)
     assert reply.status_code == 413 and "maximum allowed size" in reply.text
     assert_still_serves(client, good_photo, face_photo)
+
+
+@pytest.mark.parametrize("device", ["foo", "mps", "cuda:7"])
+def test_cli_bad_device(device, tiny_weights, face_photo, tmp_path):
+    """A device that is not one, or is not on this machine: one line, exit 2 (not torch's traceback)."""
+    import torch
+
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has Apple's GPU")
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    run = cli(tiny_weights, "--device", device, "edit", src, "--age", AGE, "-o", tmp_path / "out.png")
+    assert_one_line_error(run, device.split(":")[0])
+
+
+def test_wrong_or_damaged_weights_are_refused_clearly(tiny_weights, amgan_weights, face_photo, tmp_path):
+    """AMGAN weights given to CUSP, and a CUSP file missing a tensor: the API raises CheckpointError, the CLI
+    says so in one line, and the app still starts and says why CUSP cannot run."""
+    import app
+    from faceage.checkpoint import load_checkpoint, save_checkpoint
+    from faceage.errors import CheckpointError
+
+    tensors, manifest = load_checkpoint(tiny_weights)
+    damaged = tmp_path / "damaged.safetensors"
+    save_checkpoint(damaged, dict(list(tensors.items())[1:]), manifest)
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    for weights, words in ((amgan_weights, "not cusp weights"), (damaged, "does not match its cusp config")):
+        with pytest.raises(CheckpointError) as err:
+            CUSPEditor.load(weights)
+        assert_says(str(err.value), words)
+        assert_one_line_error(cli(weights, "edit", src, "--age", AGE, "-o", tmp_path / "out.png"), words)
+        a = app.App(weights, amgan_weights=amgan_weights)
+        assert a.editor is None and words in a.missing.lower()

@@ -92,3 +92,27 @@ def test_side_outputs_that_would_overwrite_each_other_are_refused(amgan_weights,
                   "--save-map", tmp_path / "side.png", "--save-attention", tmp_path / "side.png")
     assert run.returncode == 2 and "--save-map and --save-attention name the same path" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, photo, tmp_path):
+    """a.png and a.jpg keep a result each; -o naming the input folder, a file, or a folder with no photos
+    is refused with one line, before anything is written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo.read_bytes())
+    Image.open(photo).convert("RGB").save(folder / "a.jpg")
+    w = ("--weights", amgan_weights, "amgan")
+    run = faceage(*w, folder, "--age", 70, "-o", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.png", "a_png.png"]
+
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    (tmp_path / "file.png").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    for src, out, words in ((folder, folder, "is the input folder"), (folder, tmp_path / "file.png", "is a file"),
+                            (tmp_path / "empty", tmp_path / "out2", "no photos in")):
+        run = faceage(*w, src, "--age", 70, "-o", out)
+        assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+    assert not (tmp_path / "out2").exists()

@@ -372,3 +372,12 @@ def test_two_faces_in_one_photo(utk_test):
     assert len(faces_in_photo(canvas, 128, face_index=1)) == 1
     with pytest.raises(FaceIndexError, match="has 2 faces"):
         faces_in_photo(canvas, 128, face_index=2)
+
+
+def test_a_photo_opened_in_text_mode_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "p.jpg"
+    _rgb_test_image().save(path, "JPEG")
+    with open(path, encoding="utf-8") as f, pytest.raises(BadImageError, match=r"text mode.*'rb'"):
+        load_image(f)
+    with open(path, "rb") as f:
+        assert load_image(f).shape[2] == 3

@@ -65,3 +65,13 @@ def test_cli_writes_the_settings_and_animations(tiny_weights, face_photo, tmp_pa
     strip = Image.open(tmp_path / "s.png")
     assert strip.size == (3 * 64, 64) and json.loads(strip.text["age"]) == [20, 40, 60]
     assert Image.open(tmp_path / "s.gif").n_frames == 4
+    assert strip.text["face"] == "0"  # all faces opened, the largest shown
+
+    folder = tmp_path / "in"  # a folder: each photo's strip and GIF under its own name
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(face_photo).save(folder / name)
+    assert main([*w, "progression", str(folder), "--ages", "20", "60", "-o", str(tmp_path / "out"),
+                 "--gif", str(tmp_path / "ignored.gif")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.gif", "a.png", "b.gif", "b.png"]
+    assert not (tmp_path / "ignored.gif").exists()
