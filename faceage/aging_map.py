@@ -62,8 +62,10 @@ same values. The discriminator regresses the patch *centre* in these coordinates
 Painted maps (Sec. 3.6, "create a target aging map manually"): :func:`map_to_image` writes a map as
 an 8-bit picture whose brightness is the score (1 channel -> grayscale, 2 or 3 channels -> RGB with
 channel c in colour c, blue 0 for 2 channels); :func:`image_to_map` reads it back (exact up to
-1/255 quantisation). A picture of the wrong size is refused, not resized: resizing would move the
-zones off the landmarks they were painted for.
+1/255 quantisation); given a ``size``, it refuses a picture of another size. The editor
+(:func:`faceage.amgan_editor.as_map`) instead resizes a square map of another side to its crop (the
+canonical frame is the same at any resolution, so the zones stay on their landmarks) and refuses one
+that is not square.
 """
 
 from __future__ import annotations

@@ -82,6 +82,8 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
 
         painted = load_image(painted)
     if isinstance(painted, np.ndarray) and painted.dtype == np.uint8:
+        if painted.ndim == 2 or (painted.ndim == 3 and painted.shape[2] == 1):  # gray: every channel
+            painted = np.repeat(painted.reshape(*painted.shape[:2], 1), 3, axis=2)
         m = image_to_map(painted, channels)
     else:
         try:
@@ -92,6 +94,8 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
         if m.dim() != 3 or m.shape[0] not in (1, channels):
             raise BadParameterError(f"a painted map array must be [C, H, W] with C = 1 or {channels}, "
                                     f"got shape {tuple(m.shape)}")
+        if m.numel() == 0:
+            raise BadParameterError(f"a painted map must not be empty, got shape {tuple(m.shape)}")
         if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
             raise BadParameterError("a painted map must hold finite scores in [0, 1]")
         m = m.expand(channels, *m.shape[1:])
@@ -158,12 +162,6 @@ class AMGANSession(PhotoSession):
     def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None) -> np.ndarray:
         """The full-resolution photo with every opened face edited and pasted back."""
         return self.paste(self.edit_crops(age, signs, painted_map))
-
-    def _face_number(self, face) -> int:
-        if isinstance(face, bool) or not isinstance(face, (int, np.integer)) or not 0 <= face < len(self.faces):
-            raise BadParameterError(f"face must be a number from 0 to {len(self.faces) - 1}, got {face!r}")
-        return int(face)
-
 
 class AMGANEditor(PhotoEditor):
     """Loads the EMA generator G; opens photos into sessions; runs G on whole crops (tiled when large)."""

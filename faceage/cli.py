@@ -79,6 +79,9 @@ def _inputs(path: Path, output: Path) -> list[Path]:
         raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
     if not output.absolute().parent.is_dir():
         raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
+    if output.suffix.lower() != ".png":
+        raise FaceAgeError(f"-o {output}: faceage writes PNG (lossless, its settings in the metadata): "
+                           "name the output .png")
     return [path]
 
 

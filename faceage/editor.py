@@ -80,7 +80,7 @@ class Session(PhotoSession):
 
     def edit_crop(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0) -> np.ndarray:
         """The edited aligned crop of face number ``face`` only (what age progressions are made of)."""
-        return to_uint8(self.editor._decode([self.faces[face]], age, sigma_m, sigma_g)[0][0])
+        return to_uint8(self.editor._decode([self.faces[self._face_number(face)]], age, sigma_m, sigma_g)[0][0])
 
     def edit(self, age, sigma_m=0.0, sigma_g=0.0) -> np.ndarray:
         """The full-resolution photo with every opened face aged to ``age`` and pasted back."""

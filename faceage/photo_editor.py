@@ -115,6 +115,12 @@ class PhotoSession:
                 out = paste_back(out, crop, face.aligned)
         return out
 
+    def _face_number(self, face) -> int:
+        """``face`` checked as the number of one of this session's faces (0 = the first opened)."""
+        if isinstance(face, bool) or not isinstance(face, (int, np.integer)) or not 0 <= face < len(self.faces):
+            raise BadParameterError(f"face must be a number from 0 to {len(self.faces) - 1}, got {face!r}")
+        return int(face)
+
 
 class PhotoEditor:
     """Opens photos into sessions: detection and alignment at ``resolution``, then ``prepare`` per face."""
@@ -145,8 +151,16 @@ class PhotoEditor:
             faces = [self.prepare(to_tensor(a.crop, self.device), a) for a in aligned]
         return self.session_type(self, img, faces)
 
-    def open_crop(self, crop: np.ndarray):
-        """A session on an already aligned crop (canonical frame, any size; resized to the model's)."""
+    def open_crop(self, crop):
+        """A session on an already aligned, square crop (canonical frame, any side; resized to the model's):
+        an array or anything :func:`faceage.io.load_image` reads."""
+        from faceage.io import load_image
+
+        crop = load_image(crop)
+        if crop.shape[0] != crop.shape[1]:
+            raise BadParameterError(f"an aligned crop must be square, got {crop.shape[1]}x{crop.shape[0]} pixels: "
+                                    "give a crop in the canonical frame (as `faceage amgan-map` or the app's "
+                                    "canvas shows), or open the photo itself")
         crop = resize_square(crop, self.resolution)
         with self._lock:
             return self.session_type(self, crop, [self.prepare(to_tensor(crop, self.device))])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bad_inputs import BAD_FILES
 from faceage.aging_map import map_to_image, sign_zone_masks
@@ -78,6 +79,9 @@ def test_painted_map_is_used(session):
     assert diff[40:, :].mean() < diff[5:20, 15:50].mean() / 4  # far from the stroke little changes
     big = np.kron(picture, np.ones((2, 2, 1), np.uint8))  # a square map of another size is resized
     assert as_map(big, 64).shape == (2, 64, 64)
+    gray = np.full((64, 64), 204, np.uint8)  # a gray picture sets every channel, as a file would
+    torch.testing.assert_close(as_map(gray, 64), torch.full((2, 64, 64), 0.8))
+    torch.testing.assert_close(as_map(gray[..., None], 64), as_map(gray, 64))
 
 
 def test_tiled_inference_matches_one_pass(amgan_weights, face_photo):
@@ -101,11 +105,23 @@ def test_tiled_inference_matches_one_pass(amgan_weights, face_photo):
     (dict(age=60, painted_map=np.zeros((64, 64))), "[C, H, W]"),
     (dict(age=60, painted_map=torch.full((2, 64, 64), 2.0)), "[0, 1]"),
     (dict(age=60, painted_map=[None, None]), "2 painted maps"),
+    (dict(age=60, painted_map=torch.zeros((1, 0, 0))), "empty"),
 ])
 def test_bad_controls_name_the_bad_one(session, kwargs, words):
     with pytest.raises(BadParameterError) as err:
         session.edit(**kwargs)
     assert words in str(err.value)
+
+
+def test_crops_must_be_square_and_faces_numbered(editor, session, face_photo, tmp_path):
+    with pytest.raises(BadParameterError, match="must be square"):
+        editor.open_crop(face_photo[:128, :100])
+    path = tmp_path / "crop.png"
+    Image.fromarray(face_photo[90:390, 170:470]).save(path)
+    assert editor.open_crop(path).faces[0].x.shape[-1] == 64  # a file read like any photo
+    for face in (-1, len(session.faces), True):
+        with pytest.raises(BadParameterError, match="face must be a number"):
+            session.aging_map(60, face=face)
 
 
 def test_resolution_is_checked(amgan_weights):

@@ -64,14 +64,16 @@ def test_signs_map_export_and_painted_map(amgan_weights, photo, face_photo, tmp_
     ((), 2, "--age"),
     (("--map", "absent.png"), 2, "absent.png"),
     (("--age", 60, "--weights-missing"), 3, "AMGAN weights not found"),
+    (("--age", 60, "--output-jpg"), 2, "name the output .png"),
 ])
 def test_errors_are_one_line_with_exit_codes(amgan_weights, photo, tmp_path, args, code, words):
     weights = tmp_path / "none.safetensors" if "--weights-missing" in args else amgan_weights
-    args = [a for a in args if a != "--weights-missing"]
-    run = faceage("--weights", weights, "amgan", photo, *args, "-o", tmp_path / "x.png")
+    out = tmp_path / ("x.jpg" if "--output-jpg" in args else "x.png")
+    args = [a for a in args if a not in ("--weights-missing", "--output-jpg")]
+    run = faceage("--weights", weights, "amgan", photo, *args, "-o", out)
     assert run.returncode == code, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr and "Traceback" not in run.stderr
-    assert not (tmp_path / "x.png").exists()
+    assert not out.exists()
 
 
 def test_folder_batch_with_a_bad_file(amgan_weights, photo, tmp_path):

@@ -39,6 +39,16 @@ def test_different_ages_give_different_faces(editor, face_photo):
     assert not np.array_equal(s.edit_crops(10)[0], s.edit_crops(80)[0])
 
 
+def test_edit_crop_checks_the_face_number(editor, face_photo):
+    from faceage.errors import BadParameterError
+
+    s = editor.open(face_photo)
+    assert s.edit_crop(40, face=0).shape == (64, 64, 3)
+    for face in (-1, 1):  # -1 would be the last face silently, 1 an IndexError
+        with pytest.raises(BadParameterError, match="face must be a number from 0 to 0"):
+            s.edit_crop(40, face=face)
+
+
 def test_no_face(editor):
     yy, xx = np.mgrid[0:200, 0:300]
     with pytest.raises(NoFaceError):
