@@ -22,7 +22,10 @@
 # GPU carries the shipped model on. AMGAN starts from scratch (the shipped CPU weights are a narrow net, 6,200
 # CPU steps at batch 8: assets/amgan_utkface128.md) with each face's own zone placement. A machine that went cold loses
 # runs/: carry the exports back (e.g. in packed/gpu/) and point INIT_W / INIT_A at them. EXTRA_W / EXTRA_A add
-# overrides.
+# overrides. The shipped AMGAN file's top-of-forehead line is drawn at G's own border and carries most of its
+# old-age edit (its card, "A context margin"): a run from scratch here with EXTRA_A="net.context=16" (G never
+# shows its borders; 2.2x G's cost a step) is the next thing to try. amgan.judge=achromatic was gamed on the CPU
+# by bright and dark stripe pairs (its card, "An achromatic judge"), so it stays off.
 # 2026-11-24 the three chunks also ran the narrow CPU net carried on (run gn); it lost (assets/cusp_utkface128.md).
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
