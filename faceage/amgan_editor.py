@@ -163,6 +163,7 @@ class AMGANSession(PhotoSession):
         """The full-resolution photo with every opened face edited and pasted back."""
         return self.paste(self.edit_crops(age, signs, painted_map))
 
+
 class AMGANEditor(PhotoEditor):
     """Loads the EMA generator G; opens photos into sessions; runs G on whole crops (tiled when large)."""
 

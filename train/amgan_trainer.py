@@ -180,6 +180,11 @@ class AMGANTrainConfig(AMGANTrainDefaults):
         if self.judge not in JUDGES:
             raise ValueError(f"amgan.judge must be one of {', '.join(JUDGES)}, got {self.judge!r}")
 
+    @property
+    def achromatic_judge(self) -> bool:
+        """Whether the sign and edit terms measure texture with the achromatic ridge energy (``judge``)."""
+        return self.judge == "achromatic"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -413,7 +418,7 @@ class AMGANTrainer:
         if self.calibration is None:
             raise ValueError("amgan.lambda_sign and amgan.lambda_edit need the sign labels' calibration: train "
                              "through train.train (it sets trainer.calibration from the data) or set it yourself")
-        return self.calibration.soft_cdf(masked_measures(images, b["Z_p"], self.t.judge == "achromatic"))
+        return self.calibration.soft_cdf(masked_measures(images, b["Z_p"], self.t.achromatic_judge))
 
     def discriminator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`discriminator_terms` in D's loss (the GP's is ``lambda_gp``)."""
