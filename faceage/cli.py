@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from faceage import cli_amgan
+from faceage.cli_paths import inputs, output_names, side_output
 from faceage.errors import FaceAgeError, MissingWeightsError
 from faceage.progression import DEFAULT_AGES
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,40 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
-    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder: one "
-                   "beside each strip, <name>.gif)")
+    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder of "
+                   "photos: a folder, one <name>.gif in it for each photo)")
     g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
-                   "folder: one beside each strip)")
+                   "folder of photos: a folder, one <name>.mp4 in it for each photo)")
     cli_amgan.add_commands(sub, common)
     return p
-
-
-def _inputs(path: Path, output: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FaceAgeError(f"no photos in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        if output.exists() and not output.is_dir():
-            raise FaceAgeError(f"-o {output} is a file: a folder of photos needs an output folder")
-        if output.resolve() == path.resolve():
-            raise FaceAgeError(f"-o {output} is the input folder: the results would replace the photos; "
-                               "choose another folder")
-        return files
-    if not path.exists():
-        raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
-    if not output.absolute().parent.is_dir():
-        raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
-    if output.suffix.lower() != ".png":
-        raise FaceAgeError(f"-o {output}: faceage writes PNG (lossless, its settings in the metadata): "
-                           "name the output .png")
-    return [path]
-
-
-def _output_names(files: list[Path]) -> list[str]:
-    """Each photo's result name in the output folder: ``<stem>.png``, or ``<stem>_<suffix>.png`` where
-    photos share a stem (a.jpg and a.png must not overwrite each other)."""
-    stems = [f.stem.lower() for f in files]
-    return [f"{f.stem}_{f.suffix[1:]}.png" if stems.count(f.stem.lower()) > 1 else f"{f.stem}.png" for f in files]
 
 
 def _problem(src: Path, e: Exception) -> str:
@@ -118,15 +89,9 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
                  edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, prog.shown_face(args.face),
                                source=src.name))
         if args.gif:
-            prog.save_gif(frames, _animation(args.gif, ".gif", args, dst))
-        if args.mp4 and prog.save_mp4(frames, _animation(args.mp4, ".mp4", args, dst)) is None:
+            prog.save_gif(frames, side_output(args, "gif", dst))
+        if args.mp4 and prog.save_mp4(frames, side_output(args, "mp4", dst)) is None:
             raise FaceAgeError(f"no MP4 encoder in this OpenCV: {args.mp4} not written (use --gif)")
-
-
-def _animation(path: Path, suffix: str, args, dst: Path) -> Path:
-    """Where a progression's GIF or MP4 goes: ``path`` for one photo; for a folder, beside each photo's
-    strip under its name (``aged/a.gif``), so that every photo keeps its own."""
-    return dst.with_suffix(suffix) if args.input.is_dir() else path
 
 
 def main(argv=None) -> int:
@@ -140,8 +105,8 @@ def main(argv=None) -> int:
         elif args.cmd != "mask":
             for age in args.ages if args.cmd == "progression" else [args.age]:
                 check_controls(age, args.sigma_m, args.sigma_g)
+        files = inputs(args)  # every path checked before the weights are loaded
         editor = cli_amgan.load_editor(args) if amgan else CUSPEditor.load(args.weights, device=args.device)
-        files = _inputs(args.input, args.output)
     except MissingWeightsError as e:
         print(f"faceage: {e}", file=sys.stderr)
         return 3
@@ -163,7 +128,7 @@ def main(argv=None) -> int:
         print(f"faceage: cannot make the output folder {args.output}: {e.strerror or e}", file=sys.stderr)
         return 2
     failed = 0
-    for f, name in zip(tqdm(files, desc=args.cmd), _output_names(files)):
+    for f, name in zip(tqdm(files, desc=args.cmd), output_names(files)):
         try:
             _run_one(editor, args, f, args.output / name)
         except (FaceAgeError, OSError) as e:

@@ -77,14 +77,6 @@ def check_args(args) -> None:
                            (" or --map" if args.cmd == "amgan" else ""))
     check_age(args.age)
     args.signs = check_signs(dict(args.sign))
-    sides = {"-o": args.output, "--save-map": getattr(args, "save_map", None),
-             "--save-attention": getattr(args, "save_attention", None)}
-    given = [(flag, p.resolve()) for flag, p in sides.items() if p is not None]
-    for i, (flag, p) in enumerate(given):
-        for other, q in given[i + 1:]:
-            if p == q:
-                raise FaceAgeError(f"{flag} and {other} name the same path ({p}): one would overwrite the "
-                                   "other; give each its own file or folder")
 
 
 def load_editor(args):
@@ -97,6 +89,7 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     """Edit (or export the map of) one photo ``src`` into ``dst``."""
     from faceage.aging_map import map_to_image
     from faceage.amgan_editor import as_map
+    from faceage.cli_paths import side_output
     from faceage.io import save_png
     from faceage.provenance import amgan_metadata
 
@@ -111,14 +104,7 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     if args.save_map:
         used = as_map(args.painted, editor.resolution) if args.painted is not None \
             else session.aging_map(args.age, args.signs)
-        save_png(map_to_image(used), _beside(args.save_map, args, dst), meta)
+        save_png(map_to_image(used), side_output(args, "save_map", dst), meta)
     if args.save_attention:
         gray = np.round(np.clip(attention[0], 0, 1) * 255).astype(np.uint8)
-        save_png(np.repeat(gray[..., None], 3, axis=2), _beside(args.save_attention, args, dst), meta)
-
-
-def _beside(base: Path, args, dst: Path) -> Path:
-    """Where a side output goes: ``base`` itself, or ``base/<dst name>`` when the input is a folder."""
-    to = base / dst.name if args.input.is_dir() else base
-    to.parent.mkdir(parents=True, exist_ok=True)
-    return to
+        save_png(np.repeat(gray[..., None], 3, axis=2), side_output(args, "save_attention", dst), meta)

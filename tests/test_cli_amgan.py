@@ -111,10 +111,15 @@ def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, phot
     before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
     (tmp_path / "file.png").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
-    for src, out, words in ((folder, folder, "is the input folder"), (folder, tmp_path / "file.png", "is a file"),
-                            (tmp_path / "empty", tmp_path / "out2", "no photos in")):
-        run = faceage(*w, src, "--age", 70, "-o", out)
+    for src, out, words, *side in (
+            (folder, folder, "is the input folder"), (folder, tmp_path / "file.png", "is a file"),
+            (tmp_path / "empty", tmp_path / "out2", "no photos in"),
+            (folder, tmp_path / "out2", "/in is the input folder", "--save-map", folder),
+            (folder, tmp_path / "out2", "-o and --save-map name the same path", "--save-map", tmp_path / "out2"),
+            (folder, tmp_path / "out2", "names a folder", "--save-attention", tmp_path / "att.png"),
+            (photo, tmp_path / "out2.png", "name the output .png", "--save-map", tmp_path / "map.jpg")):
+        run = faceage(*w, src, "--age", 70, "-o", out, *side)
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
-    assert not (tmp_path / "out2").exists()
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "att.png").exists()

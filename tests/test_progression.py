@@ -67,11 +67,16 @@ def test_cli_writes_the_settings_and_animations(tiny_weights, face_photo, tmp_pa
     assert Image.open(tmp_path / "s.gif").n_frames == 4
     assert strip.text["face"] == "0"  # all faces opened, the largest shown
 
-    folder = tmp_path / "in"  # a folder: each photo's strip and GIF under its own name
+    folder = tmp_path / "in"  # a folder: --gif names a folder, each photo's GIF in it under its own name
     folder.mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(face_photo).save(folder / name)
-    assert main([*w, "progression", str(folder), "--ages", "20", "60", "-o", str(tmp_path / "out"),
-                 "--gif", str(tmp_path / "ignored.gif")]) == 0
+    ages = ["--ages", "20", "60", "-o", str(tmp_path / "out")]
+    assert main([*w, "progression", str(folder), *ages, "--gif", str(tmp_path / "anims")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "anims").iterdir()) == ["a.gif", "b.gif"]
+    assert main([*w, "progression", str(folder), *ages, "--gif", str(tmp_path / "out")]) == 0  # beside the strips
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.gif", "a.png", "b.gif", "b.png"]
-    assert not (tmp_path / "ignored.gif").exists()
+    assert main([*w, "progression", str(folder), *ages, "--gif", str(tmp_path / "x.gif")]) == 2  # a file's name
+    assert main([*w, "progression", str(src), "--ages", "20", "-o", str(out), "--gif", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.gif").exists() and not (tmp_path / "x.png").exists()
