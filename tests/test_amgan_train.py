@@ -333,6 +333,25 @@ def test_colour_term_is_logged_and_only_weighs_in_when_asked():
     assert not torch.equal(after[0.0][0], after[50.0][0])
 
 
+def test_cycle_scales_zero_charges_pixels_only_and_the_trainer_uses_it():
+    """amgan.cycle_scales (ours): 0 drops the image-gradient terms of the cycle loss, which charge a
+    smoothed reconstruction (texture a young edit removed) far more than its pixel error."""
+    from faceage.models.amgan import cycle_loss
+    from train.amgan_trainer import AMGANTrainer
+
+    g = torch.Generator().manual_seed(0)
+    face = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.3
+    smooth = torch.nn.functional.avg_pool2d(face, 3, 1, 1, count_include_pad=False)
+    assert cycle_loss(smooth, face, 0) == pytest.approx((smooth - face).abs().mean().item())
+    assert cycle_loss(smooth, face, 3) > 3 * cycle_loss(smooth, face, 0)
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    age, signs = torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
+    cyc = {k: AMGANTrainer(_cfg(2, f"amgan.cycle_scales={k}"), torch.device("cpu")).train_step(x, age, signs)["G/cyc"]
+           for k in (0, 3)}
+    assert 0 < cyc[0] < cyc[3]  # the same first forward pass: the difference is the gradient terms
+
+
 def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     """amgan.augment_shift / augment_scale: each face and both its maps are moved by the same random
     similarity before the patches are cut; the X/Y location maps stay in the image frame."""

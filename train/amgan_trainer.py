@@ -166,6 +166,11 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # seed 0), mean A fell from 0.11 to 0.01 by step 400 (the fully generative regime), where its twin
     # without it rose to 0.28 by step 560 and 0.8 by step 900. 0: from the start
     shift_from: int = 0
+    # ours: the image-gradient scales of the cycle loss (amgan.cycle_loss: pixel L1 plus gradient L1 at this
+    # many scales). A young target asks G to smooth the skin, and the cycle back to the face's own age cannot
+    # restore texture it removed: the gradient terms charge that loss of texture on every scale, and the
+    # shipped file made no young edit at all. 0: pixel L1 only
+    cycle_scales: int = 3
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -387,7 +392,7 @@ class AMGANTrainer:
         other = None if outs[-1] is None else crop_context(c, *outs[-1])
         critic_f, loc_f, age_f = self.D(fake)
         terms = {"adv": amgan.generator_adv_loss(critic_f),
-                 "cyc": amgan.cycle_loss(cyc, I_p),
+                 "cyc": amgan.cycle_loss(cyc, I_p, t.cycle_scales),
                  "age": amgan.age_loss(age_f, At_p),
                  "loc": amgan.loc_loss(loc_f, b["xy"]),
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
