@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python train/bench/amgan_latency.py [--weights assets/amgan_utkface128.safetensors] [--threads 2]
 
-Issue #8 (c): the whole image in one fully convolutional pass, and the tiled path
+Issue #8 (c): the whole image in one fully convolutional pass (:func:`faceage.models.amgan.generate`, as
+the editor runs it: location maps made and G's context margin padded), and the tiled path
 (:func:`faceage.models.amgan.generate_tiled`, 256 px tiles, 64 px overlap) for images too large for
 memory. Each mode runs in its own child process so its peak RSS is its own (the target: within 4 GiB).
 The generator is the shipped one when its weights exist, else the default ``AMGANConfig`` with random
@@ -27,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate_tiled  # noqa: E402
+from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate, generate_tiled  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
 
@@ -47,15 +48,12 @@ def run_mode(mode: str, weights: Path, size: int, threads: int, repeats: int) ->
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=gen) * 2 - 1
     amap = torch.full((1, G.cfg.map_channels, size, size), 0.5)
-    from faceage.aging_map import location_maps
-
-    loc = location_maps(size, size)[None]
     times = []
     with torch.no_grad():
         for _ in range(repeats):
             t = time.perf_counter()
             if mode == "full":
-                G(image, amap, loc[:, :1], loc[:, 1:])
+                generate(G, image, amap)  # what the editor runs: location maps and G's context margin
             else:
                 generate_tiled(G, image, amap, tile=256, overlap=64)
             times.append(time.perf_counter() - t)
