@@ -352,6 +352,50 @@ def test_cycle_scales_zero_charges_pixels_only_and_the_trainer_uses_it():
     assert 0 < cyc[0] < cyc[3]  # the same first forward pass: the difference is the gradient terms
 
 
+def test_cusp_teacher_is_the_editors_edit_with_one_sigma(tiny_weights):
+    from faceage.data.ages import normalize_age
+    from faceage.editor import CUSPEditor
+    from train.amgan_teacher import CUSPTeacher
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    editor = CUSPEditor.load(tiny_weights, device="cpu")
+    want = torch.cat([editor._decode([editor.prepare(x[i:i + 1])], age, 3.0, 3.0)[0]
+                      for i, age in enumerate((15.0, 70.0))]).clamp(-1, 1)
+    got = CUSPTeacher(tiny_weights, 3.0, torch.device("cpu"), 64)(x, normalize_age(torch.tensor([15.0, 70.0])))
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="64-px CUSP network"):
+        CUSPTeacher(tiny_weights, 3.0, torch.device("cpu"), 128)
+
+
+def test_teacher_term_asks_age_only_maps_for_the_teachers_edit_and_training_follows_it(tiny_weights):
+    """amgan.lambda_teacher (ours, train.amgan_teacher): rows with an age-only target get the teacher's edit
+    of the face as a target, the others none; a few steps with the term bring G's edit towards it."""
+    from train.amgan_trainer import AMGANTrainer
+
+    def darker(x, a):  # a learnable stand-in for CUSP (the tiny random CUSP draws noise)
+        return (0.6 * x - 0.3 * a[:, None, None, None]).clamp(-1, 1)
+
+    teach = ("amgan.lambda_teacher=100", f"amgan.teacher={tiny_weights}", "amgan.cycle_scales=0")
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    age, signs = torch.tensor([20.0, 60.0, 30.0, 70.0]), torch.rand(4, len(SIGNS))
+    none = AMGANTrainer(_cfg(1, *teach, "amgan.uniform_prob=0"), torch.device("cpu"))
+    b = none.prepare(x, age, signs)
+    assert not b["T_w"].any() and torch.equal(b["T_p"], b["I_p"])
+    assert none.generator_terms(b)[0]["teacher"] == 0
+
+    tr = AMGANTrainer(_cfg(40, *teach, "amgan.uniform_prob=1"), torch.device("cpu"))
+    tr.teacher = darker
+    b = tr.prepare(x, age, signs)
+    assert b["T_w"].all() and (b["T_p"] - b["I_p"]).abs().mean() > 0.1
+    with torch.no_grad():
+        before = tr.generator_terms(b)[0]["teacher"].item()
+    for _ in range(40):
+        tr.train_step(x, age, signs)
+    with torch.no_grad():
+        after = tr.generator_terms(b)[0]["teacher"].item()
+    assert after < 0.7 * before, (before, after)
+
+
 def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     """amgan.augment_shift / augment_scale: each face and both its maps are moved by the same random
     similarity before the patches are cut; the X/Y location maps stay in the image frame."""

@@ -16,6 +16,8 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
               + l_tone |low-pass(G(I_p | A'_t,p) - fake)| in zone k (ours, off by default: texture, not tone)
               + l_shift |G(I_q | A_t,q) - fake| where the crop q, moved from p by a few pixels, overlaps p
                 (ours, off by default: the same pixel gets the same output whichever crop holds it)
+              + l_teacher L_Cyc(fake, CUSP(I | a_t)_p) on the rows whose target map is age-only (ours, off
+                by default: a trained CUSP network as teacher, :mod:`train.amgan_teacher`)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -62,6 +64,7 @@ from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_
                               patch_centres, sample_moves, sample_patches, sample_sign_edits, sample_targets,
                               shift_corners)
 from train.amgan_placement import PlacedMaps
+from train.amgan_teacher import CUSPTeacher
 from train.distributed import Dist
 
 log = logging.getLogger("faceage.train")
@@ -171,6 +174,14 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # restore texture it removed: the gradient terms charge that loss of texture on every scale, and the
     # shipped file made no young edit at all. 0: pixel L1 only
     cycle_scales: int = 3
+    # ours: weight of the teacher term (train.amgan_teacher): G's edit under an age-only target map must
+    # match a trained CUSP network's edit of the same face to that age (pixel + image-gradient L1 at
+    # ``cycle_scales`` scales, on the patch). Distillation: the critic alone did not teach G a young or a
+    # realistic old face on 2 CPU cores. ``teacher``: the CUSP weights ("" = the shipped file);
+    # ``teacher_sigma``: its skip blur, the same everywhere (sigma_m = sigma_g). 0: off, the paper's objective
+    lambda_teacher: float = 0.0
+    teacher: str = ""
+    teacher_sigma: float = 4.5
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -273,6 +284,8 @@ class AMGANTrainer:
         self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
         self.cover = cover_table(self.zones.cpu(), self.t.patch) if self.t.edit_covered else None
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
+        self.teacher = (CUSPTeacher(self.t.teacher or None, self.t.teacher_sigma, device, self.resolution)
+                        if self.t.lambda_teacher else None)
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
         self._identity_run = 0  # steps in a row with mean A above IDENTITY_A (_watch_identity)
@@ -322,7 +335,9 @@ class AMGANTrainer:
         with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and ``Z_valid`` (see ``lambda_sign``);
         with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and, with
         ``lambda_edit``, ``dU_e`` (its texture part's change); with ``lambda_shift``, ``I_q``, ``At_q``, ``L_q``
-        (G's window of the second crop) and ``offset_q`` (its corner minus the first's).
+        (G's window of the second crop) and ``offset_q`` (its corner minus the first's); with
+        ``lambda_teacher``, ``T_w`` (the rows whose target map is age-only) and ``T_p`` (CUSP's edit of those
+        faces to the target age, :mod:`train.amgan_teacher`; the face itself in the other rows).
         """
         P, S = self.t.patch, self.resolution
         a_t, s_t, corners, moves, s_e, corners_q = self._draw(len(x))
@@ -344,6 +359,11 @@ class AMGANTrainer:
         textured = bool(self._lam("sign") or self._lam("edit") or self._lam("tone"))
         if textured:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
+        if self.teacher is not None:  # CUSP's edit of the faces with an age-only target (train.amgan_teacher)
+            b_t = (s_t == a_t[:, None]).all(1).to(dev)
+            extra["T_p"] = x.float().clone()
+            if b_t.any():
+                extra["T_p"][b_t] = self.teacher(x.float()[b_t], a_t.to(dev)[b_t])
         if s_e is not None:
             G_in["Ae_g"] = A_e = make(a_t.to(dev), s_e.to(dev))
             extra["out_p"] = outside_edit(A_t, A_e, self.basis.blur_margin)
@@ -356,6 +376,8 @@ class AMGANTrainer:
         b = {k: crop_batch(v, corners, P + 2 * c) for k, v in G_in.items()}
         b.update(zip(("I_p", "As_p", "At_p"), crop_context(c, b["I_g"], b["As_g"], b["At_g"])),  # the patches
                  xy=patch_centres(corners, P, S).to(dev), **{k: crop_batch(v, corners, P) for k, v in extra.items()})
+        if self.teacher is not None:
+            b["T_w"] = b_t
         if corners_q is not None:  # the second crop of lambda_shift
             b.update({q: crop_batch(G_in[g], corners_q, P + 2 * c) for q, g in
                       (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))}, offset_q=corners_q - corners)
@@ -378,7 +400,7 @@ class AMGANTrainer:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
         return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                "colour": t.lambda_colour, **{k: self._lam(k) for k in DELAYED_TERMS}}
+                "colour": t.lambda_colour, "teacher": t.lambda_teacher, **{k: self._lam(k) for k in DELAYED_TERMS}}
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -398,6 +420,8 @@ class AMGANTrainer:
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
+                 "teacher": (amgan.cycle_loss(fake[b["T_w"]], b["T_p"][b["T_w"]], t.cycle_scales)
+                             if "T_w" in b and b["T_w"].any() else fake.new_zeros(())),
                  "local": (fake.new_zeros(()) if edited is None
                            else amgan.zone_leak_loss(edited, fake, b["out_p"])),
                  "shift": (fake.new_zeros(()) if other is None
@@ -472,7 +496,7 @@ class AMGANTrainer:
         return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
                 "G/loc": g["loc"].item(), "G/colour": g["colour"].item(), "G/local": g["local"].item(),
                 "G/shift": g["shift"].item(), "G/sign": g["sign"].item(), "G/edit": g["edit"].item(),
-                "G/tone": g["tone"].item(),
+                "G/tone": g["tone"].item(), "G/teacher": g["teacher"].item(),
                 "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
                 "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
                 "lr_scale": lr_f}
