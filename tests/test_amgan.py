@@ -364,6 +364,11 @@ def test_losses_are_sane():
     assert age_loss(torch.nn.functional.adaptive_avg_pool2d(m, AGE_GRID), m) < 1e-12
     assert loc_loss(torch.zeros(2, 2), torch.ones(2, 2)) == 1
     assert cycle_loss(real, real) == 0 and cycle_loss(fake, real) > 0
+    w = torch.ones(2, 1, 32, 32)
+    assert torch.allclose(cycle_loss(fake, real, weight=w), cycle_loss(fake, real))
+    w[..., 16:] = 0  # a weight map: differences where it is 0 are not charged
+    half = torch.cat([real[..., :16], fake[..., 16:]], -1)
+    assert cycle_loss(half, real, weight=w) == 0 and cycle_loss(half, real) > 0
     assert attention_loss(torch.ones(1, 1, 8, 8)) == pytest.approx(0.1)
     assert attention_loss(torch.zeros(1, 1, 8, 8)) == 0
 

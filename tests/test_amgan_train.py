@@ -361,7 +361,7 @@ def test_cusp_teacher_is_the_editors_edit_with_one_sigma(tiny_weights):
     editor = CUSPEditor.load(tiny_weights, device="cpu")
     want = torch.cat([editor._decode([editor.prepare(x[i:i + 1])], age, 3.0, 3.0)[0]
                       for i, age in enumerate((15.0, 70.0))]).clamp(-1, 1)
-    got = CUSPTeacher(tiny_weights, 3.0, torch.device("cpu"), 64)(x, normalize_age(torch.tensor([15.0, 70.0])))
+    got = CUSPTeacher(tiny_weights, 3.0, torch.device("cpu"), 64)(x, normalize_age(torch.tensor([15.0, 70.0])))[0]
     assert torch.allclose(got, want, atol=1e-5)
     with pytest.raises(ValueError, match="64-px CUSP network"):
         CUSPTeacher(tiny_weights, 3.0, torch.device("cpu"), 128)
@@ -372,8 +372,8 @@ def test_teacher_term_asks_age_only_maps_for_the_teachers_edit_and_training_foll
     of the face as a target, the others none; a few steps with the term bring G's edit towards it."""
     from train.amgan_trainer import AMGANTrainer
 
-    def darker(x, a):  # a learnable stand-in for CUSP (the tiny random CUSP draws noise)
-        return (0.6 * x - 0.3 * a[:, None, None, None]).clamp(-1, 1)
+    def darker(x, *ages):  # a learnable stand-in for CUSP (the tiny random CUSP draws noise)
+        return [(0.6 * x - 0.3 * a[:, None, None, None]).clamp(-1, 1) for a in ages]
 
     teach = ("amgan.lambda_teacher=100", f"amgan.teacher={tiny_weights}", "amgan.cycle_scales=0")
     x = torch.rand(4, 3, 64, 64) * 2 - 1
@@ -394,6 +394,21 @@ def test_teacher_term_asks_age_only_maps_for_the_teachers_edit_and_training_foll
     with torch.no_grad():
         after = tr.generator_terms(b)[0]["teacher"].item()
     assert after < 0.7 * before, (before, after)
+
+    # teacher_signs: per-sign maps get CUSP's edit to 100 s_k in zone k and to a_t outside every zone's margin
+    tr = AMGANTrainer(_cfg(1, *teach, "amgan.uniform_prob=0", "amgan.teacher_signs=true"), torch.device("cpu"))
+    tr.teacher = darker
+    a_t, s_t, k = torch.tensor([0.2, 0.7]), torch.tensor([[0.9] * len(SIGNS), [0.1] * len(SIGNS)]), torch.tensor([0, 5])
+    target, weight = tr._teacher_targets(x[:2], a_t, s_t, k)
+    zones, anywhere = tr.zones, tr.zones.amax(0)
+    for i in range(2):
+        zone = zones[k[i]] > 0
+        other = (anywhere > 0) & ~zone
+        assert (weight[i, 0][zone] == 1).all() and (weight[i, 0][other] == 0).all()
+        assert torch.allclose(target[i][:, zone], darker(x[i:i + 1], s_t[i:i + 1, k[i]])[0][0][:, zone])
+        outside = weight[i, 0].bool() & ~zone
+        assert outside.sum() > 0.2 * outside.numel() and not (outside & (anywhere > 0)).any()
+        assert torch.allclose(target[i][:, outside], darker(x[i:i + 1], a_t[i:i + 1])[0][0][:, outside])
 
 
 def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():

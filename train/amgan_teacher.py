@@ -7,7 +7,9 @@ face under an **age-only** map (every sign = the target age a_t, Sec. 5.4; ``uni
 targets) to match CUSP's edit of the same face to a_t, pixel and image-gradient L1 on the patch
 (:func:`faceage.models.amgan.cycle_loss` as a distance). This is distillation of one image-to-image
 model into another (as StyleGAN2 edits were distilled into pix2pixHD by Viazovetskyi et al., ECCV 2020):
-the uniform age edit becomes CUSP's, and maps with per-sign scores are judged only by AMGAN's own terms.
+the uniform age edit becomes CUSP's. With ``teacher_signs`` the other maps get a regional target too: in
+one random sign zone k, CUSP's edit to the age 100 s_k (a zone scored s looks as it would at that age),
+outside every zone (beyond a margin) CUSP's edit to a_t; the other zones and the margins are not charged.
 
 CUSP's skip connection is blurred with one sigma everywhere (``teacher_sigma``, sigma_m = sigma_g,
 Eq. 2), so its mask (guided backpropagation through the classifier) is not needed. The teacher runs on
@@ -25,7 +27,7 @@ from faceage.data.ages import denormalize_age
 
 
 class CUSPTeacher:
-    """``teacher(x, a)`` -> CUSP's edit of faces ``x`` [N, 3, S, S] in [-1, 1] to normalised ages ``a`` [N]."""
+    """``teacher(x, a[, a2 ...])`` -> CUSP's edits of faces ``x`` [N, 3, S, S] in [-1, 1] to normalised ages."""
 
     def __init__(self, weights: str | Path, sigma: float, device: torch.device, resolution: int):
         from faceage.editor import CUSPEditor
@@ -39,8 +41,9 @@ class CUSPTeacher:
         self.sigma = check_sigma("amgan.teacher_sigma", sigma)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, *ages: torch.Tensor) -> list[torch.Tensor]:
+        """CUSP's edits of ``x`` to each of ``ages`` (normalised, [N] each), sharing one encoding."""
         c, f_c, s = self.T.encode(x)
         everywhere = torch.ones(len(x), 1, *x.shape[-2:], device=x.device)
         skip = blur_skip(f_c, everywhere, self.sigma, self.sigma)
-        return self.T.decode(c, skip, s, denormalize_age(a.float())).clamp(-1.0, 1.0)
+        return [self.T.decode(c, skip, s, denormalize_age(a.float())).clamp(-1.0, 1.0) for a in ages]

@@ -182,6 +182,10 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     lambda_teacher: float = 0.0
     teacher: str = ""
     teacher_sigma: float = 4.5
+    # ours: the teacher term on per-sign maps too: in one random zone k CUSP's edit to the age 100 s_k,
+    # outside every zone (beyond the map blur's margin) its edit to a_t (train.amgan_teacher). False: age-only
+    # maps only
+    teacher_signs: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "AMGANTrainConfig":
@@ -224,6 +228,7 @@ class Draw(NamedTuple):
     moves: torch.Tensor | None  # augment moves, or None
     s_e: torch.Tensor | None  # the edit pair's scores (one sign moved), or None
     corners_q: torch.Tensor | None  # lambda_shift's second crops' corners, or None
+    k_t: torch.Tensor | None  # the teacher's zone of each per-sign map (teacher_signs), or None
 
 
 class CycleStep(torch.nn.Module):
@@ -320,7 +325,11 @@ class AMGANTrainer:
         if self._lam("shift"):
             corners_q = self.dist.local(shift_corners(self.rng, corners, self.resolution, self.t.patch,
                                                       self.t.shift_max))
-        return Draw(self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e, corners_q)
+        k_t = None
+        if self.teacher is not None and self.t.teacher_signs:
+            k_t = self.dist.local(torch.randint(0, s_t.shape[1], (n,), generator=self.rng))
+        return Draw(self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), moves, s_e, corners_q,
+                    k_t)
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
@@ -336,11 +345,11 @@ class AMGANTrainer:
         with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``, ``k_e`` (the edited sign) and, with
         ``lambda_edit``, ``dU_e`` (its texture part's change); with ``lambda_shift``, ``I_q``, ``At_q``, ``L_q``
         (G's window of the second crop) and ``offset_q`` (its corner minus the first's); with
-        ``lambda_teacher``, ``T_w`` (the rows whose target map is age-only) and ``T_p`` (CUSP's edit of those
-        faces to the target age, :mod:`train.amgan_teacher`; the face itself in the other rows).
+        ``lambda_teacher``, ``T_p`` and ``T_w``, the patches of the teacher's targets and their pixel weights
+        (:meth:`_teacher_targets`).
         """
         P, S = self.t.patch, self.resolution
-        a_t, s_t, corners, moves, s_e, corners_q = self._draw(len(x))
+        a_t, s_t, corners, moves, s_e, corners_q, k_t = self._draw(len(x))
         dev = self.device
         x, age, signs = x.to(dev), age.to(dev), signs.to(dev).float()
         if theta is None:
@@ -359,11 +368,8 @@ class AMGANTrainer:
         textured = bool(self._lam("sign") or self._lam("edit") or self._lam("tone"))
         if textured:
             extra["Z_p"] = self.zones[None].expand(len(x), -1, -1, -1)
-        if self.teacher is not None:  # CUSP's edit of the faces with an age-only target (train.amgan_teacher)
-            b_t = (s_t == a_t[:, None]).all(1).to(dev)
-            extra["T_p"] = x.float().clone()
-            if b_t.any():
-                extra["T_p"][b_t] = self.teacher(x.float()[b_t], a_t.to(dev)[b_t])
+        if self.teacher is not None:  # CUSP's edits as targets (train.amgan_teacher)
+            extra["T_p"], extra["T_w"] = self._teacher_targets(x.float(), a_t.to(dev), s_t.to(dev), k_t)
         if s_e is not None:
             G_in["Ae_g"] = A_e = make(a_t.to(dev), s_e.to(dev))
             extra["out_p"] = outside_edit(A_t, A_e, self.basis.blur_margin)
@@ -376,8 +382,6 @@ class AMGANTrainer:
         b = {k: crop_batch(v, corners, P + 2 * c) for k, v in G_in.items()}
         b.update(zip(("I_p", "As_p", "At_p"), crop_context(c, b["I_g"], b["As_g"], b["At_g"])),  # the patches
                  xy=patch_centres(corners, P, S).to(dev), **{k: crop_batch(v, corners, P) for k, v in extra.items()})
-        if self.teacher is not None:
-            b["T_w"] = b_t
         if corners_q is not None:  # the second crop of lambda_shift
             b.update({q: crop_batch(G_in[g], corners_q, P + 2 * c) for q, g in
                       (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))}, offset_q=corners_q - corners)
@@ -395,6 +399,28 @@ class AMGANTrainer:
             if self._lam("edit"):
                 b["dU_e"] = (texture_part(s_e) - texture_part(s_t)).gather(1, k[:, None])[:, 0]
         return b
+
+    def _teacher_targets(self, x, a_t, s_t, k_t) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher term's target images [N, 3, S, S] and pixel weights [N, 1, S, S] for full faces:
+        CUSP's edit to a_t with weight 1 where the target map is age-only; with ``teacher_signs``, on the
+        other maps its edit to 100 s_k in zone k and to a_t outside every zone's margin, 0 elsewhere."""
+        target, weight = x.clone(), torch.zeros_like(x[:, :1])
+        uniform = (s_t == a_t[:, None]).all(1)
+        if uniform.any():
+            target[uniform] = self.teacher(x[uniform], a_t[uniform])[0]
+            weight[uniform] = 1.0
+        signed = ~uniform if k_t is not None else torch.zeros_like(uniform)
+        if signed.any():
+            k = k_t.to(x.device)[signed]
+            rows = torch.arange(len(x), device=x.device)[signed]
+            outside_age, zone_age = self.teacher(x[signed], a_t[signed], s_t[rows, k])
+            zone = self.zones[k][:, None]  # [n, 1, S, S]
+            m = self.basis.blur_margin
+            near = torch.nn.functional.max_pool2d(self.zones.amax(0)[None, None], 2 * m + 1, stride=1, padding=m)
+            outside = (1.0 - near).expand_as(zone)
+            target[signed] = zone * zone_age + (1.0 - zone) * outside_age
+            weight[signed] = torch.maximum(zone, outside)
+        return target, weight
 
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
@@ -420,8 +446,8 @@ class AMGANTrainer:
                  "att": (amgan.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
-                 "teacher": (amgan.cycle_loss(fake[b["T_w"]], b["T_p"][b["T_w"]], t.cycle_scales)
-                             if "T_w" in b and b["T_w"].any() else fake.new_zeros(())),
+                 "teacher": (amgan.cycle_loss(fake, b["T_p"], t.cycle_scales, b["T_w"])
+                             if "T_w" in b else fake.new_zeros(())),
                  "local": (fake.new_zeros(()) if edited is None
                            else amgan.zone_leak_loss(edited, fake, b["out_p"])),
                  "shift": (fake.new_zeros(()) if other is None

@@ -375,24 +375,37 @@ def loc_loss(pred_xy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred_xy, xy)
 
 
-def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _grad_l1(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between the horizontal and between the vertical image gradients of ``a`` and ``b``; with ``w``
+    [N, 1, H, W], each gradient weighted by the smaller weight of its two pixels."""
     def grads(x):
         return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
     (ax, ay), (bx, by) = grads(a), grads(b)
-    return (ax - bx).abs().mean() + (ay - by).abs().mean()
+    if w is None:
+        return (ax - bx).abs().mean() + (ay - by).abs().mean()
+    wx, wy = torch.minimum(w[..., :, 1:], w[..., :, :-1]), torch.minimum(w[..., 1:, :], w[..., :-1, :])
+    return masked_mean((ax - bx).abs(), wx) + masked_mean((ay - by).abs(), wy)
 
 
-def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor, scales: int = 3) -> torch.Tensor:
-    """L_Cyc substitute for the paper's perceptual loss: pixel L1 + gradient L1 at ``scales`` scales."""
-    loss = (reconstructed - original).abs().mean()
-    a, b = reconstructed, original
+def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor, scales: int = 3,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """L_Cyc substitute for the paper's perceptual loss: pixel L1 + gradient L1 at ``scales`` scales.
+
+    ``weight`` [N, 1, H, W] in [0, 1] (ours, for the teacher term's regions): each pixel's share in the
+    means, average-pooled with the images at coarser scales; None: every pixel counts the same."""
+    if weight is None:
+        loss = (reconstructed - original).abs().mean()
+    else:
+        loss = masked_mean((reconstructed - original).abs(), weight)
+    a, b, w = reconstructed, original, weight
     for i in range(scales):
         if i:
             if min(a.shape[-2:]) < 4:
                 break
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
-        loss = loss + _grad_l1(a, b)
+            w = None if w is None else F.avg_pool2d(w, 2)
+        loss = loss + _grad_l1(a, b, w)
     return loss
 
 
