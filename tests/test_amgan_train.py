@@ -393,7 +393,7 @@ def test_teacher_term_asks_age_only_maps_for_the_teachers_edit_and_training_foll
         tr.train_step(x, age, signs)
     with torch.no_grad():
         after = tr.generator_terms(b)[0]["teacher"].item()
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.9 * before, (before, after)  # without the term: 0.503 -> 0.500 (0.412 with it)
 
     # teacher_signs: per-sign maps get CUSP's edit to 100 s_k in zone k and to a_t outside every zone's margin
     tr = AMGANTrainer(_cfg(1, *teach, "amgan.uniform_prob=0", "amgan.teacher_signs=true"), torch.device("cpu"))

@@ -16,8 +16,9 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
               + l_tone |low-pass(G(I_p | A'_t,p) - fake)| in zone k (ours, off by default: texture, not tone)
               + l_shift |G(I_q | A_t,q) - fake| where the crop q, moved from p by a few pixels, overlaps p
                 (ours, off by default: the same pixel gets the same output whichever crop holds it)
-              + l_teacher L_Cyc(fake, CUSP(I | a_t)_p) on the rows whose target map is age-only (ours, off
-                by default: a trained CUSP network as teacher, :mod:`train.amgan_teacher`)
+              + l_teacher (L_Cyc(fake, T_p) + L_Cyc(C, T_p)), T_p CUSP's edit of the face to the target map's
+                age, weighted per pixel (ours, off by default: a trained CUSP network as teacher,
+                :mod:`train.amgan_teacher`)
     D loss  = D(fake) - D(real) + l_gp GP + l_age_d |D_Age(real) - A_s,p|^2 + l_loc_d |D_Loc(real) - xy|^2
     (l_age_d = l_age and l_loc_d = l_loc, the paper's single weights, unless ``lambda_age_d`` / ``lambda_loc_d`` are set)
 G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, lr_D = 2e-4, both decayed
@@ -178,7 +179,10 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # match a trained CUSP network's edit of the same face to that age (pixel + image-gradient L1 at
     # ``cycle_scales`` scales, on the patch). Distillation: the critic alone did not teach G a young or a
     # realistic old face on 2 CPU cores. ``teacher``: the CUSP weights ("" = the shipped file);
-    # ``teacher_sigma``: its skip blur, the same everywhere (sigma_m = sigma_g). 0: off, the paper's objective
+    # ``teacher_sigma``: its skip blur, the same everywhere (sigma_m = sigma_g). The term charges the
+    # composite A I + (1 - A) C and the colour head C alone: where A is near 1 (the shipped file: 0.98) C gets
+    # almost no gradient from the composite, and a run charging the composite only sent A to 1.000 within
+    # 20 steps (the identity). 0: off, the paper's objective
     lambda_teacher: float = 0.0
     teacher: str = ""
     teacher_sigma: float = 4.5
@@ -447,6 +451,7 @@ class AMGANTrainer:
                          + amgan.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
                  "colour": amgan.colour_shift_loss(colour_fake, I_p),
                  "teacher": (amgan.cycle_loss(fake, b["T_p"], t.cycle_scales, b["T_w"])
+                             + amgan.cycle_loss(colour_fake, b["T_p"], t.cycle_scales, b["T_w"])
                              if "T_w" in b else fake.new_zeros(())),
                  "local": (fake.new_zeros(()) if edited is None
                            else amgan.zone_leak_loss(edited, fake, b["out_p"])),
