@@ -27,7 +27,6 @@ Writes ``<out>/results.json`` (every figure), ``<out>/report.md`` and PNG plots.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
