@@ -205,6 +205,24 @@ def test_shapes_and_attention_one_keeps_the_input():
         G(img[..., :30, :30], am[..., :30, :30], xm[..., :30, :30], ym[..., :30, :30])
 
 
+def test_residual_colour_starts_as_the_identity_and_learns_a_change():
+    """AMGANConfig.residual_colour (ours): C = clamp(image + tanh(z)) with z's conv zero-initialised, so a new
+    G returns its input whatever A is; one gradient step on a target moves C off the input."""
+    torch.manual_seed(0)
+    G = AMGANGenerator(AMGANConfig(**TINY, residual_colour=True))
+    img, am, xm, ym = _inputs(2, 32)
+    out, a, c = G(img, am, xm, ym)
+    assert torch.equal(c, img) and torch.allclose(out, img, atol=1e-6) and (a < 1).all()
+    loss = (G(img, am, xm, ym)[0] - (img * 0.5)).abs().mean()
+    loss.backward()
+    with torch.no_grad():
+        for p in G.parameters():
+            p -= 0.01 * p.grad.sign()
+    c2 = G(img, am, xm, ym)[2]
+    assert (c2 - img).abs().mean() > 1e-3
+    assert not AMGANConfig().residual_colour  # the paper's C by default
+
+
 def test_full_image_output_cropped_equals_the_patch_output():
     """Positional norm makes G translation-equivariant: exact away from the receptive-field margin."""
     h, top, left, size, margin = 128, 16, 32, 80, 28  # offsets are multiples of 2**n_down

@@ -88,6 +88,11 @@ class AMGANConfig:
     # 128-px runs of the sixth to eighth sessions a line along the top of the forehead, and D read them
     # as age). Must make the padded side a multiple of 2**n_down. 0: the paper's plain pass
     context: int = 0
+    # ours: the colour head predicts a change over the input, C = clamp(image + tanh(z), -1, 1), its last
+    # conv zero-initialised so that C starts as the input and G as the identity whatever A is. The paper's
+    # C (GANimation's) is a whole new image: on 2 CPU cores it was still a blurred face after 400 steps, so
+    # A stayed near 1 and G changed nothing. False: the paper's C = tanh(z)
+    residual_colour: bool = False
 
     def __post_init__(self):
         if self.norm not in ("positional", "instance"):
@@ -266,6 +271,9 @@ class AMGANGenerator(nn.Module):
         self.up = nn.ModuleList(SPADEResBlock(ch[i + 1], ch[i], cfg) for i in reversed(range(cfg.n_down)))
         self.color_head = nn.Conv2d(ch[0], 3, 7, padding=3)
         self.attention_head = nn.Conv2d(ch[0], 1, 7, padding=3)
+        if cfg.residual_colour:  # C starts as the input (AMGANConfig.residual_colour)
+            nn.init.zeros_(self.color_head.weight)
+            nn.init.zeros_(self.color_head.bias)
 
     def forward(self, image, aging_map, x_map, y_map):
         n, _, h, w = image.shape
@@ -286,6 +294,8 @@ class AMGANGenerator(nn.Module):
             feat = block(F.interpolate(feat, scale_factor=2, mode="nearest"), cond)
         feat = F.leaky_relu(feat, 0.2)
         color = torch.tanh(self.color_head(feat))
+        if self.cfg.residual_colour:
+            color = (image + color).clamp(-1.0, 1.0)
         attention = torch.sigmoid(self.attention_head(feat))
         out = attention * image + (1 - attention) * color
         return out, attention, color
