@@ -26,6 +26,11 @@
 # old-age edit (its card, "A context margin"): a run from scratch here with EXTRA_A="net.context=16" (G never
 # shows its borders; 2.2x G's cost a step) is the next thing to try. amgan.judge=achromatic was gamed on the CPU
 # by bright and dark stripe pairs (its card, "An achromatic judge"), so it stays off.
+# 2026-11-25 (eleventh session): a CUSP teacher for AMGAN (train/amgan_teacher.py; its card, "A CUSP teacher"):
+# EXTRA_A="amgan.lambda_teacher=30 amgan.teacher_signs=true net.residual_colour=true" makes G's uniform-age edit
+# match the shipped CUSP's and each zone's look match CUSP's at the sign's age; the CUSP file travels in assets/.
+# On 2 CPU cores 1,300 steps from scratch (10,000 patches) removed every line but did not age faces yet (the
+# card); AMGAN's GPU throughput has not been measured (the bench line above does it).
 # 2026-11-24 the three chunks also ran the narrow CPU net carried on (run gn); it lost (assets/cusp_utkface128.md).
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
