@@ -295,6 +295,9 @@ class AMGANTrainer:
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.teacher = (CUSPTeacher(self.t.teacher or None, self.t.teacher_sigma, device, self.resolution)
                         if self.t.lambda_teacher else None)
+        m = self.basis.blur_margin  # teacher_signs: 1 beyond every zone and its blur margin
+        self.beyond_zones = 1.0 - torch.nn.functional.max_pool2d(self.zones.amax(0)[None, None], 2 * m + 1,
+                                                                 stride=1, padding=m)[0]
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
         self._identity_run = 0  # steps in a row with mean A above IDENTITY_A (_watch_identity)
@@ -407,7 +410,8 @@ class AMGANTrainer:
     def _teacher_targets(self, x, a_t, s_t, k_t) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher term's target images [N, 3, S, S] and pixel weights [N, 1, S, S] for full faces:
         CUSP's edit to a_t with weight 1 where the target map is age-only; with ``teacher_signs``, on the
-        other maps its edit to 100 s_k in zone k and to a_t outside every zone's margin, 0 elsewhere."""
+        other maps its edit to 100 s_k in zone k and to a_t outside every zone's margin, 0 elsewhere. The zones
+        are the template's, as for the sign terms (UTKFace crops are aligned), also with ``face_placement``."""
         target, weight = x.clone(), torch.zeros_like(x[:, :1])
         uniform = (s_t == a_t[:, None]).all(1)
         if uniform.any():
@@ -419,9 +423,7 @@ class AMGANTrainer:
             rows = torch.arange(len(x), device=x.device)[signed]
             outside_age, zone_age = self.teacher(x[signed], a_t[signed], s_t[rows, k])
             zone = self.zones[k][:, None]  # [n, 1, S, S]
-            m = self.basis.blur_margin
-            near = torch.nn.functional.max_pool2d(self.zones.amax(0)[None, None], 2 * m + 1, stride=1, padding=m)
-            outside = (1.0 - near).expand_as(zone)
+            outside = self.beyond_zones.expand_as(zone)
             target[signed] = zone * zone_age + (1.0 - zone) * outside_age
             weight[signed] = torch.maximum(zone, outside)
         return target, weight
