@@ -50,6 +50,8 @@ def inputs(args) -> list[Path]:
     if not output.absolute().parent.is_dir():
         raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
     for flag, suffix, p in [("-o", ".png", output)] + sides:
+        if p.resolve() == path.resolve():
+            raise FaceAgeError(f"{flag} {p} is the input photo: the result would replace it; choose another name")
         if p.suffix.lower() != suffix:
             kind = "PNG (lossless, its settings in the metadata)" if suffix == ".png" else suffix[1:].upper()
             raise FaceAgeError(f"{flag} {p}: faceage writes {kind} there: name the output {suffix}")

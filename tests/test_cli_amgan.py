@@ -109,6 +109,7 @@ def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, phot
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.png", "a_png.png"]
 
     before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    photo_before = photo.stat().st_mtime_ns
     (tmp_path / "file.png").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     for src, out, words, *side in (
@@ -117,9 +118,11 @@ def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, phot
             (folder, tmp_path / "out2", "/in is the input folder", "--save-map", folder),
             (folder, tmp_path / "out2", "-o and --save-map name the same path", "--save-map", tmp_path / "out2"),
             (folder, tmp_path / "out2", "names a folder", "--save-attention", tmp_path / "att.png"),
-            (photo, tmp_path / "out2.png", "name the output .png", "--save-map", tmp_path / "map.jpg")):
+            (photo, tmp_path / "out2.png", "name the output .png", "--save-map", tmp_path / "map.jpg"),
+            (photo, photo, "is the input photo")):
         run = faceage(*w, src, "--age", 70, "-o", out, *side)
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+    assert photo.stat().st_mtime_ns == photo_before
     assert not (tmp_path / "out2").exists() and not (tmp_path / "att.png").exists()
