@@ -29,13 +29,14 @@ def _sides(args) -> list[tuple[str, str, Path]]:
 def inputs(args) -> list[Path]:
     """The photos of ``args.input`` (one file, or a folder's photos sorted by name), after checking that
     ``-o`` and every side output can be written without replacing anything they should not."""
-    path, output, sides = args.input, args.output, _sides(args)
-    _no_shared_paths([("-o", ".png", output)] + sides, path.is_dir())
+    path, output = args.input, args.output
+    outputs = [("-o", ".png", output)] + _sides(args)  # (flag, suffix written, path)
+    _no_shared_paths(outputs, path.is_dir())
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise FaceAgeError(f"no photos in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        for flag, suffix, p in [("-o", ".png", output)] + sides:
+        for flag, suffix, p in outputs:
             if p.exists() and not p.is_dir():
                 raise FaceAgeError(f"{flag} {p} is a file: a folder of photos needs a folder for {flag}")
             if p.resolve() == path.resolve():
@@ -49,7 +50,7 @@ def inputs(args) -> list[Path]:
         raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
     if not output.absolute().parent.is_dir():
         raise FaceAgeError(f"the folder of -o {output} does not exist: create it first or choose another path")
-    for flag, suffix, p in [("-o", ".png", output)] + sides:
+    for flag, suffix, p in outputs:
         if p.resolve() == path.resolve():
             raise FaceAgeError(f"{flag} {p} is the input photo: the result would replace it; choose another name")
         if p.suffix.lower() != suffix:

@@ -17,6 +17,7 @@ forces the CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,6 +88,21 @@ class Session(PhotoSession):
         return self.paste(self.edit_crops(age, sigma_m, sigma_g))
 
 
+def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path, dict]:
+    """The aging network T in ``weights`` (default: the shipped assets/ file), on the CPU, with the file's
+    path and manifest; :class:`CheckpointError` if it is not CUSP weights."""
+    path = weights_path(weights, DEFAULT_WEIGHTS, "CUSP", (
+        "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
+        "and export with `python -m train.export`."))
+    tensors, manifest = load_checkpoint(path)
+    if not isinstance(manifest.get("net"), dict):
+        raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
+                              f"{manifest.get('kind', 'unknown')}): not CUSP weights")
+    T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
+    load_weights_into(T, tensors, path, "CUSP")
+    return T, path, manifest
+
+
 class CUSPEditor(PhotoEditor):
     """Loads the shipped CUSP weights and the classifier C; opens photos into cached sessions."""
 
@@ -104,15 +120,7 @@ class CUSPEditor(PhotoEditor):
         """Load the EMA aging network from ``weights`` (default: the shipped assets/ file)."""
         from faceage.models.age_classifier import AgeClassifier
 
-        path = weights_path(weights, DEFAULT_WEIGHTS, "CUSP", (
-            "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
-            "and export with `python -m train.export`."))
-        tensors, manifest = load_checkpoint(path)
-        if not isinstance(manifest.get("net"), dict):
-            raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
-                                  f"{manifest.get('kind', 'unknown')}): not CUSP weights")
-        T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
-        load_weights_into(T, tensors, path, "CUSP")
+        T, path, manifest = load_network(weights)
         dev = pick_device(device)
         return cls(T, AgeClassifier.load(), dev, weights_info(path, manifest))
 

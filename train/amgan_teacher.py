@@ -30,9 +30,9 @@ class CUSPTeacher:
     """``teacher(x, a[, a2 ...])`` -> CUSP's edits of faces ``x`` [N, 3, S, S] in [-1, 1] to normalised ages."""
 
     def __init__(self, weights: str | Path, sigma: float, device: torch.device, resolution: int):
-        from faceage.editor import CUSPEditor
+        from faceage.editor import load_network
 
-        self.T = CUSPEditor.load(weights, device=str(device)).T.eval()
+        self.T = load_network(weights)[0].to(device).eval()  # the network alone: no classifier, no mask
         for p in self.T.parameters():
             p.requires_grad_(False)
         if self.T.cfg.resolution != resolution:

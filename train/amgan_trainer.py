@@ -295,9 +295,11 @@ class AMGANTrainer:
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.teacher = (CUSPTeacher(self.t.teacher or None, self.t.teacher_sigma, device, self.resolution)
                         if self.t.lambda_teacher else None)
-        m = self.basis.blur_margin  # teacher_signs: 1 beyond every zone and its blur margin
-        self.beyond_zones = 1.0 - torch.nn.functional.max_pool2d(self.zones.amax(0)[None, None], 2 * m + 1,
-                                                                 stride=1, padding=m)[0]
+        self.beyond_zones = None  # teacher_signs: [1, S, S], 1 beyond every zone and its blur margin
+        if self.teacher is not None and self.t.teacher_signs:
+            m = self.basis.blur_margin
+            self.beyond_zones = 1.0 - torch.nn.functional.max_pool2d(self.zones.amax(0)[None, None], 2 * m + 1,
+                                                                     stride=1, padding=m)[0]
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
         self.step = 0
         self._identity_run = 0  # steps in a row with mean A above IDENTITY_A (_watch_identity)
