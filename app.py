@@ -44,6 +44,7 @@ from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
+from faceage.photo_editor import DEFAULT_MODE  # noqa: E402
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
 from faceage.ui_amgan import AMGANPanel, build_amgan_tab  # noqa: E402
@@ -198,50 +199,69 @@ class App:
             raise gr.Error(error_html(self.missing), title="Weights not loaded")
         return self.cache.get(path, face_index)
 
-    def _edited(self, photo, face_index, age, sigma_m, sigma_g):
+    def _edited(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
         """(session, face, edited full-resolution photo) of the photo file ``photo`` at these controls."""
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
         face = _face(face_index)
         s = self.session(photo, face)
-        controls = (age, sigma_m, sigma_g)
+        controls = (age, sigma_m, sigma_g, mode, source_age)
         last = self._last
         if last is not None and last[0] is s and last[1] == controls:
             return s, face, last[2]
-        out = s.edit(*controls)
+        out = s.edit(age, sigma_m, sigma_g, mode=mode, source_age=source_age)
         self._last = (s, controls, out)
         return s, face, out
 
-    def edit(self, photo, face_index, age, sigma_m, sigma_g):
-        """Age every chosen face of the photo file ``photo``: PNG paths of (before, after) and the mask preview."""
+    def edit(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
+        """Age every chosen face of the photo file ``photo``: PNG paths of (before, after) and the mask preview.
+
+        ``mode``: "detail" (the model's change on the photo's own pixels) or "replace" (the generated face);
+        ``source_age``: the faces' own age, None for the classifier's reading (:meth:`face_ages` shows it)."""
         try:
-            s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g)
+            s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
             return (self.outputs(s.photo), self.outputs(out)), self.outputs(mask_preview(s, sigma_m, sigma_g))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
-    def download(self, photo, face_index, age, sigma_m, sigma_g):
+    def download(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
         """The edited photo at full resolution as a PNG whose text chunks carry the settings."""
         try:
-            s, face, out = self._edited(photo, face_index, age, sigma_m, sigma_g)
+            s, face, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
+            how = how_metadata(s, mode, source_age)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
-        meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face)
+        meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face, **how)
         return self.outputs(out, meta, name=f"faceage_age{age:g}.png")
 
-    def progression(self, photo, face_index, sigma_m, sigma_g, progress=gr.Progress()):
+    def face_ages(self, photo, face_index) -> str:
+        """One line for the page: each chosen face's age as the classifier reads it (what a detail-preserving
+        edit starts from unless the user sets the face's own age)."""
+        if photo is None or self.editor is None:
+            return ""
+        try:
+            ages = self.session(photo, _face(face_index)).read_ages
+        except FaceAgeError:
+            return ""  # the edit that runs beside this says what is wrong
+        read = ", ".join(f"about {a:.0f}" for a in ages)
+        return (f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} as "
+                f"**{read}**. The edit starts from that age: if it is wrong, type the face's own age.")
+
+    def progression(self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None,
+                    progress=gr.Progress()):
         """The chosen face (the largest when all) across ``prog.DEFAULT_AGES``: strip PNG, GIF, and the files."""
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
         ages = prog.DEFAULT_AGES
         try:
             s = self.session(photo, _face(face_index))
-            frames = prog.progression(s, ages, sigma_m, sigma_g, on_frame=lambda i, a: progress(
-                i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
+            frames = prog.progression(s, ages, sigma_m, sigma_g, mode=mode, source_age=source_age,
+                                      on_frame=lambda i, a: progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
+            how = how_metadata(s, mode, source_age)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         progress(1.0, desc="writing the GIF and MP4")
-        meta = edit_metadata(self.editor, list(ages), sigma_m, sigma_g, prog.shown_face(_face(face_index)))
+        meta = edit_metadata(self.editor, list(ages), sigma_m, sigma_g, prog.shown_face(_face(face_index)), **how)
         strip = self.outputs(prog.strip(frames), meta, name="faceage_progression.png")
         gif, *mp4 = self._animations(frames)
         return strip, gif, [strip, gif, *mp4]
@@ -267,6 +287,11 @@ def _written(path):
     if path is None:
         raise NoEncoder
     return path
+
+
+def how_metadata(session, mode, source_age) -> dict:
+    """The metadata of how an edit was made: the mode and, in detail mode, the faces' own ages it used."""
+    return {"mode": mode, "source_ages": session.source_ages(source_age) if mode == "detail" else None}
 
 
 def _face(face_index) -> int | None:
@@ -299,7 +324,14 @@ def build(app: App) -> gr.Blocks:
                                elem_id="photo")
             result = gr.ImageSlider(label="Before / after (CUSP)", type="numpy", format="png", elem_id="result")
         example_loaded = _examples(app, photo)
-        face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
+        with gr.Row():
+            face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
+            mode = gr.Radio([("Keep the photo: apply the model's change to its own pixels", "detail"),
+                             ("Replace the face with the model's output", "replace")], value=DEFAULT_MODE,
+                            label="Edit", elem_id="mode")
+            source_age = NumberBox(value=None, precision=1, label="The face's own age (empty: as the classifier "
+                                   "reads it; used by 'Keep the photo')", elem_id="source_age")
+        read_ages = gr.Markdown("", elem_id="read_ages")
         with gr.Tabs():
             with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):
                 if app.editor is not None:
@@ -332,10 +364,11 @@ def build(app: App) -> gr.Blocks:
                                                     interactive=False, height=240, elem_id="progression_files")
             with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab") as t:
                 build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
-                                loaded=example_loaded, tab=t)
-        inputs = [photo, face_index, age, sigma_m, sigma_g]
+                                loaded=example_loaded, tab=t, how=[mode, source_age])
+        inputs = [photo, face_index, age, sigma_m, sigma_g, mode, source_age]
         model = dict(concurrency_id="model")
-        edits = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]
+        new_photo = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]
+        edits = []
         for slider in (age, sigma_m, sigma_g):
             edits.append(slider.release(app.edit, inputs, [result, mask], trigger_mode="always_last",
                                         show_progress="minimal", api_name="edit_slider", api_visibility="private",
@@ -343,11 +376,20 @@ def build(app: App) -> gr.Blocks:
         clicked = apply.click(app.edit, inputs, [result, mask], api_name="edit", **model)
         clicked.then(app.download, inputs, download, api_name="download", **model)
         if example_loaded is not None:  # clicking an example face edits it
-            edits.append(example_loaded.then(app.edit, inputs, [result, mask], api_visibility="private", **model))
+            new_photo.append(example_loaded.then(app.edit, inputs, [result, mask], api_visibility="private", **model))
+        new_photo[0].then(app.face_ages, [photo, face_index], read_ages, api_name="face_ages", **model)
+        for e in new_photo[1:]:  # a new photo: its faces' ages as the classifier reads them
+            e.then(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
+        face_index.change(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
+        for control in (mode, source_age):
+            edits.append(control.change(app.edit, inputs, [result, mask], trigger_mode="always_last",
+                                        show_progress="minimal", api_name="edit_how", api_visibility="private",
+                                        **model))
+        edits += new_photo
         for e in edits:  # the download follows every edit (computed once: App keeps the last edit)
             e.then(app.download, inputs, download, api_visibility="private", **model)
         preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g], api_name="preset", api_visibility="private")
-        make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g],
+        make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g, mode, source_age],
                                [strip, animation, progression_files], api_name="progression", **model)
     return demo
 

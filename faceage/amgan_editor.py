@@ -6,6 +6,11 @@
     amap = session.aging_map(60, signs={"forehead": 0.8})     # [C, S, S] from the face's landmarks
     out = session.edit(60, signs={"forehead": 0.8, "nasolabial_left": 0.5})   # full-resolution photo
     out = session.edit(60, painted_map=image_to_map(picture)) # a map painted by hand (Sec. 3.6)
+    out = session.edit(60, mode="replace")                    # G's output face pasted back, not its change
+
+Like CUSP's, an edit is "detail-preserving" by default: G's output minus its reconstruction of the face
+with the face's own map (every zone and the face at its own age, as classifier C reads it or as
+``source_age`` says) is applied to the photo's own pixels (:mod:`faceage.face.transfer`).
 
 Inference (Despois et al., AgingMapGAN, Sec. 3.6): the EMA generator runs on the whole aligned crop
 in one fully convolutional pass, whatever the training patch size, with the crop's aging map and
@@ -37,11 +42,15 @@ from faceage.errors import BadParameterError, CheckpointError
 from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate, generate_tiled
 from faceage.photo_editor import (
     ASSETS,
+    DEFAULT_MODE,
+    FaceState,
     PhotoEditor,
     PhotoSession,
     check_age,
+    check_mode,
     load_weights_into,
     pick_device,
+    to_levels,
     to_uint8,
     weights_path,
 )
@@ -108,11 +117,9 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
 
 
 @dataclass
-class AMGANFace:
-    """Per-face cache: the aligned face (None for a bare crop), its tensor and its landmarks in the crop."""
+class AMGANFace(FaceState):
+    """Per-face cache: :class:`FaceState` plus the face's landmarks in the crop."""
 
-    aligned: object  # faceage.face.align.AlignedFace | None
-    x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
     landmarks: np.ndarray  # (68, 2) crop pixels
 
     @property
@@ -142,13 +149,24 @@ class AMGANSession(PhotoSession):
         """
         return [to_uint8(y[0]) for y, _ in self._generate(age, signs, painted_map)]
 
-    def edit_with_attention(self, age, signs: Mapping[str, float] | None = None,
-                            painted_map=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def edit_with_attention(self, age, signs: Mapping[str, float] | None = None, painted_map=None,
+                            mode: str = DEFAULT_MODE, source_age=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """The edited photo (as :meth:`edit`) and, per face, G's attention mask A (float [S, S] in [0, 1]:
         1 where the output keeps the input pixel, 0 where it is G's generated colour)."""
+        mode = check_mode(mode)
         results = self._generate(age, signs, painted_map)
-        photo = self.paste([to_uint8(y[0]) for y, _ in results])
+        recons = None if mode == "replace" else self._recons(source_age)
+        photo = self.render([to_levels(y[0]) for y, _ in results], recons)
         return photo, [a[0, 0].float().cpu().numpy() for _, a in results]
+
+    def _recons(self, source_age) -> list[np.ndarray]:
+        """G's output for each face with the face's own map (every zone and the face at its own age)."""
+        size = self.editor.resolution
+
+        def own(face, age):
+            return lambda: to_levels(self.editor.generate([face.x], [build_aging_map(face.landmarks, size, {}, age)])[0][0])
+
+        return [f.recon(a, own(f, a)) for f, a in zip(self.faces, self.source_ages(source_age))]
 
     def _generate(self, age, signs, painted_map) -> list[tuple[torch.Tensor, torch.Tensor]]:
         maps = self.aging_maps(age, signs)
@@ -159,9 +177,11 @@ class AMGANSession(PhotoSession):
         maps = [m if p is None else as_map(p, size, m.shape[0]) for m, p in zip(maps, painted)]
         return self.editor.generate([f.x for f in self.faces], maps, with_attention=True)
 
-    def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None) -> np.ndarray:
-        """The full-resolution photo with every opened face edited and pasted back."""
-        return self.paste(self.edit_crops(age, signs, painted_map))
+    def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None,
+             mode: str = DEFAULT_MODE, source_age=None) -> np.ndarray:
+        """The full-resolution photo with every opened face edited: ``mode`` "detail" (default) applies G's
+        change to the photo's own pixels, "replace" pastes G's output; ``source_age`` as in CUSP's ``edit``."""
+        return self.edit_with_attention(age, signs, painted_map, mode, source_age)[0]
 
 
 class AMGANEditor(PhotoEditor):
@@ -170,7 +190,7 @@ class AMGANEditor(PhotoEditor):
     session_type = AMGANSession
 
     def __init__(self, G: AMGANGenerator, device: torch.device, resolution: int, info: dict | None = None):
-        super().__init__(device, check_resolution(resolution, 2**G.cfg.n_down), info)
+        super().__init__(device, check_resolution(resolution, 2**G.cfg.n_down), info)  # loads C for face ages
         self.G = G.to(device).eval()
         self.tile_above = TILE_ABOVE
 
@@ -204,7 +224,7 @@ class AMGANEditor(PhotoEditor):
 
         size = x.shape[-1]
         pts = aligned.landmarks if aligned is not None else template_points(size)
-        return AMGANFace(aligned, x, np.asarray(pts, dtype=np.float64))
+        return AMGANFace(aligned, x, landmarks=np.asarray(pts, dtype=np.float64))
 
     @torch.no_grad()
     def generate(self, images: list[torch.Tensor], maps: list[torch.Tensor], with_attention: bool = False) -> list:

@@ -1,6 +1,8 @@
 """The ``faceage`` command line.
 
     faceage edit photo.jpg --age 70 --sigma-m 8 --sigma-g 4.5 -o out.png
+    faceage edit photo.jpg --age 70 --source-age 45 -o out.png   # the face's own age, when C reads it wrong
+    faceage edit photo.jpg --age 70 --mode replace -o out.png    # paste the generated face, not its change
     faceage edit photos/ --age 70 -o aged/            # a folder, with a progress bar
     faceage mask photo.jpg -o mask.png                 # the CUSP mask M of the (first) face
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif ages.gif] [--mp4 ages.mp4]
@@ -22,6 +24,7 @@ import numpy as np
 from faceage import cli_amgan
 from faceage.cli_paths import inputs, output_names, side_output
 from faceage.errors import FaceAgeError, MissingWeightsError
+from faceage.photo_editor import DEFAULT_MODE, MODES
 from faceage.progression import DEFAULT_AGES
 
 
@@ -43,11 +46,20 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder)")
         sp.add_argument("--face", type=int, default=None, help="only this face (0 = largest); default all")
 
+    def how(sp):
+        sp.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                        help="detail (default): apply the model's change to the photo's own pixels, keeping its "
+                             "detail, expression and colour; replace: paste the generated face")
+        sp.add_argument("--source-age", type=float, nargs="+", default=None, metavar="AGE",
+                        help="the face's own age (detail mode), one for every face or one per face (largest "
+                             "first); default: as the age classifier reads it, printed with each photo")
+
     e = sub.add_parser("edit", help="age the faces of a photo and paste them back")
     common(e)
     e.add_argument("--age", type=float, required=True, help="target age, 0..100")
     e.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
     e.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
+    how(e)
     m = sub.add_parser("mask", help="save the CUSP mask M of the first chosen face")
     common(m)
     g = sub.add_parser("progression", help="a strip of the aligned face at several ages")
@@ -55,11 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
+    how(g)
     g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder of "
                    "photos: a folder, one <name>.gif in it for each photo)")
     g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
                    "folder of photos: a folder, one <name>.mp4 in it for each photo)")
-    cli_amgan.add_commands(sub, common)
+    cli_amgan.add_commands(sub, common, how)
     return p
 
 
@@ -67,6 +80,28 @@ def _problem(src: Path, e: Exception) -> str:
     """The one stderr line for a failed input (its path is added unless the message names it)."""
     text = str(e)
     return f"faceage: {text}" if str(src) in text else f"faceage: {src}: {text}"
+
+
+def edit_how(session, args, src: Path) -> dict:
+    """The ``mode`` and ``source_age`` keywords of an edit from ``--mode`` and ``--source-age`` (checked against
+    the photo's faces); in detail mode, the ages the edit starts from go to stderr (C can be 10-20 years off)."""
+    if getattr(args, "mode", None) is None:
+        return {}
+    ages = args.source_age
+    source = None if ages is None else ages[0] if len(ages) == 1 else list(ages)
+    if args.mode == "detail":
+        used = session.source_ages(source)
+        said = "as given" if ages is not None else "as read by the age classifier; set --source-age if wrong"
+        print(f"faceage: {src.name}: face ages {', '.join(f'{a:g}' for a in used)} ({said})", file=sys.stderr)
+    return {"mode": args.mode, "source_age": source}
+
+
+def how_metadata(session, how: dict) -> dict:
+    """What an output's metadata records of ``how`` it was made: the mode and, in detail mode, the faces' ages."""
+    if not how:
+        return {}
+    ages = session.source_ages(how["source_age"]) if how["mode"] == "detail" else None
+    return {"mode": how["mode"], "source_ages": ages}
 
 
 def _run_one(editor, args, src: Path, dst: Path) -> None:
@@ -77,17 +112,19 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
     if args.cmd in cli_amgan.COMMANDS:
         return cli_amgan.run_one(editor, args, src, dst)
     session = editor.open(src, face_index=args.face)
+    how = edit_how(session, args, src)
     if args.cmd == "edit":
-        out = session.edit(args.age, args.sigma_m, args.sigma_g)
-        save_png(out, dst, edit_metadata(editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name))
+        out = session.edit(args.age, args.sigma_m, args.sigma_g, **how)
+        save_png(out, dst, edit_metadata(editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name,
+                                         **how_metadata(session, how)))
     elif args.cmd == "mask":
         gray = (session.mask_images()[0] * 255).round().astype(np.uint8)
         save_png(np.repeat(gray[..., None], 3, axis=2), dst, model_metadata(editor, args.face, source=src.name))
     else:
-        frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g)
+        frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g, **how)
         save_png(prog.strip(frames), dst,
                  edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, prog.shown_face(args.face),
-                               source=src.name))
+                               source=src.name, **how_metadata(session, how)))
         if args.gif:
             prog.save_gif(frames, side_output(args, "gif", dst))
         if args.mp4 and prog.save_mp4(frames, side_output(args, "mp4", dst)) is None:
@@ -96,10 +133,12 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from faceage.editor import CUSPEditor, check_controls
+    from faceage.editor import CUSPEditor, check_age, check_controls
 
     amgan = args.cmd in cli_amgan.COMMANDS
     try:
+        for a in getattr(args, "source_age", None) or []:
+            check_age(a, "--source-age")
         if amgan:  # bad controls are refused before any photo is read
             cli_amgan.check_args(args)
         elif args.cmd != "mask":

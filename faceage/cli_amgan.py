@@ -36,8 +36,9 @@ def parse_sign(text: str) -> tuple[str, float]:
             f"--sign wants NAME=SCORE with SCORE in [0, 1] (e.g. forehead=0.8), got {text!r}") from None
 
 
-def add_commands(sub, common) -> None:
-    """Add ``amgan`` and ``amgan-map`` to the subcommands ``sub`` (``common`` adds input, -o, --face)."""
+def add_commands(sub, common, how) -> None:
+    """Add ``amgan`` and ``amgan-map`` to the subcommands ``sub`` (``common`` adds input, -o, --face; ``how``
+    adds --mode and --source-age)."""
     from faceage.aging_map import SIGNS
 
     def controls(p):
@@ -49,6 +50,7 @@ def add_commands(sub, common) -> None:
     a = sub.add_parser("amgan", help="age the faces with AgingMapGAN, per clinical sign or from a painted map")
     common(a)
     controls(a)
+    how(a)
     a.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) used instead of --age/--sign")
     a.add_argument("--save-map", type=Path, help="also write the map of the first face (a folder for a folder)")
     a.add_argument("--save-attention", type=Path,
@@ -89,17 +91,19 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     """Edit (or export the map of) one photo ``src`` into ``dst``."""
     from faceage.aging_map import map_to_image
     from faceage.amgan_editor import as_map
+    from faceage.cli import edit_how, how_metadata
     from faceage.cli_paths import side_output
     from faceage.io import save_png
     from faceage.provenance import amgan_metadata
 
     session = editor.open(src, face_index=args.face)
+    how = edit_how(session, args, src)
     meta = amgan_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
-                         source=src.name)
+                          source=src.name, **how_metadata(session, how))
     if args.cmd == "amgan-map":
         save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)
         return
-    photo, attention = session.edit_with_attention(args.age, args.signs, painted_map=args.painted)
+    photo, attention = session.edit_with_attention(args.age, args.signs, painted_map=args.painted, **how)
     save_png(photo, dst, meta)
     if args.save_map:
         used = as_map(args.painted, editor.resolution) if args.painted is not None \

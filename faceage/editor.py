@@ -1,13 +1,18 @@
 """The CUSP editor: the one place that owns the pipeline, used by the app, the CLI and notebooks.
 
-    photo -> faces (detect, align to the canonical crop) -> mask M and encoders (cached per face)
-          -> edit(target_age, sigma_m, sigma_g) = blur skip (Eq. 2) + decode -> paste back -> photo
+    photo -> faces (detect, align to the canonical crop) -> mask M, encoders, C's age (cached per face)
+          -> edit(target_age, sigma_m, sigma_g) = blur skip (Eq. 2) + decode
+          -> "detail" (default): the change from the decode at the face's own age (cached) to this one,
+             applied to the photo's own pixels; "replace": the decoded face pasted back -> photo
 
     from faceage import CUSPEditor
     ed = CUSPEditor.load()                       # shipped weights in assets/
     session = ed.open("photo.jpg")                # detection, alignment, mask, encoders: once per photo
     out = session.edit(age=70, sigma_m=8, sigma_g=4.5)   # full-resolution photo, only faces changed
-    crops = session.edit_crops(age=70)            # the aligned edited crops (for strips and grids)
+    session.read_ages                             # [34.2]: each face's age as C reads it
+    out = session.edit(70, 8, 4.5, source_age=40)  # when C reads the face wrong
+    out = session.edit(70, 8, 4.5, mode="replace") # the generated face itself pasted back
+    crops = session.edit_crops(age=70)            # the model's aligned edited crops (for grids)
 
 Edits are deterministic (fixed noise): the same photo and settings give the same image, so a slider
 moved back returns the same face. Runs on CUDA when a GPU is present, else on the CPU; ``device="cpu"``
@@ -28,11 +33,15 @@ from faceage.errors import BadParameterError, CheckpointError
 from faceage.models.cusp import CUSPConfig, CUSPGenerator
 from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
     ASSETS,
+    DEFAULT_MODE,
+    FaceState,
     PhotoEditor,
     PhotoSession,
     check_age,
+    check_mode,
     load_weights_into,
     pick_device,
+    to_levels,
     to_tensor,
     to_uint8,
     weights_path,
@@ -57,11 +66,9 @@ def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
 
 
 @dataclass
-class FaceState:
-    """Per-face cache: the aligned face, its mask M and the encoder outputs (c, F_c, s)."""
+class CUSPFace(FaceState):
+    """Per-face cache: :class:`FaceState` plus its mask M and the encoder outputs (c, F_c, s)."""
 
-    aligned: object  # faceage.face.align.AlignedFace
-    x: torch.Tensor
     mask: torch.Tensor
     c: torch.Tensor
     f_c: torch.Tensor
@@ -69,7 +76,8 @@ class FaceState:
 
 
 class Session(PhotoSession):
-    """One opened photo: the per-photo work is done once; ``edit`` runs only blur + decoder."""
+    """One opened photo: the per-photo work is done once; ``edit`` runs only blur + decoder (and, the first
+    time a face's own age or the sigmas change, its reconstruction)."""
 
     def mask_images(self) -> list[np.ndarray]:
         """M of each face as a float [S,S] array in [0,1] (the CUSP mask, not 1 - M)."""
@@ -83,9 +91,20 @@ class Session(PhotoSession):
         """The edited aligned crop of face number ``face`` only (what age progressions are made of)."""
         return to_uint8(self.editor._decode([self.faces[self._face_number(face)]], age, sigma_m, sigma_g)[0][0])
 
-    def edit(self, age, sigma_m=0.0, sigma_g=0.0) -> np.ndarray:
-        """The full-resolution photo with every opened face aged to ``age`` and pasted back."""
-        return self.paste(self.edit_crops(age, sigma_m, sigma_g))
+    def edit(self, age, sigma_m=0.0, sigma_g=0.0, mode: str = DEFAULT_MODE, source_age=None) -> np.ndarray:
+        """The full-resolution photo with every opened face aged to ``age``.
+
+        ``mode``: "detail" (default) applies the model's change from the face's own age to ``age`` to the
+        photo's pixels; "replace" pastes the generated face. ``source_age``: the faces' own age (a number, or
+        one per face) when C's reading (:attr:`read_ages`) is wrong; only "detail" uses it."""
+        mode = check_mode(mode)
+        age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
+        edits = [to_levels(y[0]) for y in self.editor._decode(self.faces, age, sigma_m, sigma_g)]
+        if mode == "replace":
+            return self.render(edits, None)
+        recons = [f.recon((a, sigma_m, sigma_g), lambda f=f, a=a: to_levels(
+            self.editor._decode([f], a, sigma_m, sigma_g)[0][0])) for f, a in zip(self.faces, self.source_ages(source_age))]
+        return self.render(edits, recons)
 
 
 def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path, dict]:
@@ -109,11 +128,10 @@ class CUSPEditor(PhotoEditor):
     session_type = Session
 
     def __init__(self, T: CUSPGenerator, classifier, device: torch.device, weights_info: dict | None = None):
-        super().__init__(device, T.cfg.resolution, weights_info)
+        super().__init__(device, T.cfg.resolution, weights_info, classifier)
         self.T = T.to(device).eval()
         if device.type == "cpu":  # NHWC convolutions: decoder p50 39.6 -> 30.4 ms on 2 cores (docs/benchmarks.md)
             self.T = self.T.to(memory_format=torch.channels_last)
-        self.C = classifier.to(device).eval()
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str | None = None) -> "CUSPEditor":
@@ -128,11 +146,11 @@ class CUSPEditor(PhotoEditor):
         return self.C.from_canonical(x, guided=guided)
 
     @torch.no_grad()
-    def prepare(self, x: torch.Tensor, aligned=None) -> FaceState:
+    def prepare(self, x: torch.Tensor, aligned=None) -> CUSPFace:
         """Mask and encoders for one aligned face tensor [1,3,S,S] (the cacheable per-photo work)."""
         mask = cusp_mask(self._classify, x)
         c, f_c, s = self.T.encode(x)
-        return FaceState(aligned, x, mask, c, f_c, s)
+        return CUSPFace(aligned, x, mask=mask, c=c, f_c=f_c, s=s)
 
     @torch.no_grad()
     def _decode(self, faces: list[FaceState], age, sigma_m, sigma_g) -> list[torch.Tensor]:

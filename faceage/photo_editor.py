@@ -1,9 +1,13 @@
 """What every faceage editor shares: the face pipeline around a model, and its per-photo cache.
 
     photo -> load_image -> faces_in_photo (detect, align to the canonical S x S crop)
-          -> editor.prepare(x, aligned) per face      the cacheable per-face work (once per photo)
+          -> editor.prepare(x, aligned) per face      the cacheable per-face work (once per photo), and the
+                                                      face's own age as classifier C reads it
           -> the model's edit of each crop            CUSP (faceage.editor), AMGAN (faceage.amgan_editor)
-          -> PhotoSession.paste(crops)                every edited crop pasted back: full-resolution photo
+          -> PhotoSession.render(edits, recons, mode) full-resolution photo:
+               "detail" (default): the change from the model's reconstruction of the face at its own age
+                                   to its edit, applied to the photo's own pixels (faceage.face.transfer)
+               "replace":          the edited crops themselves pasted back (faceage.face.paste)
 
 A subclass of :class:`PhotoEditor` sets ``session_type`` and implements ``prepare``; its session
 subclass of :class:`PhotoSession` adds the model's controls (``edit``...). The tensor conversions,
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,16 +30,28 @@ from faceage.data.ages import MAX_AGE
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODES = ("detail", "replace")
+"""How an edit reaches the photo: "detail" applies the model's change to the photo's own pixels (the face
+keeps its detail, expression and colour), "replace" pastes the model's output face (what it generates)."""
+DEFAULT_MODE = "detail"
+RECONS_KEPT = 8  # reconstructions cached per face (one per source age and setting: a slider move reuses one)
 
 
-def check_age(age) -> float:
-    """A target age must be a finite number in 0..MAX_AGE."""
+def check_mode(mode) -> str:
+    """``mode`` if it is one of MODES, else a BadParameterError naming them."""
+    if mode not in MODES:
+        raise BadParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def check_age(age, name: str = "target age") -> float:
+    """An age (``name`` says which) must be a finite number in 0..MAX_AGE."""
     try:
         a = float(age)
     except (TypeError, ValueError):
         a = float("nan")
-    if not math.isfinite(a) or not 0 <= a <= MAX_AGE:
-        raise BadParameterError(f"target age must be a number from 0 to {MAX_AGE:g}, got {age!r}")
+    if isinstance(age, bool) or not math.isfinite(a) or not 0 <= a <= MAX_AGE:
+        raise BadParameterError(f"{name} must be a number from 0 to {MAX_AGE:g}, got {age!r}")
     return a
 
 
@@ -45,6 +63,12 @@ def to_tensor(crop: np.ndarray, device) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float [3,S,S] in [-1,1] -> uint8 [S,S,3]."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_levels(x: torch.Tensor) -> np.ndarray:
+    """float [3,S,S] in [-1,1] -> float32 [S,S,3] in grey levels 0..255, not rounded (a change between two
+    decodes keeps its sub-level part)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).float().permute(1, 2, 0).cpu().numpy()
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -96,12 +120,79 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass
+class FaceState:
+    """What every editor caches per face: the aligned face (None for a bare crop), its tensor, its age as C
+    reads it, and its reconstructions at its own age (model settings -> float crop, see ``recon``)."""
+
+    aligned: object  # faceage.face.align.AlignedFace | None
+    x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
+    read_age: float = field(default=float("nan"), kw_only=True)
+    recons: OrderedDict = field(default_factory=OrderedDict, kw_only=True, repr=False)
+
+    def recon(self, key, make):
+        """The cached reconstruction for ``key`` (its source age and settings), made by ``make()`` once."""
+        if key in self.recons:
+            self.recons.move_to_end(key)
+        else:
+            self.recons[key] = make()
+            while len(self.recons) > RECONS_KEPT:
+                self.recons.popitem(last=False)
+        return self.recons[key]
+
+
+@dataclass
 class PhotoSession:
-    """One opened photo and its faces' cached states (each has ``.aligned``, None for a bare crop)."""
+    """One opened photo and its faces' cached states (:class:`FaceState`)."""
 
     editor: "PhotoEditor"
     photo: np.ndarray
     faces: list = field(default_factory=list)
+
+    @property
+    def read_ages(self) -> list[float]:
+        """Each face's age as classifier C reads it (largest face first); C can be 10-20 years off."""
+        return [f.read_age for f in self.faces]
+
+    def source_ages(self, source_age=None) -> list[float]:
+        """Each face's own age for a detail-preserving edit: ``source_age`` (one number for every face, or one
+        per face, None entries meaning "as read"), else the age C reads."""
+        if source_age is None or isinstance(source_age, (int, float, np.number)):
+            source_age = [source_age] * len(self.faces)
+        if isinstance(source_age, (str, bytes)) or not isinstance(source_age, Sequence) \
+                or len(source_age) != len(self.faces):
+            raise BadParameterError(f"source_age must be a number, or a list of {len(self.faces)} (one per face; "
+                                    f"None = as read), got {source_age!r}")
+        return [f.read_age if a is None else check_age(a, "source age") for f, a in zip(self.faces, source_age)]
+
+    def render(self, edits: list[np.ndarray], recons: list[np.ndarray] | None) -> np.ndarray:
+        """The full-resolution photo from each face's edit (float32 [S,S,3] grey levels): with ``recons`` (its
+        reconstruction at its own age) the change between them applied to the photo's own pixels ("detail"),
+        without them the edited crops pasted back ("replace")."""
+        if recons is None:
+            return self.paste([np.clip(np.round(e), 0, 255).astype(np.uint8) for e in edits])
+        from faceage.face.transfer import apply_change
+
+        out = self.photo
+        for face, edit, recon in zip(self.faces, edits, recons):
+            if face.aligned is None:  # opened with open_crop: the crop is the photo
+                change = resize_square(edit - recon, out.shape[0])
+                out = np.clip(np.round(out + change), 0, 255).astype(np.uint8)
+            else:
+                out = apply_change(out, face.aligned, edit, recon)
+        return out
+
+    def face_view(self, photo: np.ndarray, face: int = 0, max_size: int = 512) -> np.ndarray:
+        """Face ``face`` of ``photo`` (this session's photo or an edit of it) in the canonical frame at the
+        face's own resolution in the photo (at least the model's, at most ``max_size``): uint8 [S',S',3]."""
+        from faceage.face.align import warp_to_crop
+        from faceage.face.paste import rescaled_frame
+
+        f = self.faces[self._face_number(face)]
+        if f.aligned is None:
+            return photo
+        own = f.aligned.size / np.sqrt(abs(np.linalg.det(f.aligned.matrix[:, :2])))  # crop side in photo px
+        size = int(min(max(round(own), f.aligned.size), max_size))
+        return warp_to_crop(photo, rescaled_frame(f.aligned.matrix, f.aligned.size, size), size)
 
     def paste(self, crops: list[np.ndarray]) -> np.ndarray:
         """The photo with every face's edited crop (uint8 [S,S,3]) blended back in, at full resolution."""
@@ -127,15 +218,32 @@ class PhotoEditor:
 
     session_type = PhotoSession
 
-    def __init__(self, device: torch.device, resolution: int, info: dict | None = None):
+    def __init__(self, device: torch.device, resolution: int, info: dict | None = None, classifier=None):
         self.device = device
         self.resolution = resolution
         self.info = info or {}
         self._lock = threading.Lock()  # one model call at a time (the app serves several users)
+        if classifier is None:
+            from faceage.models.age_classifier import AgeClassifier
 
-    def prepare(self, x: torch.Tensor, aligned=None):
+            classifier = AgeClassifier.load()
+        self.C = classifier.to(device).eval()
+
+    def prepare(self, x: torch.Tensor, aligned=None) -> FaceState:
         """The cached state of one aligned face tensor [1,3,S,S] (``aligned``: its AlignedFace or None)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def read_age(self, x: torch.Tensor) -> float:
+        """The age classifier C reads on an aligned face tensor [1,3,S,S], in years."""
+        from faceage.models.age_classifier import expected_age
+
+        return round(float(expected_age(self.C.from_canonical(x))[0]), 1)
+
+    def _prepared(self, x: torch.Tensor, aligned=None) -> FaceState:
+        state = self.prepare(x, aligned)
+        state.read_age = self.read_age(x)
+        return state
 
     def open(self, photo, face_index=None):
         """Detect and align the faces of ``photo`` (path, bytes, PIL, array) and prepare each one.
@@ -148,7 +256,7 @@ class PhotoEditor:
         img = load_image(photo)
         aligned = faces_in_photo(img, self.resolution, face_index=face_index)
         with self._lock:
-            faces = [self.prepare(to_tensor(a.crop, self.device), a) for a in aligned]
+            faces = [self._prepared(to_tensor(a.crop, self.device), a) for a in aligned]
         return self.session_type(self, img, faces)
 
     def open_crop(self, crop):
@@ -163,4 +271,4 @@ class PhotoEditor:
                                     "canvas shows), or open the photo itself")
         crop = resize_square(crop, self.resolution)
         with self._lock:
-            return self.session_type(self, crop, [self.prepare(to_tensor(crop, self.device))])
+            return self.session_type(self, crop, [self._prepared(to_tensor(crop, self.device))])

@@ -1,6 +1,6 @@
 """Age progressions: one face across several ages, as a strip, an animated GIF and (when OpenCV can) an MP4.
 
-    frames = progression(session, [10, 30, 50, 70])      # aligned crops, each labelled with its age
+    frames = progression(session, [10, 30, 50, 70])      # the face at each age, labelled with it
     save_png(strip(frames), "strip.png"); save_gif(frames, "ages.gif"); save_mp4(frames, "ages.mp4")
 
 Shared by ``faceage progression`` and the app's progression button. The per-photo work is the
@@ -22,8 +22,10 @@ MP4_CODECS = ("vp09", "mp4v")
 
 
 def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: int = 0,
-                on_frame: Callable[[int, float], None] | None = None) -> list[np.ndarray]:
-    """Face ``face`` of ``session`` edited to each of ``ages``: uint8 [S,S,3] crops with the age written on.
+                on_frame: Callable[[int, float], None] | None = None, **edit) -> list[np.ndarray]:
+    """Face ``face`` of ``session`` edited to each of ``ages`` (``edit``: ``mode``, ``source_age``, as the
+    session's ``edit`` takes them), cut from the edited photo in the canonical frame at the face's own
+    resolution (:meth:`~faceage.photo_editor.PhotoSession.face_view`): uint8 [S',S',3], the age written on.
 
     ``on_frame(i, age)`` is called before frame ``i`` is made (for progress bars).
     """
@@ -31,7 +33,8 @@ def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: 
     for i, age in enumerate(ages):
         if on_frame is not None:
             on_frame(i, age)
-        frames.append(labelled(session.edit_crop(age, sigma_m, sigma_g, face), f"{age:g}"))
+        photo = session.edit(age, sigma_m, sigma_g, **edit)
+        frames.append(labelled(session.face_view(photo, face), f"{age:g}"))
     return frames
 
 

@@ -82,24 +82,27 @@ class AMGANPanel:
         picture = canvas_picture(face.crop, session.aging_map(age, signs), CANVAS_SCALE, zones)
         return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
 
-    def _edit(self, session, age, signs, canvas, face_index):
+    def _edit(self, session, age, signs, canvas, face_index, mode, source_age):
         """((before, after), the download PNG with the settings in its metadata, the attention preview)."""
         from faceage.provenance import amgan_metadata
 
         layers = (canvas or {}).get("layers") or []
         face = session.faces[0]
         painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
-        out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1))
-        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None)
+        out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1),
+                                                     mode=mode, source_age=source_age)
+        ages = session.source_ages(source_age) if mode == "detail" else None
+        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None, mode=mode,
+                              source_ages=ages)
         download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
         preview = self.outputs(for_display(heat_overlay(face.crop, 1 - attention[0])))
         return (self.outputs(session.photo), self.outputs(out)), download, preview
 
     def edit(self, photo, face_index, age, follow_age, *rest):
         """((before, after), download, attention preview) of the photo edited with the sliders and the strokes
-        of the canvas (last input)."""
-        *scores, canvas = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=False)
+        of the canvas (``rest``: the sign scores, the canvas, the edit mode and the faces' own age)."""
+        *scores, canvas, mode, source_age = rest
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=False)
 
     def paint(self, photo, face_index, age, follow_age, *rest):
         """A stroke on the canvas: the edit with it; nothing without a photo (the canvas also fires on load)."""
@@ -109,27 +112,28 @@ class AMGANPanel:
 
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
         """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
-        *scores, canvas = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=True)
+        *scores, canvas, mode, source_age = rest
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=True)
 
-    def reset(self, photo, face_index, age, follow_age, *scores):
+    def reset(self, photo, face_index, age, follow_age, *rest):
         """The canvas of the sliders' map with no strokes, and the edit it gives."""
-        return self._run(photo, face_index, age, follow_age, scores, None, refresh=True)
+        *scores, mode, source_age = rest
+        return self._run(photo, face_index, age, follow_age, scores, None, (mode, source_age), refresh=True)
 
     def when_opened(self, opened, photo, face_index, age, follow_age, *rest):
         """The edit and its canvas (keeping the strokes of the canvas, the last input; None drops them),
         or nothing while the tab was never opened, there is no photo or no weights: a CUSP user pays nothing."""
         if not opened or photo is None or self.editor is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        *scores, canvas = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, refresh=True)
+        *scores, canvas, mode, source_age = rest
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=True)
 
-    def _run(self, photo, face_index, age, follow_age, scores, canvas, refresh: bool):
+    def _run(self, photo, face_index, age, follow_age, scores, canvas, how, refresh: bool):
         try:
             s = self.session(photo, face_index)
             signs = self.signs(follow_age, scores)
             face = None if face_index in (None, -1) else int(face_index)
-            edited = self._edit(s, age, signs, canvas, face)
+            edited = self._edit(s, age, signs, canvas, face, *how)
             if not refresh:
                 return edited
             layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
@@ -143,11 +147,12 @@ def _follow(age, follow, *scores):
     return [age / 100 if follow else x for x in scores]
 
 
-def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canvas=gr.ImageEditor, loaded=None,
-                    tab=None) -> None:
+def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider, canvas=gr.ImageEditor,
+                    loaded=None, tab=None) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
-    ``photo`` and ``face_index`` are the page's shared inputs; ``slider`` and ``canvas`` the slider and
+    ``photo`` and ``face_index`` are the page's shared inputs, ``how`` its edit mode and face's own age
+    controls (the last two inputs of every handler); ``slider`` and ``canvas`` the slider and
     image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new
     photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
     new photo only once it has been opened.
@@ -187,14 +192,14 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
     edited, refreshed = [result, download, attention], [result, download, attention, canvas]
-    apply.click(panel.edit, [*controls, canvas], edited, api_name="amgan_edit", **model)
-    reset.click(panel.reset, controls, refreshed, api_name="amgan_reset", **model)
+    apply.click(panel.edit, [*controls, canvas, *how], edited, api_name="amgan_edit", **model)
+    reset.click(panel.reset, [*controls, *how], refreshed, api_name="amgan_reset", **model)
     # private events get explicit names too: Gradio would name them after the handler ("edit"), and an
     # explicit name the page gives later (CUSP's /edit) would become /edit_1
     private = dict(api_visibility="private")
-    canvas.input(panel.paint, [*controls, canvas], edited, api_name="amgan_paint", **private, **canvas_events)
+    canvas.input(panel.paint, [*controls, canvas, *how], edited, api_name="amgan_paint", **private, **canvas_events)
     for s in (age, *sliders):
-        s.release(panel.edit_and_refresh, [*controls, canvas], refreshed, api_name="amgan_slider", **private,
+        s.release(panel.edit_and_refresh, [*controls, canvas, *how], refreshed, api_name="amgan_slider", **private,
                   **canvas_events)
     # the sign sliders show the age while they follow it; moving one sets the signs individually
     for trigger in (age.change, follow.change):
@@ -206,8 +211,12 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, slider=gr.Slider, canv
     opened, no_strokes = gr.State(tab is None), gr.State(None)
     if tab is not None:  # opening the tab: the map of the photo already there (strokes kept)
         tab.select(lambda: True, None, opened, api_name="amgan_opened", queue=False, **private).then(
-            panel.when_opened, [opened, *controls, canvas], refreshed, api_name="amgan_show", **private, **model)
+            panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_show", **private,
+            **model)
+    for control in how:  # the edit mode or the face's own age changed: the edit again, once the tab was opened
+        control.change(panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_how",
+                       **private, **canvas_events)
     for new_photo in (photo.upload, loaded.then if loaded is not None else None):
         if new_photo is not None:  # a new photo: its map on the canvas (no strokes) and its edit
-            new_photo(panel.when_opened, [opened, *controls, no_strokes], refreshed, api_name="amgan_photo",
+            new_photo(panel.when_opened, [opened, *controls, no_strokes, *how], refreshed, api_name="amgan_photo",
                       **private, **model)

@@ -176,7 +176,8 @@ def app_error_raw(url: str, photo: Path, face, age, sigma_m, sigma_g) -> str:
     with httpx.Client(base_url=url, timeout=120) as http:
         with open(photo, "rb") as f:
             path = http.post("gradio_api/upload", files={"files": f}).raise_for_status().json()[0]
-        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, face, age, sigma_m, sigma_g]})
+        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, face, age, sigma_m, sigma_g,
+                                    "detail", None]})
         call = http.post("gradio_api/call/edit", content=body, headers={"content-type": "application/json"})
         stream = http.get(f"gradio_api/call/edit/{call.raise_for_status().json()['event_id']}").text
     event, data = stream.strip().split("\n")[-2:]

@@ -63,7 +63,9 @@ def test_cli_writes_the_settings_and_animations(tiny_weights, face_photo, tmp_pa
     assert main([*w, "progression", str(src), "--ages", "20", "40", "60", "-o", str(tmp_path / "s.png"),
                  "--gif", str(tmp_path / "s.gif")]) == 0
     strip = Image.open(tmp_path / "s.png")
-    assert strip.size == (3 * 64, 64) and json.loads(strip.text["age"]) == [20, 40, 60]
+    side = strip.size[1]  # each frame: the face at its own resolution in the photo, square
+    assert strip.size == (3 * side, side) and side > 64 and json.loads(strip.text["age"]) == [20, 40, 60]
+    assert strip.text["mode"] == "detail" and len(json.loads(strip.text["source_ages"])) == 1
     assert Image.open(tmp_path / "s.gif").n_frames == 4
     assert strip.text["face"] == "0"  # all faces opened, the largest shown
 

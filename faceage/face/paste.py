@@ -41,11 +41,13 @@ _BROWS = slice(17, 27)
 _CHIN, _NOSE_BRIDGE = 8, 27
 
 
-def face_mask(aligned: AlignedFace, feather: float = FEATHER) -> np.ndarray:
-    """Soft face mask of ``aligned`` in crop pixels: float32 (S, S) in [0, 1], 0 at the crop edge."""
+def face_mask(aligned: AlignedFace, feather: float = FEATHER, forehead: float = FOREHEAD) -> np.ndarray:
+    """Soft face mask of ``aligned`` in crop pixels: float32 (S, S) in [0, 1], 0 at the crop edge.
+
+    ``forehead``: how far above the brows it reaches, as a fraction of the nose-bridge-to-chin height."""
     size = aligned.size
     canvas = np.zeros((size, size), np.uint8)
-    hull = cv2.convexHull(np.round(_face_outline(aligned.landmarks)).astype(np.int32))
+    hull = cv2.convexHull(np.round(_face_outline(aligned.landmarks, forehead)).astype(np.int32))
     cv2.fillConvexPoly(canvas, hull, 255, lineType=cv2.LINE_AA)
     radius = max(1, round(DILATE * size))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -71,33 +73,43 @@ def paste_back(
     """
     _check_inputs(photo, edited_crop, aligned)
     crop_size = edited_crop.shape[0]
-    to_crop = _rescale_frame(aligned.matrix, aligned.size, crop_size)  # photo -> edited crop
     if mask is None:
         mask = face_mask(aligned, feather) if crop_size == aligned.size else _resized_mask(aligned, feather, crop_size)
-    mask = _check_mask(mask, crop_size)
-    box = _photo_box(mask, to_crop, photo.shape[:2])
+    window = photo_window(_check_mask(mask, crop_size), aligned, crop_size, photo.shape[:2])
     out = photo.copy()
-    if box is None:
+    if window is None:
         return out
-    x0, y0, x1, y1 = box
-    # bbox pixel -> crop pixel, used with WARP_INVERSE_MAP (warpAffine then samples the crop)
-    local = to_crop @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
-    dsize = (x1 - x0, y1 - y0)
-    flags = cv2.WARP_INVERSE_MAP
-    alpha = cv2.warpAffine(mask, local, dsize, flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_CONSTANT)
-    alpha[alpha < _ALPHA_FLOOR] = 0.0
-    face = cv2.warpAffine(edited_crop, local, dsize, flags=cv2.INTER_CUBIC | flags, borderMode=cv2.BORDER_REPLICATE)
+    (x0, y0, x1, y1), local, alpha = window
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    face = cv2.warpAffine(edited_crop, local, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     _blend_into(out[y0:y1, x0:x1], face, alpha)
     return out
+
+
+def photo_window(mask: np.ndarray, aligned: AlignedFace, crop_size: int, shape: tuple[int, int]):
+    """Where a crop-frame ``mask`` (float32 (S', S'), S' = ``crop_size``) lands in a photo of ``shape``:
+    ``(box, local, alpha)`` with ``box`` = (x0, y0, x1, y1) the photo pixels it touches, ``local`` the
+    (2, 3) map from box pixels to crop pixels (use it with ``cv2.WARP_INVERSE_MAP``) and ``alpha`` the
+    mask warped into the box (values too small to change a uint8 pixel set to 0); None if it misses."""
+    to_crop = rescaled_frame(aligned.matrix, aligned.size, crop_size)  # photo -> crop of side S'
+    box = _photo_box(mask, to_crop, shape)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    local = to_crop @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    alpha = cv2.warpAffine(mask, local, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    alpha[alpha < _ALPHA_FLOOR] = 0.0
+    return box, local, alpha
 
 
 # --------------------------------------------------------------------------- internals
 
 
-def _face_outline(landmarks: np.ndarray) -> np.ndarray:
+def _face_outline(landmarks: np.ndarray, forehead: float = FOREHEAD) -> np.ndarray:
     """The 68 landmarks plus the brows raised onto the forehead, (78, 2)."""
     up = landmarks[_NOSE_BRIDGE] - landmarks[_CHIN]  # chin -> nose bridge, face-up direction
-    forehead = landmarks[_BROWS] + FOREHEAD * up
+    forehead = landmarks[_BROWS] + forehead * up
     return np.concatenate([landmarks, forehead]).astype(np.float64)
 
 
@@ -108,7 +120,7 @@ def _edge_taper(size: int, width: float) -> np.ndarray:
     return np.minimum.outer(ramp, ramp)
 
 
-def _rescale_frame(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
+def rescaled_frame(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
     """Turn a photo -> crop(S) map into photo -> crop(S'), keeping pixel centres aligned."""
     if new_size == size:
         return np.asarray(matrix, np.float64)

@@ -2,12 +2,15 @@
 
     PYTHONPATH=. python train/bench/cpu_latency.py [--weights assets/cusp_utkface128.safetensors] [--threads 2]
 
-(a) slider path: a new target age / sigma on a photo already opened (skip blur + decoder), p50/p95
-    over 50 edits, crop only and with paste-back into the full photo;
-(b) new photo path on a 1024 x 1024 photo: load, detect, align, mask, encode, decode, paste back;
+(a) slider path: a new target age on a photo already opened (skip blur + decoder), p50/p95 over 50 edits,
+    crop only, and into the full photo by each path: "replace" (the decoded face pasted back) and
+    "detail" (the default: the change from the cached reconstruction at the face's own age, with flow and
+    texture, applied to the photo's pixels); a sigma move also re-makes the reconstruction (timed apart);
+(b) new photo path on a 1024 x 1024 photo: load, detect, align, mask, encode, C's age, decode, paste, by path;
 (c) the same decoder in a plain, uncached form (encoders + mask re-run on every slider move, default
     memory format where the editor uses channels_last), measured in the same run, so the speed-up is a ratio;
-plus peak RSS. The photo is a UTKFace test face scaled into a 1024 x 1024 canvas (needs ../shared).
+plus peak RSS. The photo is a UTKFace test face scaled into a 1024 x 1024 canvas (needs ../shared), or
+``--photo`` resized to 1024 x 1024.
 """
 
 from __future__ import annotations
@@ -49,10 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, default=50)
+    p.add_argument("--photo", type=Path, default=None, help="a photo with one face (default: a UTKFace test face)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     ed = CUSPEditor.load(a.weights)
-    photo = photo_1024()
+    photo = photo_1024() if a.photo is None else np.asarray(Image.open(a.photo).convert("RGB").resize((1024, 1024)))
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{a.threads} threads, model {ed.resolution}px, date {time.strftime('%Y-%m-%d')}")
 
@@ -61,7 +65,7 @@ def main(argv=None) -> int:
     session.edit(50, 8, 4.5)
     t_new = time.perf_counter() - t
     rng = np.random.default_rng(0)
-    settings = [(float(rng.uniform(5, 80)), float(rng.uniform(0, 9)), float(rng.uniform(0, 9))) for _ in range(a.n)]
+    settings = [(float(rng.uniform(5, 80)), 8.0, 4.5) for _ in range(a.n)]  # an age slider at the default preset
 
     def timed(fn):
         ts = []
@@ -72,7 +76,12 @@ def main(argv=None) -> int:
         return ts
 
     crop_ts = timed(lambda *s: session.edit_crops(*s))
-    full_ts = timed(lambda *s: session.edit(*s))
+    full_ts = {mode: timed(lambda *s: session.edit(*s, mode=mode)) for mode in ("replace", "detail")}
+    sigma_ts = []  # a sigma slider in detail mode: the edit and a new reconstruction
+    for i in range(a.n):
+        t0 = time.perf_counter()
+        session.edit(50, 8, 0.05 * (i + 1))
+        sigma_ts.append(time.perf_counter() - t0)
     x = to_tensor(session.faces[0].aligned.crop, ed.device)
 
     plain_T = copy.deepcopy(ed.T).to(memory_format=torch.contiguous_format)  # the editor's T is channels_last
@@ -84,14 +93,19 @@ def main(argv=None) -> int:
             plain_T.decode(c, blur_skip(f_c, mask, sm, sg), s, torch.tensor([age]))
 
     plain_ts = timed(plain)
-    t = time.perf_counter()
-    ed.open(photo).edit(50, 8, 4.5)
-    t_new2 = time.perf_counter() - t
-    print(f"(a) slider path, crop only      {percentiles(crop_ts)}")
-    print(f"(a) slider path, with paste-back {percentiles(full_ts)}")
+    t_new2 = {}
+    for mode in ("replace", "detail"):
+        t = time.perf_counter()
+        ed.open(photo).edit(50, 8, 4.5, mode=mode)
+        t_new2[mode] = time.perf_counter() - t
+    print(f"(a) age slider, crop only          {percentiles(crop_ts)}")
+    for mode, ts in full_ts.items():
+        print(f"(a) age slider, {mode:7s} into photo {percentiles(ts)}")
+    print(f"(a) sigma slider, detail (+recon)  {percentiles(sigma_ts)}")
     print(f"(c) plain uncached slider move  {percentiles(plain_ts)}")
     print(f"    speed-up of the cache (p50): {np.median(plain_ts) / np.median(crop_ts):.2f}x")
-    print(f"(b) new 1024x1024 photo: {t_new * 1000:.0f} ms (first, incl. model warm-up), {t_new2 * 1000:.0f} ms (second)")
+    print(f"(b) new 1024x1024 photo: {t_new * 1000:.0f} ms (first, detail, incl. model warm-up); then "
+          + ", ".join(f"{m} {v * 1000:.0f} ms" for m, v in t_new2.items()))
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 
