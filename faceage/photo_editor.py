@@ -128,6 +128,7 @@ class FaceState:
     x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
     read_age: float = field(default=float("nan"), kw_only=True)
     recons: OrderedDict = field(default_factory=OrderedDict, kw_only=True, repr=False)
+    target: object = field(default=None, kw_only=True, repr=False)  # faceage.face.transfer.FaceTarget, made once
 
     def recon(self, key, make):
         """The cached reconstruction for ``key`` (its source age and settings), made by ``make()`` once."""
@@ -170,15 +171,17 @@ class PhotoSession:
         without them the edited crops pasted back ("replace")."""
         if recons is None:
             return self.paste([np.clip(np.round(e), 0, 255).astype(np.uint8) for e in edits])
-        from faceage.face.transfer import apply_change
+        from faceage.face.transfer import FaceTarget
 
         out = self.photo
         for face, edit, recon in zip(self.faces, edits, recons):
             if face.aligned is None:  # opened with open_crop: the crop is the photo
                 change = resize_square(edit - recon, out.shape[0])
                 out = np.clip(np.round(out + change), 0, 255).astype(np.uint8)
-            else:
-                out = apply_change(out, face.aligned, edit, recon)
+                continue
+            if face.target is None or face.target.size != edit.shape[0]:
+                face.target = FaceTarget(self.photo, face.aligned, edit.shape[0])
+            out = face.target.apply(out, edit, recon)
         return out
 
     def face_view(self, photo: np.ndarray, face: int = 0, max_size: int = 512) -> np.ndarray:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ import torch
 from PIL import Image
 
 from faceage.editor import to_tensor
+from faceage.errors import NoFaceError
 from faceage.face.align import TEMPLATE_SIZE, warp_to_crop
 from faceage.face.paste import face_mask, photo_window, rescaled_frame
 from faceage.face.transfer import change_mask
@@ -50,15 +52,16 @@ from train.metrics import Judges
 PHOTOS = Path(__file__).resolve().parent / "real_photos"
 TARGETS = (8, 20, 40, 60, 80)
 PATHS = ("detail", "replace")
-NPM_ROOTS = (Path("node_modules"), Path.home() / ".cache" / "faceage" / "npm" / "node_modules")
+CACHE_ENV = "FACEAGE_REAL_PHOTOS"
+SEPIA = np.array([1.07, 0.95, 0.78], np.float32)  # a warm tone times the luma
 
 
 @dataclass
 class Photo:
-    """One manifest entry resolved to a file (``path`` None with ``missing`` saying why)."""
+    """One manifest entry and its image (``image`` None with ``missing`` saying why)."""
 
     entry: dict
-    path: Path | None
+    image: np.ndarray | None
     missing: str = ""
 
     @property
@@ -66,24 +69,36 @@ class Photo:
         return self.entry["id"]
 
 
-def resolve(entry: dict, folder: Path = PHOTOS) -> Photo:
-    """Where ``entry``'s photo is: the committed copy, else the installed package's file."""
-    if entry.get("file") and (folder / entry["file"]).is_file():
-        return Photo(entry, folder / entry["file"])
-    registry, package, inner = entry["registry"], entry["package"], entry["path"]
-    candidates: list[Path] = []
-    if registry == "pypi":
-        spec = importlib.util.find_spec(entry.get("module", package))
-        if spec is not None and spec.submodule_search_locations:
-            candidates.append(Path(list(spec.submodule_search_locations)[0]).parent / inner)
-    elif registry == "debian":
-        candidates.append(Path("/") / inner)
-    elif registry == "npm":
-        candidates += [root / package / inner for root in NPM_ROOTS]
-    for c in candidates:
-        if c.is_file():
-            return Photo(entry, c)
-    return Photo(entry, None, f"not installed: {entry.get('get', package)}")
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "faceage" / "real_photos")
+
+
+def locate(entry: dict, folder: Path = PHOTOS) -> Path | None:
+    """The file of ``entry``: committed here, in the installed Python module, or in the unpacked package cache."""
+    if entry.get("file"):
+        return folder / entry["file"]
+    if entry.get("module"):
+        spec = importlib.util.find_spec(entry["module"])
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(list(spec.submodule_search_locations)[0]) / entry["path"]
+    return cache_root() / entry["package"] / entry["path"]
+
+
+def resolve(entry: dict, entries: dict[str, dict], folder: Path = PHOTOS) -> Photo:
+    """``entry``'s image: read from where :func:`locate` says, or made grey / sepia from another entry's."""
+    if entry.get("derived"):
+        base = resolve(entries[entry["from"]], entries, folder)
+        if base.image is None:
+            return Photo(entry, None, base.missing)
+        y = cv2.cvtColor(base.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        tone = np.ones(3, np.float32) if entry["derived"] == "grey" else SEPIA
+        return Photo(entry, np.clip(np.round(y[..., None] * tone), 0, 255).astype(np.uint8))
+    path = locate(entry, folder)
+    if path is None or not path.is_file():
+        where = "pip install it" if entry.get("module") else f"train/real_photos/fetch.sh (into {cache_root()})"
+        return Photo(entry, None, f"{entry['package']} not here: {where}")
+    return Photo(entry, load_image(path))
 
 
 def manifest(folder: Path = PHOTOS) -> list[dict]:
@@ -180,11 +195,15 @@ def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4
     rows, skipped = [], []
     (out / "sheets" / "local").mkdir(parents=True, exist_ok=True)
     for photo in photos:
-        if photo.path is None:
+        if photo.image is None:
             skipped.append({"photo": photo.name, "why": photo.missing})
             continue
-        img = load_image(photo.path)
-        session = editor.open(img)
+        img = photo.image
+        try:
+            session = editor.open(img)
+        except NoFaceError:
+            skipped.append({"photo": photo.name, "why": "no face found"})
+            continue
         edits = {(p, t): edit(session, model, t, p, preset) for p in PATHS for t in targets}
         grey_photo = is_grey(img)
         for i, face in enumerate(session.faces):
@@ -288,7 +307,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("docs/eval/real"))
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    photos = [resolve(e) for e in manifest() if a.only is None or e["id"] in a.only]
+    entries = {e["id"]: e for e in manifest()}
+    photos = [resolve(e, entries) for e in entries.values() if a.only is None or e["id"] in a.only]
     result = evaluate(photos, a.model, a.targets, a.out, tuple(a.preset), a.weights, a.sheet_max)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

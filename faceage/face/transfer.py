@@ -15,7 +15,8 @@ where alpha is 0 stay bit-identical, and an edit at the face's own age gives the
 
 Colour: a photo whose face has no colour of its own (grey, sepia or any single-tone photo, see
 :func:`is_single_tone`) gets only the change's luma, added equally to R, G and B, so a grey photo stays
-exactly grey and a toned one keeps its tone. Colour photos get the full change.
+exactly grey and a toned one keeps its tone. Colour photos get the luma change at full detail and the colour
+change only as a broad shift (``CHROMA_SMOOTH``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ TEXTURE_FLOOR = 2.0
 
 TEXTURE_GAIN = (0.2, 1.6)
 """The range of :func:`texture_gain`."""
+
+CHROMA_SMOOTH = 4.0
+"""The colour part of a change (what is left after its luma) is blurred with this sigma (crop pixels at 128):
+greying and skin-tone shifts pass, the decoder's red, purple and green blotches around the eyes and cheeks
+(which an age judge reads as age) do not."""
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -106,78 +112,88 @@ def change_mask(aligned: AlignedFace, size: int) -> np.ndarray:
     return mask
 
 
-def apply_change(
-    photo: np.ndarray,
-    aligned: AlignedFace,
-    edit: np.ndarray,
-    recon: np.ndarray,
-    motion: bool = True,
-    strength: float = 1.0,
-    texture: bool = True,
-) -> np.ndarray:
-    """``photo`` (uint8 [H, W, 3]) with the change from ``recon`` to ``edit`` (float32 [S, S, 3] crops in
-    grey levels, 0..255, in ``aligned``'s canonical frame at any side S) applied to its own pixels.
+class FaceTarget:
+    """Where one face's change lands in its photo, and what of the photo is read for it: made once per face
+    (the box, the warped mask, whether the face is single-tone, the photo's fine texture), so that a slider
+    move only warps the new change in. ``size``: the side of the crops the changes come in."""
 
-    ``motion``: move the photo's face by the dense flow between the two decodes first. ``strength``
-    scales the change (1 = as the model made it). Returns a new array; outside the mask it is ``photo``.
-    """
-    size = edit.shape[0]
-    flow = None
-    if motion:
-        flow = dense_flow(_to_uint8(edit), _to_uint8(recon))
-        if not flow.any():
+    def __init__(self, photo: np.ndarray, aligned: AlignedFace, size: int):
+        self.aligned, self.size, self.shape = aligned, size, photo.shape
+        self.window = photo_window(change_mask(aligned, size), aligned, size, photo.shape[:2])
+        if self.window is None:
+            return
+        (x0, y0, x1, y1), self.local, alpha = self.window
+        self.alpha = alpha[..., None]
+        region = photo[y0:y1, x0:x1]
+        self.single_tone = is_single_tone(region[alpha > 0.5][::4])
+        sigma = TEXTURE_BAND * size / 128 / np.sqrt(abs(np.linalg.det(self.local[:, :2])))  # in photo pixels
+        self.fine = region.astype(np.float32) - cv2.GaussianBlur(region, (0, 0), sigma).astype(np.float32)
+        self.grid = np.mgrid[y0:y1, x0:x1][::-1].astype(np.float32)  # photo (x, y) of every box pixel
+
+    def apply(self, photo: np.ndarray, edit: np.ndarray, recon: np.ndarray, motion: bool = True,
+              strength: float = 1.0, texture: bool = True) -> np.ndarray:
+        """``photo`` (uint8 [H, W, 3], the one this target was made on, or an edit of it by other faces) with
+        the change from ``recon`` to ``edit`` (float32 [S, S, 3] crops in grey levels, 0..255) applied to its
+        own pixels. ``motion``: move the face by the dense flow between the two decodes first; ``texture``:
+        scale the photo's own fine texture as the model scaled its own; ``strength`` scales the change
+        (1 = as the model made it). Returns a new array; where the mask is 0 it is ``photo``."""
+        if photo.shape != self.shape:
+            raise ValueError(f"photo is {photo.shape}, the target was made on a {self.shape} photo")
+        out = photo.copy()
+        if self.window is None:
+            return out
+        flow = dense_flow(_to_uint8(edit), _to_uint8(recon)) if motion else None
+        if flow is not None and not flow.any():
             flow = None
-    if flow is not None:  # the colour change left once the reconstruction is moved like the edit
-        grid = np.mgrid[0:size, 0:size][::-1].astype(np.float32)
-        recon = cv2.remap(recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-    change = edit - recon
-    gain = None
-    if texture:  # the model's texture scaling of its own face is done on the photo's texture instead (below)
-        gain = texture_gain(edit, recon)
-        change = change - (gain - 1)[..., None] * (recon - cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * size / 128))
-    change = change * np.float32(strength)
-    out = photo.copy()
-    mask = change_mask(aligned, size)
-    window = photo_window(mask, aligned, size, photo.shape[:2])
-    if window is None:
+        if flow is not None:  # the colour change left once the reconstruction is moved like the edit
+            grid = np.mgrid[0:self.size, 0:self.size][::-1].astype(np.float32)
+            recon = cv2.remap(recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        change = edit - recon
+        gain = None
+        if texture:  # the model's texture scaling of its own face is done on the photo's texture instead
+            gain = texture_gain(edit, recon)
+            blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
+            change -= (gain - 1)[..., None] * (recon - blurred)
+        if strength != 1:
+            change *= np.float32(strength)
+        luma = np.repeat((change @ _LUMA)[..., None], 3, axis=2)
+        if self.single_tone:
+            change = luma
+        else:  # colour changes only as broad tone shifts: the model's small colour blotches are not carried
+            change = luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * self.size / 128)
+        (x0, y0, x1, y1), local, alpha = self.window
+        region = out[y0:y1, x0:x1]
+        add = self._warp(change, cv2.INTER_CUBIC)
+        if flow is not None:  # crop-pixel displacements turned into photo pixels, then onto the box
+            d = self._warp(flow @ np.linalg.inv(local[:, :2]).T.astype(np.float32), cv2.INTER_LINEAR)
+            d *= self.alpha
+            xs, ys = self.grid[0] + d[..., 0], self.grid[1] + d[..., 1]
+            base = cv2.remap(photo, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+            fine = cv2.remap(self.fine, xs - x0, ys - y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) \
+                if gain is not None else None
+        else:
+            base, fine = region.astype(np.float32), self.fine
+        if gain is not None:
+            add += (self._warp(gain, cv2.INTER_LINEAR) - 1)[..., None] * fine
+        add *= self.alpha
+        base += add
+        np.rint(base, out=base)
+        np.clip(base, 0, 255, out=base)
+        region[...] = base  # where alpha is 0, base is the photo's pixel: written back as it was
         return out
-    box, local, alpha = window
-    x0, y0, x1, y1 = box
-    dsize = (x1 - x0, y1 - y0)
-    inverse = cv2.WARP_INVERSE_MAP
-    region = photo[y0:y1, x0:x1]
-    if is_single_tone(region[alpha > 0.5]):
-        change = np.repeat((change @ _LUMA)[..., None], 3, axis=2)
-    delta = cv2.warpAffine(change, local, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_REPLICATE)
-    base = region.astype(np.float32)
-    if flow is not None:
-        base = _moved(photo, flow, local, box, alpha)
-    if gain is not None:  # the photo's own fine texture, scaled as the model scaled its own
-        gain = cv2.warpAffine(gain, local, dsize, flags=cv2.INTER_LINEAR | inverse, borderMode=cv2.BORDER_REPLICATE)
-        fine = base - cv2.GaussianBlur(base, (0, 0), TEXTURE_BAND * scale_to_photo(local, size))
-        base = base + (alpha * (gain - 1))[..., None] * fine
-    new = base + alpha[..., None] * delta
-    inside = alpha > 0
-    out[y0:y1, x0:x1][inside] = np.clip(np.round(new[inside]), 0, 255).astype(np.uint8)
-    return out
+
+    def _warp(self, crop: np.ndarray, interpolation: int) -> np.ndarray:
+        """A crop-frame array (float32 [S, S, C]) resampled onto the box."""
+        (x0, y0, x1, y1), local, _ = self.window
+        return cv2.warpAffine(crop, local, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
 
 
-def scale_to_photo(local: np.ndarray, size: int) -> float:
-    """Photo pixels per crop pixel of a 128-px crop, for a (2, 3) photo -> crop(``size``) map."""
-    return float(size / 128 / np.sqrt(abs(np.linalg.det(local[:, :2]))))
-
-
-def _moved(photo: np.ndarray, flow: np.ndarray, local: np.ndarray, box, alpha: np.ndarray) -> np.ndarray:
-    """The photo's window ``box`` resampled along ``flow`` (crop frame), faded out with ``alpha``: float32."""
-    x0, y0, x1, y1 = box
-    dsize = (x1 - x0, y1 - y0)
-    f = cv2.warpAffine(flow, local, dsize, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    to_photo = np.linalg.inv(local[:, :2])  # crop-pixel displacement -> photo-pixel displacement
-    d = ((f @ to_photo.T) * alpha[..., None]).astype(np.float32)
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    return cv2.remap(photo, xs + d[..., 0], ys + d[..., 1], cv2.INTER_CUBIC,
-                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+def apply_change(photo: np.ndarray, aligned: AlignedFace, edit: np.ndarray, recon: np.ndarray, **how) -> np.ndarray:
+    """``photo`` with the change from ``recon`` to ``edit`` applied to its own pixels (:meth:`FaceTarget.apply`;
+    a session keeps the :class:`FaceTarget` of each face instead, so a slider move does not remake it)."""
+    return FaceTarget(photo, aligned, edit.shape[0]).apply(photo, edit, recon, **how)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
