@@ -44,7 +44,7 @@ from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
-from faceage.photo_editor import DEFAULT_MODE  # noqa: E402
+from faceage.photo_editor import DEFAULT_MODE, parse_ages  # noqa: E402
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
 from faceage.ui_amgan import AMGANPanel, build_amgan_tab  # noqa: E402
@@ -199,12 +199,13 @@ class App:
             raise gr.Error(error_html(self.missing), title="Weights not loaded")
         return self.cache.get(path, face_index)
 
-    def _edited(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
+    def _edited(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
         """(session, face, edited full-resolution photo) of the photo file ``photo`` at these controls."""
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
         face = _face(face_index)
         s = self.session(photo, face)
+        source_age = parse_ages(source_age)
         controls = (age, sigma_m, sigma_g, mode, source_age)
         last = self._last
         if last is not None and last[0] is s and last[1] == controls:
@@ -213,22 +214,23 @@ class App:
         self._last = (s, controls, out)
         return s, face, out
 
-    def edit(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
+    def edit(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
         """Age every chosen face of the photo file ``photo``: PNG paths of (before, after) and the mask preview.
 
         ``mode``: "detail" (the model's change on the photo's own pixels) or "replace" (the generated face);
-        ``source_age``: the faces' own age, None for the classifier's reading (:meth:`face_ages` shows it)."""
+        ``source_age``: the faces' own age as typed (:func:`faceage.photo_editor.parse_ages`; empty: the
+        classifier's reading, which :meth:`face_ages` shows)."""
         try:
             s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
             return (self.outputs(s.photo), self.outputs(out)), self.outputs(mask_preview(s, sigma_m, sigma_g))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
-    def download(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None):
+    def download(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
         """The edited photo at full resolution as a PNG whose text chunks carry the settings."""
         try:
             s, face, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
-            how = how_metadata(s, mode, source_age)
+            how = how_metadata(s, mode, parse_ages(source_age))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face, **how)
@@ -247,7 +249,7 @@ class App:
         return (f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} as "
                 f"**{read}**. The edit starts from that age: if it is wrong, type the face's own age.")
 
-    def progression(self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=None,
+    def progression(self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="",
                     progress=gr.Progress()):
         """The chosen face (the largest when all) across ``prog.DEFAULT_AGES``: strip PNG, GIF, and the files."""
         if photo is None:
@@ -255,8 +257,9 @@ class App:
         ages = prog.DEFAULT_AGES
         try:
             s = self.session(photo, _face(face_index))
-            frames = prog.progression(s, ages, sigma_m, sigma_g, mode=mode, source_age=source_age,
-                                      on_frame=lambda i, a: progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
+            source_age = parse_ages(source_age)
+            frames = prog.progression(s, ages, sigma_m, sigma_g, mode=mode, source_age=source_age, on_frame=lambda i, a:
+                                      progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
             how = how_metadata(s, mode, source_age)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
@@ -329,8 +332,8 @@ def build(app: App) -> gr.Blocks:
             mode = gr.Radio([("Keep the photo: apply the model's change to its own pixels", "detail"),
                              ("Replace the face with the model's output", "replace")], value=DEFAULT_MODE,
                             label="Edit", elem_id="mode")
-            source_age = NumberBox(value=None, precision=1, label="The face's own age (empty: as the classifier "
-                                   "reads it; used by 'Keep the photo')", elem_id="source_age")
+            source_age = gr.Textbox("", label="The face's own age (empty: as the classifier reads it; with several "
+                                    "faces, one per face, e.g. 34, 61)", elem_id="source_age")
         read_ages = gr.Markdown("", elem_id="read_ages")
         with gr.Tabs():
             with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):

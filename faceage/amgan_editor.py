@@ -164,7 +164,8 @@ class AMGANSession(PhotoSession):
         size = self.editor.resolution
 
         def own(face, age):
-            return lambda: to_levels(self.editor.generate([face.x], [build_aging_map(face.landmarks, size, {}, age)])[0][0])
+            own_map = build_aging_map(face.landmarks, size, {}, age)
+            return lambda: to_levels(self.editor.generate([face.x], [own_map])[0][0])
 
         return [f.recon(a, own(f, a)) for f, a in zip(self.faces, self.source_ages(source_age))]
 

@@ -102,8 +102,11 @@ class Session(PhotoSession):
         edits = [to_levels(y[0]) for y in self.editor._decode(self.faces, age, sigma_m, sigma_g)]
         if mode == "replace":
             return self.render(edits, None)
-        recons = [f.recon((a, sigma_m, sigma_g), lambda f=f, a=a: to_levels(
-            self.editor._decode([f], a, sigma_m, sigma_g)[0][0])) for f, a in zip(self.faces, self.source_ages(source_age))]
+        def own(f, a):  # the face decoded at its own age, with these sigmas: made once, then cached
+            decode = self.editor._decode
+            return f.recon((a, sigma_m, sigma_g), lambda: to_levels(decode([f], a, sigma_m, sigma_g)[0][0]))
+
+        recons = [own(f, a) for f, a in zip(self.faces, self.source_ages(source_age))]
         return self.render(edits, recons)
 
 

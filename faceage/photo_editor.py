@@ -55,6 +55,22 @@ def check_age(age, name: str = "target age") -> float:
     return a
 
 
+def parse_ages(text) -> float | list[float] | None:
+    """The faces' own ages as typed in a text box: empty = as the classifier reads them, one number for every
+    face, or numbers separated by commas (one per face, largest first; an empty entry = as read)."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else check_age(text, "the face's own age")
+    parts = [p.strip() for p in str(text).split(",")]
+    if parts == [""]:
+        return None
+    try:
+        ages = [None if p == "" else check_age(float(p), "the face's own age") for p in parts]
+    except ValueError:
+        raise BadParameterError(f"the face's own age must be a number from 0 to {MAX_AGE:g} (or one per face, "
+                                f"separated by commas), got {text!r}") from None
+    return ages[0] if len(ages) == 1 else ages
+
+
 def to_tensor(crop: np.ndarray, device) -> torch.Tensor:
     """uint8 [S,S,3] -> float [1,3,S,S] in [-1,1]."""
     return torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)

