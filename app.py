@@ -47,7 +47,7 @@ from faceage.io import MAX_BYTES, save_png  # noqa: E402
 from faceage.photo_editor import DEFAULT_MODE, parse_ages  # noqa: E402
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
-from faceage.ui_amgan import AMGANPanel, build_amgan_tab  # noqa: E402
+from faceage.ui_amgan import AMGANPanel, build_amgan_tab, how_changed  # noqa: E402
 
 MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
@@ -230,7 +230,7 @@ class App:
         """The edited photo at full resolution as a PNG whose text chunks carry the settings."""
         try:
             s, face, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
-            how = how_metadata(s, mode, parse_ages(source_age))
+            how = s.how(mode, parse_ages(source_age))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face, **how)
@@ -260,7 +260,7 @@ class App:
             source_age = parse_ages(source_age)
             frames = prog.progression(s, ages, sigma_m, sigma_g, mode=mode, source_age=source_age, on_frame=lambda i, a:
                                       progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
-            how = how_metadata(s, mode, source_age)
+            how = s.how(mode, source_age)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         progress(1.0, desc="writing the GIF and MP4")
@@ -290,11 +290,6 @@ def _written(path):
     if path is None:
         raise NoEncoder
     return path
-
-
-def how_metadata(session, mode, source_age) -> dict:
-    """The metadata of how an edit was made: the mode and, in detail mode, the faces' own ages it used."""
-    return {"mode": mode, "source_ages": session.source_ages(source_age) if mode == "detail" else None}
 
 
 def _face(face_index) -> int | None:
@@ -384,10 +379,9 @@ def build(app: App) -> gr.Blocks:
         for e in new_photo[1:]:  # a new photo: its faces' ages as the classifier reads them
             e.then(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
         face_index.change(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
-        for control in (mode, source_age):
-            edits.append(control.change(app.edit, inputs, [result, mask], trigger_mode="always_last",
-                                        show_progress="minimal", api_name="edit_how", api_visibility="private",
-                                        **model))
+        for trigger in how_changed(mode, source_age):  # the age box: once typed (Enter or leaving it), not per key
+            edits.append(trigger(app.edit, inputs, [result, mask], trigger_mode="always_last", show_progress="minimal",
+                                 api_name="edit_how", api_visibility="private", **model))
         edits += new_photo
         for e in edits:  # the download follows every edit (computed once: App keeps the last edit)
             e.then(app.download, inputs, download, api_visibility="private", **model)

@@ -96,14 +96,6 @@ def edit_how(session, args, src: Path) -> dict:
     return {"mode": args.mode, "source_age": source}
 
 
-def how_metadata(session, how: dict) -> dict:
-    """What an output's metadata records of ``how`` it was made: the mode and, in detail mode, the faces' ages."""
-    if not how:
-        return {}
-    ages = session.source_ages(how["source_age"]) if how["mode"] == "detail" else None
-    return {"mode": how["mode"], "source_ages": ages}
-
-
 def _run_one(editor, args, src: Path, dst: Path) -> None:
     from faceage import progression as prog
     from faceage.io import save_png
@@ -116,7 +108,7 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
     if args.cmd == "edit":
         out = session.edit(args.age, args.sigma_m, args.sigma_g, **how)
         save_png(out, dst, edit_metadata(editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name,
-                                         **how_metadata(session, how)))
+                                         **session.how(**how)))
     elif args.cmd == "mask":
         gray = (session.mask_images()[0] * 255).round().astype(np.uint8)
         save_png(np.repeat(gray[..., None], 3, axis=2), dst, model_metadata(editor, args.face, source=src.name))
@@ -124,7 +116,7 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
         frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g, **how)
         save_png(prog.strip(frames), dst,
                  edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, prog.shown_face(args.face),
-                               source=src.name, **how_metadata(session, how)))
+                               source=src.name, **session.how(**how)))
         if args.gif:
             prog.save_gif(frames, side_output(args, "gif", dst))
         if args.mp4 and prog.save_mp4(frames, side_output(args, "mp4", dst)) is None:

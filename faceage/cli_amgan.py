@@ -91,7 +91,7 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     """Edit (or export the map of) one photo ``src`` into ``dst``."""
     from faceage.aging_map import map_to_image
     from faceage.amgan_editor import as_map
-    from faceage.cli import edit_how, how_metadata
+    from faceage.cli import edit_how
     from faceage.cli_paths import side_output
     from faceage.io import save_png
     from faceage.provenance import amgan_metadata
@@ -99,7 +99,7 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     session = editor.open(src, face_index=args.face)
     how = edit_how(session, args, src)
     meta = amgan_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
-                          source=src.name, **how_metadata(session, how))
+                          source=src.name, **(session.how(**how) if how else {}))
     if args.cmd == "amgan-map":
         save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)
         return

@@ -87,27 +87,36 @@ class Session(PhotoSession):
         """The edited aligned crops (uint8 [S,S,3]) of every face."""
         return [to_uint8(x[0]) for x in self.editor._decode(self.faces, age, sigma_m, sigma_g)]
 
-    def edit_crop(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0) -> np.ndarray:
-        """The edited aligned crop of face number ``face`` only (what age progressions are made of)."""
-        return to_uint8(self.editor._decode([self.faces[self._face_number(face)]], age, sigma_m, sigma_g)[0][0])
-
     def edit(self, age, sigma_m=0.0, sigma_g=0.0, mode: str = DEFAULT_MODE, source_age=None) -> np.ndarray:
         """The full-resolution photo with every opened face aged to ``age``.
 
         ``mode``: "detail" (default) applies the model's change from the face's own age to ``age`` to the
         photo's pixels; "replace" pastes the generated face. ``source_age``: the faces' own age (a number, or
         one per face) when C's reading (:attr:`read_ages`) is wrong; only "detail" uses it."""
+        return self._edit(range(len(self.faces)), age, sigma_m, sigma_g, mode, source_age)
+
+    def edit_face(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0, mode: str = DEFAULT_MODE, source_age=None,
+                  max_size: int = 512) -> np.ndarray:
+        """Face ``face`` alone edited as :meth:`edit` edits it, seen as :meth:`face_view` shows it (the canonical
+        frame at the face's own resolution, at most ``max_size``): what age progressions are made of."""
+        i = self._face_number(face)
+        return self.face_view(self._edit([i], age, sigma_m, sigma_g, mode, source_age), i, max_size)
+
+    def _edit(self, which, age, sigma_m, sigma_g, mode, source_age) -> np.ndarray:
+        """The photo with the faces numbered ``which`` edited (the others as they are)."""
         mode = check_mode(mode)
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
-        edits = [to_levels(y[0]) for y in self.editor._decode(self.faces, age, sigma_m, sigma_g)]
+        ages = self.source_ages(source_age)  # checked before any decode
+        faces = [self.faces[i] for i in which]
+        edits = [to_levels(y[0]) for y in self.editor._decode(faces, age, sigma_m, sigma_g)]
         if mode == "replace":
-            return self.render(edits, None)
+            return self.render(edits, None, faces)
+        decode = self.editor._decode
+
         def own(f, a):  # the face decoded at its own age, with these sigmas: made once, then cached
-            decode = self.editor._decode
             return f.recon((a, sigma_m, sigma_g), lambda: to_levels(decode([f], a, sigma_m, sigma_g)[0][0]))
 
-        recons = [own(f, a) for f, a in zip(self.faces, self.source_ages(source_age))]
-        return self.render(edits, recons)
+        return self.render(edits, [own(self.faces[i], ages[i]) for i in which], faces)
 
 
 def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path, dict]:

@@ -150,11 +150,11 @@ class FaceState:
         """The cached reconstruction for ``key`` (its source age and settings), made by ``make()`` once."""
         if key in self.recons:
             self.recons.move_to_end(key)
-        else:
-            self.recons[key] = make()
-            while len(self.recons) > RECONS_KEPT:
-                self.recons.popitem(last=False)
-        return self.recons[key]
+            return self.recons[key]
+        made = self.recons[key] = make()
+        while len(self.recons) > RECONS_KEPT:
+            self.recons.popitem(last=False)
+        return made
 
 
 @dataclass
@@ -177,26 +177,29 @@ class PhotoSession:
             source_age = [source_age] * len(self.faces)
         if isinstance(source_age, (str, bytes)) or not isinstance(source_age, Sequence) \
                 or len(source_age) != len(self.faces):
-            raise BadParameterError(f"source_age must be a number, or a list of {len(self.faces)} (one per face; "
-                                    f"None = as read), got {source_age!r}")
+            n = len(self.faces)
+            raise BadParameterError(f"the faces' own age must be one age for every face, or one per face: this photo "
+                                    f"has {n} face{'s' if n != 1 else ''} (largest first), got {source_age!r}")
         return [f.read_age if a is None else check_age(a, "source age") for f, a in zip(self.faces, source_age)]
 
-    def render(self, edits: list[np.ndarray], recons: list[np.ndarray] | None) -> np.ndarray:
-        """The full-resolution photo from each face's edit (float32 [S,S,3] grey levels): with ``recons`` (its
-        reconstruction at its own age) the change between them applied to the photo's own pixels ("detail"),
-        without them the edited crops pasted back ("replace")."""
+    def how(self, mode: str, source_age=None) -> dict:
+        """What an output's metadata records of how it was made: the mode and, in detail mode, the faces' ages."""
+        return {"mode": mode, "source_ages": self.source_ages(source_age) if mode == "detail" else None}
+
+    def render(self, edits: list[np.ndarray], recons: list[np.ndarray] | None, faces: list | None = None) -> np.ndarray:
+        """The full-resolution photo from each face's edit (float32 [S,S,3] grey levels; ``faces``: whose, default
+        all): with ``recons`` (its reconstruction at its own age) the change between them applied to the photo's
+        own pixels ("detail"), without them the edited crops pasted back ("replace")."""
+        faces = self.faces if faces is None else faces
         if recons is None:
-            return self.paste([np.clip(np.round(e), 0, 255).astype(np.uint8) for e in edits])
+            return self.paste([np.clip(np.round(e), 0, 255).astype(np.uint8) for e in edits], faces)
+        from faceage.face.align import whole_crop
         from faceage.face.transfer import FaceTarget
 
         out = self.photo
-        for face, edit, recon in zip(self.faces, edits, recons):
-            if face.aligned is None:  # opened with open_crop: the crop is the photo
-                change = resize_square(edit - recon, out.shape[0])
-                out = np.clip(np.round(out + change), 0, 255).astype(np.uint8)
-                continue
-            if face.target is None or face.target.size != edit.shape[0]:
-                face.target = FaceTarget(self.photo, face.aligned, edit.shape[0])
+        for face, edit, recon in zip(faces, edits, recons):
+            if face.target is None or face.target.size != edit.shape[0]:  # a bare crop: the crop is the frame
+                face.target = FaceTarget(self.photo, face.aligned or whole_crop(self.photo), edit.shape[0])
             out = face.target.apply(out, edit, recon)
         return out
 
@@ -210,15 +213,16 @@ class PhotoSession:
         if f.aligned is None:
             return photo
         own = f.aligned.size / np.sqrt(abs(np.linalg.det(f.aligned.matrix[:, :2])))  # crop side in photo px
-        size = int(min(max(round(own), f.aligned.size), max_size))
+        size = int(min(max(round(own), f.aligned.size), max_size)) // 2 * 2  # even: video encoders want it
         return warp_to_crop(photo, rescaled_frame(f.aligned.matrix, f.aligned.size, size), size)
 
-    def paste(self, crops: list[np.ndarray]) -> np.ndarray:
-        """The photo with every face's edited crop (uint8 [S,S,3]) blended back in, at full resolution."""
+    def paste(self, crops: list[np.ndarray], faces: list | None = None) -> np.ndarray:
+        """The photo with each face's edited crop (uint8 [S,S,3]; ``faces``: whose, default all) blended back in,
+        at full resolution."""
         from faceage.face.paste import paste_back
 
         out = self.photo
-        for face, crop in zip(self.faces, crops):
+        for face, crop in zip(self.faces if faces is None else faces, crops):
             if face.aligned is None:  # opened with open_crop: the crop is the photo
                 out = resize_square(crop, out.shape[0])
             else:

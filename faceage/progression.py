@@ -4,7 +4,7 @@
     save_png(strip(frames), "strip.png"); save_gif(frames, "ages.gif"); save_mp4(frames, "ages.mp4")
 
 Shared by ``faceage progression`` and the app's progression button. The per-photo work is the
-session's (done once); each age costs one blur + decode.
+session's (done once); each age costs one blur + decode of the face shown, and its transfer to the photo.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ MP4_CODECS = ("vp09", "mp4v")
 def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: int = 0,
                 on_frame: Callable[[int, float], None] | None = None, **edit) -> list[np.ndarray]:
     """Face ``face`` of ``session`` edited to each of ``ages`` (``edit``: ``mode``, ``source_age``, as the
-    session's ``edit`` takes them), cut from the edited photo in the canonical frame at the face's own
-    resolution (:meth:`~faceage.photo_editor.PhotoSession.face_view`): uint8 [S',S',3], the age written on.
+    session's ``edit`` takes them) by ``session.edit_face``: the canonical frame at the face's own
+    resolution, uint8 [S',S',3] (S' even), the age written on.
 
     ``on_frame(i, age)`` is called before frame ``i`` is made (for progress bars).
     """
@@ -33,8 +33,7 @@ def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: 
     for i, age in enumerate(ages):
         if on_frame is not None:
             on_frame(i, age)
-        photo = session.edit(age, sigma_m, sigma_g, **edit)
-        frames.append(labelled(session.face_view(photo, face), f"{age:g}"))
+        frames.append(labelled(session.edit_face(age, sigma_m, sigma_g, face, **edit), f"{age:g}"))
     return frames
 
 

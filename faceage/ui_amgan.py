@@ -93,9 +93,8 @@ class AMGANPanel:
         source_age = parse_ages(source_age)
         out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1),
                                                      mode=mode, source_age=source_age)
-        ages = session.source_ages(source_age) if mode == "detail" else None
-        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None, mode=mode,
-                              source_ages=ages)
+        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None,
+                              **session.how(mode, source_age))
         download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
         preview = self.outputs(for_display(heat_overlay(face.crop, 1 - attention[0])))
         return (self.outputs(session.photo), self.outputs(out)), download, preview
@@ -144,6 +143,12 @@ class AMGANPanel:
             raise gr.Error(html.escape(str(e), quote=False)) from None
 
 
+def how_changed(mode, source_age) -> tuple:
+    """The events that re-run an edit when the page's edit mode (a radio) or the faces' own age (a text box: once
+    typed, on Enter or on leaving the box, not on every key) change."""
+    return mode.change, source_age.submit, source_age.blur
+
+
 def _follow(age, follow, *scores):
     """The sign sliders' values: the normalised age while they follow it, else unchanged."""
     return [age / 100 if follow else x for x in scores]
@@ -153,8 +158,8 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
                     loaded=None, tab=None) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
-    ``photo`` and ``face_index`` are the page's shared inputs, ``how`` its edit mode and face's own age
-    controls (the last two inputs of every handler); ``slider`` and ``canvas`` the slider and
+    ``photo`` and ``face_index`` are the page's shared inputs, ``how`` its edit mode radio and face's own age
+    text box (the last two inputs of every handler); ``slider`` and ``canvas`` the slider and
     image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new
     photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
     new photo only once it has been opened.
@@ -215,9 +220,9 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
         tab.select(lambda: True, None, opened, api_name="amgan_opened", queue=False, **private).then(
             panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_show", **private,
             **model)
-    for control in how:  # the edit mode or the face's own age changed: the edit again, once the tab was opened
-        control.change(panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_how",
-                       **private, **canvas_events)
+    for trigger in how_changed(*how):  # the edit mode or the face's own age changed: the edit again, once opened
+        trigger(panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_how", **private,
+                **canvas_events)
     for new_photo in (photo.upload, loaded.then if loaded is not None else None):
         if new_photo is not None:  # a new photo: its map on the canvas (no strokes) and its edit
             new_photo(panel.when_opened, [opened, *controls, no_strokes, *how], refreshed, api_name="amgan_photo",

@@ -9,7 +9,7 @@ from PIL import Image
 
 from faceage.errors import BadParameterError
 from faceage.face.align import AlignedFace, template_points
-from faceage.face.transfer import apply_change, dense_flow, is_single_tone
+from faceage.face.transfer import apply_change, dense_flow, is_single_tone, tone_direction
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,34 @@ def test_grey_in_grey_out(editor, amgan, face_photo):
             assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
 
 
+def test_toned_photos_keep_their_tone_and_crops_follow_the_rules(editor, amgan, face_photo):
+    y = cv2.cvtColor(face_photo, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    sepia = np.clip(np.round(y * np.array([1.07, 0.95, 0.78])), 0, 255).astype(np.uint8)
+    s = editor.open(sepia)
+    out = s.edit(80, 8, 4.5)
+    face = (slice(120, 360), slice(200, 440))
+    region = out[face].reshape(-1, 3)
+    unclipped = region[(region > 8).all(1) & (region < 247).all(1)]  # the tiny model's change clips some
+    assert np.abs(out[face].astype(int) - sepia[face]).max() > 3 and len(unclipped) > 10_000
+    assert is_single_tone(unclipped) and not is_single_tone(s.edit(80, 8, 4.5, mode="replace")[face])
+    for ed, controls in ((editor, (8, 4.5)), (amgan, ())):  # an aligned crop opened as it is: same rules
+        crop = grey(np.asarray(Image.fromarray(face_photo[90:390, 170:470]).resize((ed.resolution,) * 2)))
+        c = ed.open_crop(crop)
+        edited = c.edit(75, *controls)
+        assert not np.array_equal(edited, c.photo)
+        assert np.array_equal(edited[..., 0], edited[..., 1]) and np.array_equal(edited[..., 1], edited[..., 2])
+        assert np.abs(c.edit(c.read_ages[0], *controls).astype(int) - c.photo).max() <= 1
+
+
 def test_single_tone_faces():
     rng = np.random.default_rng(0)
     y = rng.uniform(20, 235, (4000, 1)).astype(np.float32)
     assert is_single_tone(np.repeat(y, 3, axis=1).astype(np.uint8))
     sepia = np.clip(y * np.array([1.07, 0.95, 0.78]) + np.array([8, 2, -6]), 0, 255).astype(np.uint8)
     assert is_single_tone(sepia)
+    direction = tone_direction(sepia)  # a luma change along the tone: R rises most, B least, luma exact
+    assert direction[0] > direction[1] > direction[2] and abs(float(direction @ [0.299, 0.587, 0.114]) - 1) < 1e-5
+    assert np.array_equal(tone_direction(np.repeat(y, 3, axis=1).astype(np.uint8)), np.ones(3))
     skin, lips = np.array([200, 150, 125]), np.array([170, 90, 95])  # a colour face: hue varies at one luma
     colour = np.where(rng.random((4000, 1)) < 0.3, lips, skin) * rng.uniform(0.6, 1.1, (4000, 1))
     assert not is_single_tone(colour.astype(np.uint8))

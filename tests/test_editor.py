@@ -43,10 +43,11 @@ def test_edit_crop_checks_the_face_number(editor, face_photo):
     from faceage.errors import BadParameterError
 
     s = editor.open(face_photo)
-    assert s.edit_crop(40, face=0).shape == (64, 64, 3)
+    view = s.edit_face(40, face=0)  # the face alone, at its own size in the photo (~300 px), even
+    assert view.shape[0] == view.shape[1] and view.shape[0] % 2 == 0 and 250 <= view.shape[0] <= 350
     for face in (-1, 1):  # -1 would be the last face silently, 1 an IndexError
         with pytest.raises(BadParameterError, match="face must be a number from 0 to 0"):
-            s.edit_crop(40, face=face)
+            s.edit_face(40, face=face)
 
 
 def test_no_face(editor):

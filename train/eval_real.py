@@ -230,7 +230,7 @@ def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4
             row["sheet"] = str(where.relative_to(out)) if row["redistributable"] else None
     return {"model": model, "weights": editor.info.get("file"), "weights_sha256": editor.info.get("sha256"),
             "preset": list(preset) if model == "cusp" else None, "targets": list(targets), "faces": rows,
-            "skipped": skipped, "summary": summary(rows, targets), "date": time.strftime("%Y-%m-%d")}
+            "skipped": skipped, "summary": summary(rows, targets) if rows else {}, "date": time.strftime("%Y-%m-%d")}
 
 
 def contact_sheet(session, img, edits, face: int, targets, max_size: int) -> np.ndarray:
@@ -243,16 +243,16 @@ def contact_sheet(session, img, edits, face: int, targets, max_size: int) -> np.
     return np.concatenate(rows, axis=0)
 
 
-def figure(editor, rows: list[tuple[np.ndarray, tuple[float, ...]]], size: int = 256) -> np.ndarray:
+def figure(editor, rows: list[tuple[np.ndarray, tuple[float, ...]]], preset=(8.0, 4.5), size: int = 256) -> np.ndarray:
     """The README's picture: for each (photo, ages), its largest face as it is, then edited to each age by the
-    default (detail-preserving) path, side by side at ``size`` px, each labelled."""
+    default (detail-preserving) path of CUSP ``editor`` at ``preset``, side by side at ``size`` px, labelled."""
     from faceage.progression import labelled
 
     lines = []
     for img, ages in rows:
         s = editor.open(img, face_index=0)
         views = [labelled(s.face_view(img, 0, size), f"photo (reads {s.read_ages[0]:.0f})")]
-        views += [labelled(s.face_view(s.edit(a, 8, 4.5), 0, size), f"{a:g}") for a in ages]
+        views += [labelled(s.edit_face(a, *preset, max_size=size), f"{a:g}") for a in ages]
         lines.append(np.concatenate([cv2.resize(v, (size, size), interpolation=cv2.INTER_AREA) for v in views], 1))
     return np.concatenate(lines, 0)
 
@@ -345,11 +345,19 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     entries = {e["id"]: e for e in manifest()}
+    unknown = sorted(set(a.only or ()) - set(entries))
+    if unknown:
+        ap.error(f"--only: no photo {', '.join(unknown)} in the manifest; ids: {', '.join(entries)}")
     if a.figure is not None:
         pics = [(resolve(entries[i], entries).image, ages) for i, ages in FIGURE]
-        Image.fromarray(figure(load_editor("cusp", a.weights), pics)).save(a.figure)
+        cusp = load_editor("cusp", a.weights if a.model == "cusp" else None)
+        Image.fromarray(figure(cusp, pics, tuple(a.preset))).save(a.figure)
     photos = [resolve(e, entries) for e in entries.values() if a.only is None or e["id"] in a.only]
     result = evaluate(photos, a.model, a.targets, a.out, tuple(a.preset), a.weights, a.sheet_max)
+    if not result["faces"]:
+        print("no face was evaluated: " + "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"]),
+              file=sys.stderr)
+        return 2
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (a.out / "report.md").write_text(report(result), encoding="utf-8")

@@ -95,6 +95,14 @@ class AlignedFace:
         return invert_affine(self.matrix)
 
 
+def whole_crop(crop: np.ndarray) -> AlignedFace:
+    """An aligned face that is the whole of ``crop`` (a square image already in the canonical frame): identity
+    transform, template landmarks."""
+    size = crop.shape[0]
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    return AlignedFace(crop, identity, size, template_points(size).astype(np.float32), tuple(crop.shape[:2]))
+
+
 def similarity_transform(src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
     """Least-squares similarity (no reflection) mapping ``src_pts`` onto ``dst_pts``; (2, 3).
 

@@ -17,8 +17,8 @@ cancels out; what it changes (lines, folds, greying, tone, feature motion) is ca
 where alpha is 0 stay bit-identical, and an edit at the face's own age gives the photo back.
 
 Colour: a photo whose face has no colour of its own (grey, sepia or any single-tone photo, see
-:func:`is_single_tone`) gets only the change's luma, added equally to R, G and B, so a grey photo stays
-exactly grey and a toned one keeps its tone. Colour photos get the luma change at full detail and the colour
+:func:`tone_direction`) gets only the change's luma, along its own tone (equally to R, G and B for grey), so
+a grey photo stays exactly grey and a toned one keeps its tone. Colour photos get the luma change at full detail and the colour
 change only as a broad shift (``CHROMA_SMOOTH``).
 """
 
@@ -67,19 +67,29 @@ greying and skin-tone shifts pass, the decoder's red, purple and green blotches 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def is_single_tone(pixels: np.ndarray) -> bool:
-    """Whether ``pixels`` (uint8 [..., 3]) carry one tone only: every chroma a linear function of luma."""
+def tone_direction(pixels: np.ndarray) -> np.ndarray | None:
+    """For ``pixels`` (uint8 [..., 3]) of one tone only (every chroma a linear function of luma: grey, sepia,
+    toned), the change of (R, G, B) per grey level of luma that stays on that tone (float32 [3]; exactly
+    (1, 1, 1) for grey); None for a colour face."""
     p = pixels.reshape(-1, 3).astype(np.float32)
-    if len(p) < 16:
-        return bool(np.ptp(p, axis=1).max(initial=0) <= 2)
+    if len(p) < 16 or not np.ptp(p, axis=1).any():  # too few to fit, or every pixel grey
+        return np.ones(3, np.float32) if np.ptp(p, axis=1).max(initial=0) <= 2 else None
     y = p @ _LUMA
-    cb, cr = p[:, 2] - y, p[:, 0] - y  # chroma axes (unscaled Cb, Cr)
     design = np.stack([y, np.ones_like(y)], 1)
-    residual = 0.0
-    for c in (cb, cr):
+    slopes, residual = [], 0.0
+    for c in (p[:, 0] - y, p[:, 2] - y):  # chroma axes (unscaled Cr, Cb)
         coef, *_ = np.linalg.lstsq(design, c, rcond=None)
+        slopes.append(float(coef[0]))
         residual += float(np.mean((design @ coef - c) ** 2))
-    return residual**0.5 <= TONE_RESIDUAL
+    if residual**0.5 > TONE_RESIDUAL:
+        return None
+    r, b = 1 + slopes[0], 1 + slopes[1]  # dR, dB per unit of luma; dG keeps the luma change exact
+    return np.array([r, (1 - _LUMA[0] * r - _LUMA[2] * b) / _LUMA[1], b], np.float32)
+
+
+def is_single_tone(pixels: np.ndarray) -> bool:
+    """Whether ``pixels`` (uint8 [..., 3]) carry one tone only (see :func:`tone_direction`)."""
+    return tone_direction(pixels) is not None
 
 
 def dense_flow(edit: np.ndarray, recon: np.ndarray) -> np.ndarray:
@@ -117,7 +127,7 @@ def change_mask(aligned: AlignedFace, size: int) -> np.ndarray:
 
 class FaceTarget:
     """Where one face's change lands in its photo, and what of the photo is read for it: made once per face
-    (the box, the warped mask, whether the face is single-tone, the photo's fine texture), so that a slider
+    (the box, the warped mask, the face's tone if it has one, the photo's fine texture), so that a slider
     move only warps the new change in. ``size``: the side of the crops the changes come in."""
 
     def __init__(self, photo: np.ndarray, aligned: AlignedFace, size: int):
@@ -128,7 +138,7 @@ class FaceTarget:
         (x0, y0, x1, y1), self.local, alpha = self.window
         self.alpha = alpha[..., None]
         region = photo[y0:y1, x0:x1]
-        self.single_tone = is_single_tone(region[alpha > 0.5][::4])
+        self.tone = tone_direction(region[alpha > 0.5][::4])  # None for a colour face
         sigma = TEXTURE_BAND * size / 128 / np.sqrt(abs(np.linalg.det(self.local[:, :2])))  # in photo pixels
         self.fine = region.astype(np.float32) - cv2.GaussianBlur(region, (0, 0), sigma).astype(np.float32)
         self.grid = np.mgrid[y0:y1, x0:x1][::-1].astype(np.float32)  # photo (x, y) of every box pixel
@@ -158,9 +168,9 @@ class FaceTarget:
             gain = texture_gain(edit, recon)
             blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
             change -= (gain - 1)[..., None] * (recon - blurred)
-        luma = np.repeat((change @ _LUMA)[..., None], 3, axis=2)
-        if self.single_tone:
-            change = luma
+        luma = (change @ _LUMA)[..., None]
+        if self.tone is not None:  # a grey or toned face: its luma change, along its own tone
+            change = luma * self.tone
         else:  # colour changes only as broad tone shifts: the model's small colour blotches are not carried
             change = luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * self.size / 128)
         (x0, y0, x1, y1), local, alpha = self.window
