@@ -309,7 +309,8 @@ def report(result: dict) -> str:
     if 0 < len(shipped) < len(result["faces"]):
         lines += [f"## The photos in the repository only ({len(shipped)} faces; what a clean checkout reproduces "
                   "without `train/real_photos/fetch.sh`)", "",
-                  "| path | identity @" + " / ".join(f"{t:g}" for t in targets) + " | A's age @" + " / ".join(f"{t:g}" for t in targets) + " | sharpness | grey spread (max) |",
+                  "| path | identity @" + " / ".join(f"{t:g}" for t in targets) + " | A's age @"
+                  + " / ".join(f"{t:g}" for t in targets) + " | sharpness | grey spread (max) |",
                   "|---|---|---|---|---|"]
         sub = summary(shipped, targets)
         for p in PATHS:

@@ -11,15 +11,15 @@ the eyes and the photo's sharpness go), so pasting its output back loses the per
     out    = warp(photo, motion) + alpha * (up(change) + (up(gain) - 1) * fine(photo))
 
 ``up`` resamples a crop-frame array to the face's own resolution in the photo (bicubic), ``fine`` is an
-image's detail finer than ``TEXTURE_BAND``, and ``alpha`` the soft face mask (forehead and jaw included):
-the model's texture change is made on the photo's own texture, at the photo's detail. Whatever the model fails to reconstruct
-cancels out; what it changes (lines, folds, greying, tone, feature motion) is carried over. Pixels
+image's detail finer than ``TEXTURE_BAND``, and ``alpha`` the soft face mask (forehead and jaw included): the
+model's texture change is made on the photo's own texture, at the photo's detail. Whatever the model fails to
+reconstruct cancels out; what it changes (lines, folds, greying, tone, feature motion) is carried over. Pixels
 where alpha is 0 stay bit-identical, and an edit at the face's own age gives the photo back.
 
 Colour: a photo whose face has no colour of its own (grey, sepia or any single-tone photo, see
 :func:`tone_direction`) gets only the change's luma, along its own tone (equally to R, G and B for grey), so
-a grey photo stays exactly grey and a toned one keeps its tone. Colour photos get the luma change at full detail and the colour
-change only as a broad shift (``CHROMA_SMOOTH``).
+a grey photo stays exactly grey and a toned one keeps its tone. Colour photos get the luma change at full
+detail and the colour change only as a broad shift (``CHROMA_SMOOTH``).
 """
 
 from __future__ import annotations
