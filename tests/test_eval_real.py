@@ -39,6 +39,7 @@ def test_evaluate_measures_both_paths(tiny_weights, tmp_path, one_thread):
         for key in ("detail@20", "detail@60", "replace@20", "replace@60"):
             m = r[key]
             assert m["identity"] >= 0 and m["sharpness"] > 0 and m["seam"] >= 0 and 0 <= m["age_A"] <= 100
+            assert 0 <= m["age_C"] <= 100
     grey = result["faces"][1]
     assert grey["grey"] and grey["detail@60"]["grey_spread"] == 0  # a grey photo stays grey
     assert grey["replace@60"]["grey_spread"] > 0  # pasting the generated face back colours it

@@ -11,8 +11,8 @@ model's change applied to the photo's own pixels, the default; "replace": the ge
 back), and judged per face (train/metrics.py's judges never train the models):
 
 * identity: dlib's 128-d distance from the input face (same person < 0.6; re-saving a photo ~0.05);
-* age: estimator A's reading of the output (A is never used to make an edit; C's reading of the input,
-  the source age of the detail path, is reported beside it);
+* age: estimator A's reading of the output (A is never used to make an edit), and classifier C's (the one
+  the detail path reads the source age with, and the one a calibration of target -> look may use);
 * sharpness: variance of the Laplacian of the luma in the face's landmark box, output / input;
 * colour shift: mean Lab chroma change |d(a*, b*)| over the face mask; for a grey input also the largest
   channel spread of the output (0 = still grey);
@@ -222,6 +222,7 @@ def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4
                     m = pixel_measures(img, after, al, p)
                     m["identity"] = float((judges.identity(x_out, shapes) - emb_in).norm())
                     m["age_A"] = float(judges.age(x_out)[0])
+                    m["age_C"] = editor.read_age(x_out)  # C (ours to calibrate with) beside A (the judge)
                     row[f"{p}@{t:g}"] = m
             rows.append(row)
             sheet = contact_sheet(session, img, edits, i, targets, sheet_max)
@@ -264,8 +265,8 @@ def summary(rows: list[dict], targets) -> dict:
         per = {}
         for t in targets:
             ms = [r[f"{p}@{t:g}"] for r in rows]
-            per[f"{t:g}"] = {k: float(np.mean([m[k] for m in ms])) for k in ("identity", "age_A", "sharpness",
-                                                                               "colour_shift", "seam")}
+            keys = ("identity", "age_A", "age_C", "sharpness", "colour_shift", "seam")
+            per[f"{t:g}"] = {k: float(np.mean([m[k] for m in ms])) for k in keys}
             per[f"{t:g}"]["identity_max"] = float(max(m["identity"] for m in ms))
             greys = [m["grey_spread"] for m in ms if "grey_spread" in m]
             per[f"{t:g}"]["grey_spread_max"] = max(greys) if greys else None
@@ -295,11 +296,12 @@ def report(result: dict) -> str:
         lines += [f"Skipped (not installed here): {skipped}", ""]
     for p in PATHS:
         s = result["summary"][p]
-        lines += [f"## Path: {p}", "", "| target | identity (mean / max) | A's age | sharpness | colour shift | "
-                  "seam | grey spread (max) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"## Path: {p}", "", "| target | identity (mean / max) | A's age | C's age | sharpness | "
+                  "colour shift | seam | grey spread (max) |", "|---|---|---|---|---|---|---|---|"]
         for t in targets:
             m = s["per_target"][f"{t:g}"]
             lines.append(f"| {t:g} | {m['identity']:.3f} / {m['identity_max']:.3f} | {m['age_A']:.1f} | "
+                         f"{m['age_C']:.1f} | "
                          f"{m['sharpness']:.2f} | {m['colour_shift']:.2f} | {m['seam']:.2f} | {m['grey_spread_max']} |")
         g = s["goals"]
         lines += ["", f"Goals: identity <= 0.40 at every target: **{g['identity_mean_le_0.40_every_target']}**; "
