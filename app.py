@@ -242,12 +242,14 @@ class App:
         if photo is None or self.editor is None:
             return ""
         try:
-            ages = self.session(photo, _face(face_index)).read_ages
+            session = self.session(photo, _face(face_index))
         except FaceAgeError:
             return ""  # the edit that runs beside this says what is wrong
+        ages = session.read_ages
         read = ", ".join(f"about {a:.0f}" for a in ages)
-        return (f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} as "
-                f"**{read}**. The edit starts from that age: if it is wrong, type the face's own age.")
+        return "\n\n".join([f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} "
+                              f"as **{read}**. The edit starts from that age: if it is wrong, type the face's own age.",
+                              *session.notes])
 
     def progression(self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="",
                     progress=gr.Progress()):

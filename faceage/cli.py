@@ -85,6 +85,8 @@ def _problem(src: Path, e: Exception) -> str:
 def edit_how(session, args, src: Path) -> dict:
     """The ``mode`` and ``source_age`` keywords of an edit from ``--mode`` and ``--source-age`` (checked against
     the photo's faces); in detail mode, the ages the edit starts from go to stderr (C can be 10-20 years off)."""
+    for note in session.notes:
+        print(f"faceage: {src.name}: {note}", file=sys.stderr)
     if getattr(args, "mode", None) is None:
         return {}
     ages = args.source_age

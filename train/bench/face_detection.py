@@ -37,7 +37,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.data.utkface import SOURCE_SIZE, UTKFace  # noqa: E402
-from faceage.face.align import ALIGN_SUBSET, LANDMARK_SUBSETS, alignment_matrix, transform_points  # noqa: E402
+from faceage.face.align import (  # noqa: E402
+    LANDMARK_SUBSETS,
+    alignment_matrix,
+    mesh_alignment_matrix,
+    transform_points,
+)
 from faceage.face.detect import detect_faces  # noqa: E402
 from faceage.io import load_image  # noqa: E402
 
@@ -84,17 +89,19 @@ def detect_split(faces: UTKFace, positions: list[int]):
         detected = detect_faces(img)
         seconds += time.perf_counter() - start
         if detected:
-            found[position] = central_face(detected, img.shape).landmarks
+            found[position] = central_face(detected, img.shape)
     return found, seconds / max(1, len(positions))
 
 
 def report_realignment(found: dict) -> None:
     """Section 2: corner displacement of the re-alignment, per landmark subset."""
     print(f"\nre-alignment of test crops with their own landmarks (identity is ideal), n={len(found)}:")
-    for subset in LANDMARK_SUBSETS:
-        disp = np.array([corner_displacement(alignment_matrix(lm, SOURCE_SIZE, subset)) for lm in found.values()])
-        mark = "  <- ALIGN_SUBSET" if subset == ALIGN_SUBSET else ""
-        print(f"  {subset:16s} per-face mean corner: {summary(disp.mean(1))}; worst corner max {disp.max():5.1f}{mark}")
+    fits = {"mesh": lambda f: mesh_alignment_matrix(f.mesh, SOURCE_SIZE)} | {
+        subset: lambda f, subset=subset: alignment_matrix(f.landmarks, SOURCE_SIZE, subset) for subset in LANDMARK_SUBSETS}
+    for name, fit in fits.items():
+        disp = np.array([corner_displacement(fit(face)) for face in found.values()])
+        mark = "  <- align_face (mesh points)" if name == "mesh" else ""
+        print(f"  {name:16s} per-face mean corner: {summary(disp.mean(1))}; worst corner max {disp.max():5.1f}{mark}")
 
 
 def background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -122,7 +129,7 @@ def place_crop(
     return photo, rot
 
 
-def synthetic_trial(crop: np.ndarray, crop_landmarks: np.ndarray, scene: tuple, rng) -> dict:
+def synthetic_trial(crop: np.ndarray, crop_face, scene: tuple, rng) -> dict:
     """One synthetic photo: detection, landmark error and alignment error vs the crop's own."""
     scale, angle, width, height = scene
     photo, to_photo = place_crop(crop, scale, angle, width, height, rng)
@@ -136,9 +143,9 @@ def synthetic_trial(crop: np.ndarray, crop_landmarks: np.ndarray, scene: tuple, 
     face = hits[0]
     landmarks = transform_points(cv2.invertAffineTransform(to_photo), face.landmarks)
     # alignment from the photo, expressed on the crop: (photo -> canonical) o (crop -> photo)
-    composed = alignment_matrix(face.landmarks, SOURCE_SIZE) @ np.vstack([to_photo, [0, 0, 1]])
-    corners = corner_displacement(composed, alignment_matrix(crop_landmarks, SOURCE_SIZE))
-    result.update(found=True, extra=len(detected) - 1, landmarks=np.hypot(*(landmarks - crop_landmarks).T).mean(),
+    composed = mesh_alignment_matrix(face.mesh, SOURCE_SIZE) @ np.vstack([to_photo, [0, 0, 1]])
+    corners = corner_displacement(composed, mesh_alignment_matrix(crop_face.mesh, SOURCE_SIZE))
+    result.update(found=True, extra=len(detected) - 1, landmarks=np.hypot(*(landmarks - crop_face.landmarks).T).mean(),
                   corners=corners.mean(), corners_max=corners.max())
     return result
 
