@@ -51,6 +51,9 @@ from faceage.ui_amgan import AMGANPanel, build_amgan_tab, how_changed  # noqa: E
 
 MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
+FACE_VIEW = 768  # px: the face view's largest side (a face smaller in the photo is shown at its own resolution)
+FACE_VIEW_HEIGHT = 560  # px on screen: the face view is shown large whatever its resolution
+FACE_MARGIN = 0.2  # the face view's margin around the canonical face frame, as a fraction of its side
 KEPT_OUTPUTS = 64  # result files kept for Gradio to copy (it does so as soon as a handler returns)
 
 
@@ -236,6 +239,15 @@ class App:
         meta = edit_metadata(self.editor, age, sigma_m, sigma_g, face, **how)
         return self.outputs(out, meta, name=f"faceage_age{age:g}.png")
 
+    def face_view(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
+        """The first chosen face (the largest when all), before and after, upright and with a margin, at its own
+        resolution (at most ``FACE_VIEW`` px): what the page shows large, and streams while a slider is dragged."""
+        try:
+            s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
+            return tuple(self.outputs(s.face_view(img, 0, FACE_VIEW, FACE_MARGIN)) for img in (s.photo, out))
+        except FaceAgeError as e:
+            raise gr.Error(error_html(str(e))) from None
+
     def face_ages(self, photo, face_index) -> str:
         """One line for the page: each chosen face's age as the classifier reads it (what a detail-preserving
         edit starts from unless the user sets the face's own age)."""
@@ -322,7 +334,10 @@ def build(app: App) -> gr.Blocks:
         with gr.Row():
             photo = PhotoInput(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                elem_id="photo")
-            result = gr.ImageSlider(label="Before / after (CUSP)", type="numpy", format="png", elem_id="result")
+            face_result = gr.ImageSlider(label="Before / after: the face (updates while you drag a slider)",
+                                         type="numpy", format="png", height=FACE_VIEW_HEIGHT, elem_id="face_result")
+        result = gr.ImageSlider(label="Before / after: the whole photo (CUSP)", type="numpy", format="png",
+                                elem_id="result")
         example_loaded = _examples(app, photo)
         with gr.Row():
             face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
@@ -385,8 +400,13 @@ def build(app: App) -> gr.Blocks:
             edits.append(trigger(app.edit, inputs, [result, mask], trigger_mode="always_last", show_progress="minimal",
                                  api_name="edit_how", api_visibility="private", **model))
         edits += new_photo
-        for e in edits:  # the download follows every edit (computed once: App keeps the last edit)
+        for e in edits:  # the face view and the download follow every edit (computed once: App keeps the last edit)
+            e.then(app.face_view, inputs, face_result, api_visibility="private", **model)
             e.then(app.download, inputs, download, api_visibility="private", **model)
+        clicked.then(app.face_view, inputs, face_result, api_name="face_view", **model)
+        for slider in (age, sigma_m, sigma_g):  # live: the face while dragging, stale moves dropped
+            slider.input(app.face_view, inputs, face_result, trigger_mode="always_last", show_progress="hidden",
+                         api_visibility="private", **model)
         preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g], api_name="preset", api_visibility="private")
         make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g, mode, source_age],
                                [strip, animation, progression_files], api_name="progression", **model)

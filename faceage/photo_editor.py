@@ -205,18 +205,23 @@ class PhotoSession:
             out = face.target.apply(out, edit, recon)
         return out
 
-    def face_view(self, photo: np.ndarray, face: int = 0, max_size: int = 512) -> np.ndarray:
-        """Face ``face`` of ``photo`` (this session's photo or an edit of it) in the canonical frame at the
-        face's own resolution in the photo (at least the model's, at most ``max_size``): uint8 [S',S',3]."""
+    def face_view(self, photo: np.ndarray, face: int = 0, max_size: int = 512, margin: float = 0.0) -> np.ndarray:
+        """Face ``face`` of ``photo`` (this session's photo or an edit of it) upright in the canonical frame,
+        widened by ``margin`` of its side on every edge, at the face's own resolution in the photo (at least the
+        model's, at most ``max_size``): uint8 [S',S',3]."""
         from faceage.face.align import warp_to_crop
         from faceage.face.paste import rescaled_frame
 
         f = self.faces[self._face_number(face)]
         if f.aligned is None:
             return photo
-        own = f.aligned.size / np.sqrt(abs(np.linalg.det(f.aligned.matrix[:, :2])))  # crop side in photo px
+        wide = 1 + 2 * margin
+        own = wide * f.aligned.size / np.sqrt(abs(np.linalg.det(f.aligned.matrix[:, :2])))  # view side, photo px
         size = int(min(max(round(own), f.aligned.size), max_size)) // 2 * 2  # even: video encoders want it
-        return warp_to_crop(photo, rescaled_frame(f.aligned.matrix, f.aligned.size, size), size)
+        frame = rescaled_frame(f.aligned.matrix, f.aligned.size, size)
+        c = (size - 1) / 2  # zoom out about the centre: x -> (x - c) / wide + c
+        frame = np.vstack([frame / wide, [0, 0, 1]])[:2] + np.array([[0, 0, c - c / wide]] * 2)
+        return warp_to_crop(photo, frame, size)
 
     def paste(self, crops: list[np.ndarray], faces: list | None = None) -> np.ndarray:
         """The photo with each face's edited crop (uint8 [S,S,3]; ``faces``: whose, default all) blended back in,

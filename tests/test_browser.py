@@ -105,6 +105,60 @@ def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
     assert not outside, f"requests left localhost: {outside}"
 
 
+FACE_SRCS = "() => [...document.querySelectorAll('#face_result img')].map(e => e.src).join()"
+RECORD = """() => { window.__frames = new Set(); window.__rec = setInterval(() => {
+    const s = [...document.querySelectorAll('#face_result img')].map(e => e.src).join();
+    if (s) window.__frames.add(s); }, 15); }"""
+
+
+def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served, page, face_photo, tmp_path):
+    """The face view updates while the age thumb moves (a 2-second drag), and the last frame is the edit at
+    the age the slider shows when released."""
+    import time
+
+    from faceage.cusp_mask import PRESETS
+
+    url, app_obj = served
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    page.goto(url)
+    page.set_input_files("#photo input[type=file]", src)
+    page.wait_for_function(f"() => ({FACE_SRCS})().split(',').length === 2")
+    first = page.evaluate(FACE_SRCS)
+
+    track = page.locator("#age input[type=range]")
+    track.scroll_into_view_if_needed()
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.evaluate(RECORD)
+    page.mouse.move(box["x"] + 0.7 * box["width"], y)
+    page.mouse.down()
+    for i in range(1, 41):  # 40 moves over 2 s, from age 70 towards 20
+        page.mouse.move(box["x"] + (0.7 - 0.5 * i / 40) * box["width"], y)
+        time.sleep(0.05)
+    during = page.evaluate("() => window.__frames.size")
+    page.mouse.up()
+    new_age = int(page.locator("#age input[type=number]").input_value())
+    befores, afters = app_obj.face_view(str(src), -1, new_age, *PRESETS["custom preservation"])
+    expected = np.asarray(Image.open(afters).convert("RGB"))
+
+    def shown_after():
+        srcs = page.evaluate(FACE_SRCS).split(",")
+        imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB")) for u in srcs]
+        before = np.asarray(Image.open(befores).convert("RGB"))
+        return [i for i in imgs if not np.array_equal(i, before)]
+
+    deadline = time.time() + TIMEOUT_MS / 1000
+    while time.time() < deadline:
+        page.wait_for_timeout(200)
+        if page.evaluate(FACE_SRCS) != first and any(np.array_equal(a, expected) for a in shown_after()):
+            break
+    else:
+        pytest.fail(f"the face view never showed the edit at the released age {new_age}")
+    print(f"\nface view frames shown during a 2-s drag: {during - 1} (besides the one before it)")
+    assert during - 1 >= 3, f"only {during - 1} frames streamed while dragging"
+
+
 def test_example_gallery_download_and_progression(served, page):
     """Click an example face, get the settings-stamped PNG from the download link, make a progression."""
     from faceage.progression import DEFAULT_AGES
