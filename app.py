@@ -53,7 +53,8 @@ MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
 FACE_VIEW = 768  # px: the face view's largest side (a face smaller in the photo is shown at its own resolution)
 FACE_VIEW_HEIGHT = 560  # px on screen: the face view is shown large whatever its resolution
-FACE_MARGIN = 0.2  # the face view's margin around the canonical face frame, as a fraction of its side
+FACE_MARGIN = 0.2
+THUMBNAIL = 128  # px: the face picker's pictures  # the face view's margin around the canonical face frame, as a fraction of its side
 KEPT_OUTPUTS = 64  # result files kept for Gradio to copy (it does so as soon as a handler returns)
 
 
@@ -248,6 +249,18 @@ class App:
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
+    def face_thumbnails(self, photo) -> list[tuple[str, str]]:
+        """Every face found in the photo file ``photo`` (largest first) as a small upright picture with its
+        number and the age the classifier reads: the page's face picker."""
+        if photo is None or self.editor is None:
+            return []
+        try:
+            s = self.session(photo, None)
+        except FaceAgeError:
+            return []  # the edit that runs beside this says what is wrong
+        return [(self.outputs(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN)), f"{i} (reads {a:.0f})")
+                for i, a in enumerate(s.read_ages)]
+
     def face_ages(self, photo, face_index) -> str:
         """One line for the page: each chosen face's age as the classifier reads it (what a detail-preserving
         edit starts from unless the user sets the face's own age)."""
@@ -311,6 +324,11 @@ def _face(face_index) -> int | None:
     return None if face_index in (None, -1) else int(face_index)
 
 
+def _picked(evt: gr.SelectData) -> int:
+    """The face number of the picture clicked in the face picker (0 = largest)."""
+    return int(evt.index)
+
+
 def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
     """The first face: the CUSP mask M as a red heat map over the aligned crop (left), and the crop blurred
     as Eq. 2 blurs the skip features (right): sigma_m inside M, sigma_g outside, i.e. the structure the
@@ -340,13 +358,19 @@ def build(app: App) -> gr.Blocks:
                                 elem_id="result")
         example_loaded = _examples(app, photo)
         with gr.Row():
-            face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)", elem_id="face_index")
+            with gr.Column(scale=2):
+                face_pick = gr.Gallery(label="Faces found: click one to edit only it", columns=8, height=130,
+                                       allow_preview=False, object_fit="contain", elem_id="faces")
+                with gr.Row():
+                    all_faces = gr.Button("Edit all faces", size="sm", elem_id="all_faces")
+                    face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)",
+                                           visible=False, elem_id="face_index")
             mode = gr.Radio([("Keep the photo: apply the model's change to its own pixels", "detail"),
                              ("Replace the face with the model's output", "replace")], value=DEFAULT_MODE,
                             label="Edit", elem_id="mode")
             source_age = gr.Textbox("", label="The face's own age (empty: as the classifier reads it; with several "
                                     "faces, one per face, e.g. 34, 61)", elem_id="source_age")
-        read_ages = gr.Markdown("", elem_id="read_ages")
+        read_ages = gr.Markdown("", label="face ages", elem_id="read_ages")
         with gr.Tabs():
             with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):
                 if app.editor is not None:
@@ -396,17 +420,23 @@ def build(app: App) -> gr.Blocks:
         for e in new_photo[1:]:  # a new photo: its faces' ages as the classifier reads them
             e.then(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
         face_index.change(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
+        for e in new_photo:  # the faces found, as pictures to pick from
+            e.then(app.face_thumbnails, photo, face_pick, api_name="faces", **model)
+        face_pick.select(_picked, None, face_index, api_name="pick_face", api_visibility="private", queue=False)
+        all_faces.click(lambda: -1, None, face_index, api_name="all_faces", api_visibility="private", queue=False)
+        edits.append(face_index.change(app.edit, inputs, [result, mask], trigger_mode="always_last",
+                                       api_name="edit_face_choice", api_visibility="private", **model))
         for trigger in how_changed(mode, source_age):  # the age box: once typed (Enter or leaving it), not per key
             edits.append(trigger(app.edit, inputs, [result, mask], trigger_mode="always_last", show_progress="minimal",
                                  api_name="edit_how", api_visibility="private", **model))
         edits += new_photo
-        for e in edits:  # the face view and the download follow every edit (computed once: App keeps the last edit)
-            e.then(app.face_view, inputs, face_result, api_visibility="private", **model)
-            e.then(app.download, inputs, download, api_visibility="private", **model)
         clicked.then(app.face_view, inputs, face_result, api_name="face_view", **model)
+        for e in edits:  # the face view and the download follow every edit (computed once: App keeps the last edit)
+            e.then(app.face_view, inputs, face_result, api_name="face_view_after", api_visibility="private", **model)
+            e.then(app.download, inputs, download, api_visibility="private", **model)
         for slider in (age, sigma_m, sigma_g):  # live: the face while dragging, stale moves dropped
             slider.input(app.face_view, inputs, face_result, trigger_mode="always_last", show_progress="hidden",
-                         api_visibility="private", **model)
+                         api_name="face_view_live", api_visibility="private", **model)
         preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g], api_name="preset", api_visibility="private")
         make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g, mode, source_age],
                                [strip, animation, progression_files], api_name="progression", **model)

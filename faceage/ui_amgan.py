@@ -16,18 +16,22 @@ in red over the face shown). Errors are ``gr.Error`` messages.
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 
 import gradio as gr
 
 from faceage.aging_map import SIGNS, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
-from faceage.photo_editor import parse_ages
+from faceage.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.provenance import weights_note
 from faceage.session_cache import SessionCache
 
 MAX_SESSIONS = 8
+DEFAULT_AGE = 60  # the tab's target age slider starts here
+DEFAULT_SCORE = 0.6  # ... and every sign slider here (the normalised default age)
 CANVAS_SCALE = 4  # the canvas is 4x the aligned crop (512 px for 128-px crops)
 GRAYS = ["#000000", "#404040", "#808080", "#bfbfbf", "#ffffff"]  # brush scores 0, 0.25, 0.5, 0.75, 1
 
@@ -143,6 +147,28 @@ class AMGANPanel:
             raise gr.Error(html.escape(str(e), quote=False)) from None
 
 
+def named(fn, canvas: bool = True):
+    """``fn`` (a handler taking the tab's inputs positionally) with a signature that names them, so the API a
+    program sees (``gradio_client``'s ``view_api()``) has the sign names as parameters, the painted map
+    optional and every control's default: Gradio reads parameter names and defaults from the signature."""
+    P = inspect.Parameter
+    params = [P("photo", P.POSITIONAL_OR_KEYWORD), P("face_index", P.POSITIONAL_OR_KEYWORD, default=-1),
+              P("age", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_AGE),
+              P("follow_age", P.POSITIONAL_OR_KEYWORD, default=True)]
+    params += [P(sign, P.POSITIONAL_OR_KEYWORD, default=DEFAULT_SCORE) for sign in SIGNS]
+    if canvas:
+        params.append(P("aging_map", P.POSITIONAL_OR_KEYWORD, default=None))
+    params += [P("mode", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_MODE),
+               P("source_age", P.POSITIONAL_OR_KEYWORD, default="")]
+
+    @functools.wraps(fn)
+    def handler(*args):
+        return fn(*args)
+
+    handler.__signature__ = inspect.Signature(params)
+    return handler
+
+
 def how_changed(mode, source_age) -> tuple:
     """The events that re-run an edit when the page's edit mode (a radio) or the faces' own age (a text box: once
     typed, on Enter or on leaving the box, not on every key) change."""
@@ -178,7 +204,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
             eraser=gr.Eraser(default_size=24), sources=(),
             layers=gr.LayerOptions(allow_additional_layers=False, layers=["paint"]))
     with gr.Row():
-        age = slider(0, 100, value=60, step=1, label="Target age", elem_id="amgan_age")
+        age = slider(0, 100, value=DEFAULT_AGE, step=1, label="Target age", elem_id="amgan_age")
         follow = gr.Checkbox(True, label="Signs follow the target age (untick, or move a sign, to set each)",
                              elem_id="amgan_follow")
         reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
@@ -193,14 +219,14 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
         for row in range(0, len(SIGNS), 4):
             with gr.Row():
                 for sign in SIGNS[row:row + 4]:
-                    sliders.append(slider(0, 1, value=0.6, step=0.05, label=SIGN_LABELS[sign],
+                    sliders.append(slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign],
                                           elem_id=f"amgan_{sign}"))
     controls = [photo, face_index, age, follow, *sliders]
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
     edited, refreshed = [result, download, attention], [result, download, attention, canvas]
-    apply.click(panel.edit, [*controls, canvas, *how], edited, api_name="amgan_edit", **model)
-    reset.click(panel.reset, [*controls, *how], refreshed, api_name="amgan_reset", **model)
+    apply.click(named(panel.edit), [*controls, canvas, *how], edited, api_name="amgan_edit", **model)
+    reset.click(named(panel.reset, canvas=False), [*controls, *how], refreshed, api_name="amgan_reset", **model)
     # private events get explicit names too: Gradio would name them after the handler ("edit"), and an
     # explicit name the page gives later (CUSP's /edit) would become /edit_1
     private = dict(api_visibility="private")

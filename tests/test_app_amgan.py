@@ -2,6 +2,8 @@
 
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,6 +38,32 @@ def test_both_models_keep_their_endpoint_names(client):
     assert {"/edit", "/edit_photo", "/download", "/amgan_edit", "/amgan_reset"} <= names
     # Gradio renames a name taken twice (/edit_1) and names unnamed events after their handler (/lambda)
     assert not [n for n in names if n[-2:] == "_1" or n == "/lambda"], sorted(names)
+
+
+def test_the_api_names_every_parameter(client):
+    """What a program sees: the sign names as parameters, the painted map optional, every public endpoint
+    without a generic ``param_N`` and with a short name for its returns."""
+    from faceage.aging_map import SIGNS
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/face_view", "/face_ages"} <= set(api)
+    for name, endpoint in api.items():
+        params = [p["parameter_name"] for p in endpoint["parameters"]]
+        assert not [p for p in params if p.startswith("param_")], (name, params)
+        assert not [r for r in endpoint["returns"] if (r.get("label") or "").startswith("value_")], name
+    edit = {p["parameter_name"]: p for p in api["/amgan_edit"]["parameters"]}
+    assert list(edit)[4:4 + len(SIGNS)] == list(SIGNS)
+    assert edit["aging_map"]["parameter_has_default"] and edit["forehead"]["parameter_default"] == 0.6
+    assert [p["parameter_name"] for p in api["/edit"]["parameters"]] == [
+        "photo", "face_index", "age", "sigma_m", "sigma_g", "mode", "source_age"]
+
+
+def test_a_program_can_call_amgan_by_sign_name(client, photo):
+    from gradio_client import handle_file
+
+    (_, after), _, _ = client.predict(handle_file(str(photo)), follow_age=False, forehead=1.0, mode="replace",
+                                      api_name="/amgan_edit")
+    assert Path(after).is_file()
 
 
 def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):

@@ -212,3 +212,19 @@ def test_amgan_tab_paint_on_the_aging_map(served, page, face_photo, tmp_path):
     ys, _ = np.nonzero(np.any(after1 != after0, axis=2))
     assert len(ys) > 200 and np.median(ys) < 240, "the painted forehead should change the upper face (rows 90..390)"
     page.screenshot(path=str(tmp_path / "amgan.png"), full_page=True)
+
+
+def test_faces_are_picked_by_picture(served, page):
+    """A group photo: the face picker shows every face; clicking one edits only it, "Edit all faces" all."""
+    url, app_obj = served
+    src = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "family.jpg"  # 4 faces
+    page.goto(url)
+    page.set_input_files("#photo input[type=file]", src)
+    page.wait_for_function("() => document.querySelectorAll('#faces img').length === 4")
+    page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('these faces')")
+    page.locator("#faces img").nth(2).click()
+    page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('this face')")
+    expected = app_obj.session(str(src), None).read_ages[2]
+    assert f"about {expected:.0f}" in page.locator("#read_ages").inner_text()
+    page.click("#all_faces")
+    page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('these faces')")
