@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.parse
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from faceage import progression as prog  # noqa: E402
+from faceage import settings  # noqa: E402
 from faceage.cusp_mask import PRESETS, SIGMA_MAX, blur_skip  # noqa: E402
 from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError  # noqa: E402
@@ -230,6 +232,10 @@ class App:
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
+    def edit_if_photo(self, photo, *controls):
+        """:meth:`edit` once there is a photo (settings restored before any upload change only the controls)."""
+        return (gr.skip(), gr.skip()) if photo is None else self.edit(photo, *controls)
+
     def download(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
         """The edited photo at full resolution as a PNG whose text chunks carry the settings."""
         try:
@@ -248,6 +254,26 @@ class App:
             return tuple(self.outputs(s.face_view(img, 0, FACE_VIEW, FACE_MARGIN)) for img in (s.photo, out))
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
+
+    def settings_text(self, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="") -> str:
+        """The settings box: this edit's settings as text (``faceage.settings``), to copy and paste back."""
+        return settings.to_text(age, sigma_m, sigma_g, mode, source_age, _face(face_index))
+
+    def restore(self, text) -> tuple:
+        """The controls (face, age, sigma_m, sigma_g, mode, face's own age) set from a settings text or a
+        result PNG's path; a control the settings do not name is left as it is."""
+        try:
+            found = settings.from_png(text) if str(text).lower().endswith(".png") else settings.parse(text)
+        except FaceAgeError as e:
+            raise gr.Error(error_html(str(e))) from None
+        return tuple(found.get(k, gr.skip()) for k in ("face", "age", "sigma_m", "sigma_g", "mode", "source_age"))
+
+    def restore_url(self, request: gr.Request) -> tuple:
+        """The controls from the page's URL parameters (``?age=70&sigma_m=8``); nothing when there are none."""
+        query = {k: v for k, v in dict(getattr(request, "query_params", None) or {}).items() if k in settings.KEYS}
+        if not query:
+            return (gr.skip(),) * 6
+        return self.restore(urllib.parse.urlencode(query))
 
     def face_thumbnails(self, photo) -> list[tuple[str, str]]:
         """Every face found in the photo file ``photo`` (largest first) as a small upright picture with its
@@ -324,6 +350,21 @@ def _face(face_index) -> int | None:
     return None if face_index in (None, -1) else int(face_index)
 
 
+def _pin(face_result, face_index, age, sigma_m, sigma_g, mode, source_age):
+    """Keep the face view's result as A: (state, a note of its settings, the comparison showing A twice)."""
+    if not face_result or face_result[1] is None:
+        raise gr.Error("Edit a photo first: the result shown is what gets pinned.")
+    note = f"**A:** {settings.to_text(age, sigma_m, sigma_g, mode, source_age, _face(face_index))}"
+    return face_result[1], note, (face_result[1], face_result[1])
+
+
+def _compare(pinned, face_result):
+    """The comparison: A (pinned) beside the face view's current result, once something is pinned."""
+    if pinned is None or not face_result or face_result[1] is None:
+        return gr.skip()
+    return pinned, face_result[1]
+
+
 def _picked(evt: gr.SelectData) -> int:
     """The face number of the picture clicked in the face picker (0 = largest)."""
     return int(evt.index)
@@ -386,6 +427,18 @@ def build(app: App) -> gr.Blocks:
                                       label="Structure preservation preset")
                     apply = gr.Button("Apply", variant="primary")
                 with gr.Row():
+                    settings_box = gr.Textbox(label="Settings: copy them to keep; paste (or open a result PNG) and "
+                                              "press Enter to restore", buttons=["copy"], elem_id="settings")
+                    restore_png = gr.UploadButton("Restore from a result PNG", file_types=[".png"],
+                                                  elem_id="restore_png")
+                with gr.Accordion("Compare: pin a result, then change the settings", open=False, elem_id="compare_box"):
+                    with gr.Row():
+                        pin = gr.Button("Pin this result as A", elem_id="pin")
+                        pinned_note = gr.Markdown("", elem_id="pinned_note")
+                    compare = gr.ImageSlider(label="A (pinned) / B (now): the face", type="numpy", format="png",
+                                             height=FACE_VIEW_HEIGHT, elem_id="compare")
+                pinned = gr.State(None)
+                with gr.Row():
                     mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
                                     interactive=False, height=280, elem_id="mask")
                     download = gr.File(label="Full-resolution result (PNG, settings in its metadata)",
@@ -420,8 +473,9 @@ def build(app: App) -> gr.Blocks:
         for e in new_photo[1:]:  # a new photo: its faces' ages as the classifier reads them
             e.then(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
         face_index.change(app.face_ages, [photo, face_index], read_ages, api_visibility="private", **model)
-        for e in new_photo:  # the faces found, as pictures to pick from
-            e.then(app.face_thumbnails, photo, face_pick, api_name="faces", **model)
+        for i, e in enumerate(new_photo):  # the faces found, as pictures to pick from
+            e.then(app.face_thumbnails, photo, face_pick, api_name="faces" if i == 0 else "faces_example",
+                   api_visibility="public" if i == 0 else "private", **model)
         face_pick.select(_picked, None, face_index, api_name="pick_face", api_visibility="private", queue=False)
         all_faces.click(lambda: -1, None, face_index, api_name="all_faces", api_visibility="private", queue=False)
         edits.append(face_index.change(app.edit, inputs, [result, mask], trigger_mode="always_last",
@@ -431,9 +485,23 @@ def build(app: App) -> gr.Blocks:
                                  api_name="edit_how", api_visibility="private", **model))
         edits += new_photo
         clicked.then(app.face_view, inputs, face_result, api_name="face_view", **model)
-        for e in edits:  # the face view and the download follow every edit (computed once: App keeps the last edit)
+        controls = [face_index, age, sigma_m, sigma_g, mode, source_age]
+        restored = [settings_box.submit(app.restore, settings_box, controls, api_name="restore", queue=False),
+                    restore_png.upload(app.restore, restore_png, controls, api_name="restore_png",
+                                       api_visibility="private", queue=False),
+                    demo.load(app.restore_url, None, controls, api_name="restore_url", api_visibility="private",
+                              queue=False)]
+        edits += [r.then(app.edit_if_photo, inputs, [result, mask], api_name="edit_restored",
+                         api_visibility="private", **model) for r in restored]
+        for e in edits:  # the face view, settings and download follow every edit (App keeps the last edit)
             e.then(app.face_view, inputs, face_result, api_name="face_view_after", api_visibility="private", **model)
+            e.then(app.settings_text, controls, settings_box, api_name="settings", api_visibility="private",
+                   queue=False)
             e.then(app.download, inputs, download, api_visibility="private", **model)
+        pin.click(_pin, [face_result, *controls], [pinned, pinned_note, compare], api_name="pin",
+                  api_visibility="private", queue=False)
+        face_result.change(_compare, [pinned, face_result], compare, api_name="compare", api_visibility="private",
+                           trigger_mode="always_last", show_progress="hidden", queue=False)
         for slider in (age, sigma_m, sigma_g):  # live: the face while dragging, stale moves dropped
             slider.input(app.face_view, inputs, face_result, trigger_mode="always_last", show_progress="hidden",
                          api_name="face_view_live", api_visibility="private", **model)

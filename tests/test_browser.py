@@ -228,3 +228,46 @@ def test_faces_are_picked_by_picture(served, page):
     assert f"about {expected:.0f}" in page.locator("#read_ages").inner_text()
     page.click("#all_faces")
     page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('these faces')")
+
+
+def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
+    """Pin a result, change the age: the comparison shows A and the new B. Paste a settings text: the sliders
+    take its values and the result is the edit at them. Open the page with URL parameters: the same."""
+    from faceage.cusp_mask import PRESETS
+
+    url, app_obj = served
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    page.goto(url)
+    page.set_input_files("#photo input[type=file]", src)
+    page.wait_for_function(f"() => ({FACE_SRCS})().split(',').length === 2")
+    page.wait_for_function("() => document.querySelector('#settings textarea, #settings input').value.startsWith('age=70')")
+    page.locator("#compare_box").click()  # open the accordion
+    page.click("#pin")
+    page.wait_for_function("() => document.querySelector('#pinned_note').innerText.includes('age=70')")
+    shown = page.evaluate(FACE_SRCS)
+
+    box = page.locator("#settings textarea, #settings input").first
+    box.fill("age=25&sigma_m=8&sigma_g=4.5&mode=detail&face=all")
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#age input[type=number]').value === '25'")
+    page.wait_for_function(f"old => ({FACE_SRCS})() !== old", arg=shown)
+    _, expected_face = app_obj.face_view(str(src), -1, 25, *PRESETS["custom preservation"])
+    expected = np.asarray(Image.open(expected_face).convert("RGB"))
+    page.wait_for_function("() => document.querySelectorAll('#compare img').length === 2")
+
+    def compare_has_new():
+        imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB"))
+                for u in page.evaluate("() => [...document.querySelectorAll('#compare img')].map(e => e.src)")]
+        return any(np.array_equal(i, expected) for i in imgs) and not all(np.array_equal(i, expected) for i in imgs)
+
+    for _ in range(100):
+        if compare_has_new():
+            break
+        page.wait_for_timeout(200)
+    else:
+        pytest.fail("the comparison never showed the pinned A beside the new B")
+
+    page.goto(url + "?age=33&sigma_m=2")
+    page.wait_for_function("() => document.querySelector('#age input[type=number]')?.value === '33'")
+    assert page.locator("#sigma_m input[type=number]").input_value() == "2"
