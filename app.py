@@ -249,9 +249,16 @@ class App:
     def face_view(self, photo, face_index, age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age=""):
         """The first chosen face (the largest when all), before and after, upright and with a margin, at its own
         resolution (at most ``FACE_VIEW`` px): what the page shows large, and streams while a slider is dragged."""
+        if photo is None:
+            raise gr.Error("Upload a photo with a face first.")
         try:
-            s, _, out = self._edited(photo, face_index, age, sigma_m, sigma_g, mode, source_age)
-            return tuple(self.outputs(s.face_view(img, 0, FACE_VIEW, FACE_MARGIN)) for img in (s.photo, out))
+            s = self.session(photo, _face(face_index))
+            last, controls = self._last, (age, sigma_m, sigma_g, mode, parse_ages(source_age))
+            if last is not None and last[0] is s and last[1] == controls:  # the whole photo is edited already
+                after = s.face_view(last[2], 0, FACE_VIEW, FACE_MARGIN)
+            else:  # a slider moving: this face alone (a group photo's other faces wait for the release)
+                after = s.edit_face(age, sigma_m, sigma_g, 0, mode, controls[-1], FACE_VIEW, FACE_MARGIN)
+            return self.outputs(s.face_view(s.photo, 0, FACE_VIEW, FACE_MARGIN)), self.outputs(after)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 

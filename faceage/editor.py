@@ -96,11 +96,12 @@ class Session(PhotoSession):
         return self._edit(range(len(self.faces)), age, sigma_m, sigma_g, mode, source_age)
 
     def edit_face(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0, mode: str = DEFAULT_MODE, source_age=None,
-                  max_size: int = 512) -> np.ndarray:
+                  max_size: int = 512, margin: float = 0.0) -> np.ndarray:
         """Face ``face`` alone edited as :meth:`edit` edits it, seen as :meth:`face_view` shows it (the canonical
-        frame at the face's own resolution, at most ``max_size``): what age progressions are made of."""
+        frame at the face's own resolution, at most ``max_size``, widened by ``margin``): what age progressions
+        and the app's live face view are made of."""
         i = self._face_number(face)
-        return self.face_view(self._edit([i], age, sigma_m, sigma_g, mode, source_age), i, max_size)
+        return self.face_view(self._edit([i], age, sigma_m, sigma_g, mode, source_age), i, max_size, margin)
 
     def _edit(self, which, age, sigma_m, sigma_g, mode, source_age) -> np.ndarray:
         """The photo with the faces numbered ``which`` edited (the others as they are)."""

@@ -158,6 +158,21 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
     print(f"\nface view frames shown during a 2-s drag: {during - 1} (besides the one before it)")
     assert during - 1 >= 3, f"only {during - 1} frames streamed while dragging"
 
+    # the keyboard: arrow keys on the focused slider give a result too
+    shown = page.evaluate(FACE_SRCS)
+    track.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"() => document.querySelector('#age input[type=number]').value === '{new_age + 2}'")
+    _, afters = app_obj.face_view(str(src), -1, new_age + 2, *PRESETS["custom preservation"])
+    expected = np.asarray(Image.open(afters).convert("RGB"))
+    for _ in range(100):
+        if page.evaluate(FACE_SRCS) != shown and any(np.array_equal(a, expected) for a in shown_after()):
+            break
+        page.wait_for_timeout(200)
+    else:
+        pytest.fail("arrow keys on the age slider did not update the face view")
+
 
 def test_example_gallery_download_and_progression(served, page):
     """Click an example face, get the settings-stamped PNG from the download link, make a progression."""
