@@ -46,7 +46,7 @@ from faceage.map_canvas import for_display, heat_overlay  # noqa: E402
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError  # noqa: E402
 from faceage.examples import ENV as EXAMPLES_ENV, MAX_EXAMPLES, gather_examples  # noqa: E402
 from faceage.io import MAX_BYTES, save_png  # noqa: E402
-from faceage.photo_editor import DEFAULT_MODE, parse_ages  # noqa: E402
+from faceage.photo_editor import DEFAULT_MODE, parse_ages, resize_square  # noqa: E402
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
 from faceage.ui_amgan import AMGANPanel, build_amgan_tab, how_changed  # noqa: E402
@@ -282,17 +282,18 @@ class App:
             return (gr.skip(),) * 6
         return self.restore(urllib.parse.urlencode(query))
 
-    def face_thumbnails(self, photo) -> list[tuple[str, str]]:
-        """Every face found in the photo file ``photo`` (largest first) as a small upright picture with its
-        number and the age the classifier reads: the page's face picker."""
+    def face_thumbnails(self, photo):
+        """Every face found in the photo file ``photo`` (largest first), upright, side by side and labelled with
+        its number and the age the classifier reads: the page's face picker (click one: :func:`_picked`)."""
         if photo is None or self.editor is None:
-            return []
+            return None
         try:
             s = self.session(photo, None)
         except FaceAgeError:
-            return []  # the edit that runs beside this says what is wrong
-        return [(self.outputs(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN)), f"{i} (reads {a:.0f})")
-                for i, a in enumerate(s.read_ages)]
+            return None  # the edit that runs beside this says what is wrong
+        tiles = [prog.labelled(resize_square(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN), THUMBNAIL),
+                               f"{i}: {a:.0f}") for i, a in enumerate(s.read_ages)]
+        return self.outputs(np.concatenate(tiles, axis=1))
 
     def face_ages(self, photo, face_index) -> str:
         """One line for the page: each chosen face's age as the classifier reads it (what a detail-preserving
@@ -373,8 +374,8 @@ def _compare(pinned, face_result):
 
 
 def _picked(evt: gr.SelectData) -> int:
-    """The face number of the picture clicked in the face picker (0 = largest)."""
-    return int(evt.index)
+    """The face number under the click in the face picker (its tiles are ``THUMBNAIL`` px wide; 0 = largest)."""
+    return int(evt.index[0] // THUMBNAIL)
 
 
 def mask_preview(session, sigma_m, sigma_g) -> np.ndarray:
@@ -407,8 +408,9 @@ def build(app: App) -> gr.Blocks:
         example_loaded = _examples(app, photo)
         with gr.Row():
             with gr.Column(scale=2):
-                face_pick = gr.Gallery(label="Faces found: click one to edit only it", columns=8, height=130,
-                                       allow_preview=False, object_fit="contain", elem_id="faces")
+                face_pick = gr.Image(label="Faces found (number: the age the classifier reads): click one to edit "
+                                     "only it", type="filepath", interactive=False, height=THUMBNAIL + 40,
+                                     buttons=[], elem_id="faces")
                 with gr.Row():
                     all_faces = gr.Button("Edit all faces", size="sm", elem_id="all_faces")
                     face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)",

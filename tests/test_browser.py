@@ -235,9 +235,12 @@ def test_faces_are_picked_by_picture(served, page):
     src = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "family.jpg"  # 4 faces
     page.goto(url)
     page.set_input_files("#photo input[type=file]", src)
-    page.wait_for_function("() => document.querySelectorAll('#faces img').length === 4")
+    page.wait_for_function("() => { const i = document.querySelector('#faces img'); return i && i.naturalWidth > 0; }")
     page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('these faces')")
-    page.locator("#faces img").nth(2).click()
+    strip = page.locator("#faces img")
+    assert page.evaluate("() => document.querySelector('#faces img').naturalWidth") == 4 * 128  # 4 tiles
+    box = strip.bounding_box()
+    strip.click(position={"x": box["width"] * 2.5 / 4, "y": box["height"] / 2})  # the third tile
     page.wait_for_function("() => document.querySelector('#read_ages').innerText.includes('this face')")
     expected = app_obj.session(str(src), None).read_ages[2]
     assert f"about {expected:.0f}" in page.locator("#read_ages").inner_text()
