@@ -188,7 +188,8 @@ class App:
         self.cache = SessionCache(self.editor, MAX_SESSIONS)
         self._last = None  # (session, controls, edited photo): the download reuses the edit just shown
         self.outputs = OutputFiles()
-        self.amgan = AMGANPanel(amgan_weights, self.outputs)  # the AgingMapGAN tab (faceage.ui_amgan)
+        # the per-sign tab (faceage.ui_amgan): CUSP renders its maps by default, through this app's sessions
+        self.amgan = AMGANPanel(amgan_weights, self.outputs, cusp=self.session if self.editor is not None else None)
         self.examples = self._gather_examples(examples)
 
     def _gather_examples(self, folder) -> list[tuple[str, str]]:
@@ -465,7 +466,7 @@ def build(app: App) -> gr.Blocks:
                                              elem_id="animation")
                         progression_files = gr.File(label="Strip, GIF, MP4", file_count="multiple",
                                                     interactive=False, height=240, elem_id="progression_files")
-            with gr.Tab("AgingMapGAN: per clinical sign, paintable aging map", id="amgan", elem_id="amgan_tab") as t:
+            with gr.Tab("Per clinical sign: paintable aging map", id="amgan", elem_id="amgan_tab") as t:
                 build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
                                 loaded=example_loaded, tab=t, how=[mode, source_age])
         inputs = [photo, face_index, age, sigma_m, sigma_g, mode, source_age]

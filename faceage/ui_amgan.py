@@ -21,8 +21,9 @@ import html
 import inspect
 
 import gradio as gr
+import numpy as np
 
-from faceage.aging_map import SIGNS, sign_zone_masks
+from faceage.aging_map import SIGNS, build_aging_map, sign_zone_masks
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
 from faceage.photo_editor import DEFAULT_MODE, parse_ages
@@ -58,7 +59,7 @@ def _as_is(rgb, metadata=None, name=None):
 class AMGANPanel:
     """The AMGAN editor (or why it is missing), an LRU of opened photos, and the handlers of the tab."""
 
-    def __init__(self, weights=None, outputs=None):
+    def __init__(self, weights=None, outputs=None, cusp=None):
         from faceage.amgan_editor import AMGANEditor
 
         try:
@@ -67,6 +68,17 @@ class AMGANPanel:
             self.editor, self.missing = None, str(e)
         self.outputs = outputs or _as_is  # (rgb, metadata, name) -> what the output components get
         self.cache = SessionCache(self.editor, MAX_SESSIONS)
+        self.cusp = cusp  # (photo, face or None) -> the app's cached CUSP session: the default renderer's
+
+    @property
+    def renderers(self) -> list[tuple[str, str]]:
+        """The renderer choices (label, value): CUSP's decodes first (the default), the AMGAN network with its
+        model card's status when its weights are loaded."""
+        out = [("CUSP decodes blended by the map (default)", "cusp")] if self.cusp is not None else []
+        if self.editor is not None:
+            status = self.editor.info.get("card_status") or "see its model card"
+            out.append((f"AgingMapGAN network ({status.split('.')[0]})", "amgan"))
+        return out
 
     def session(self, photo, face_index):
         """The cached AMGAN session of the uploaded file ``photo`` (``face_index`` -1: every face)."""
@@ -80,12 +92,6 @@ class AMGANPanel:
     def signs(follow_age, scores) -> dict:
         """The sign scores the sliders set, or none (every zone follows the age) when ``follow_age``."""
         return {} if follow_age else dict(zip(SIGNS, scores))
-
-    def _canvas(self, session, age, signs, layers=()) -> dict:
-        face = session.faces[0]
-        zones = sign_zone_masks(face.landmarks, face.crop.shape[0])
-        picture = canvas_picture(face.crop, session.aging_map(age, signs), CANVAS_SCALE, zones)
-        return {"background": self.outputs(picture), "layers": list(layers), "composite": None}
 
     def _edit(self, session, age, signs, canvas, face_index, mode, source_age):
         """((before, after), the download PNG with the settings in its metadata, the attention preview)."""
@@ -106,45 +112,80 @@ class AMGANPanel:
     def edit(self, photo, face_index, age, follow_age, *rest):
         """((before, after), download, attention preview) of the photo edited with the sliders and the strokes
         of the canvas (``rest``: the sign scores, the canvas, the edit mode and the faces' own age)."""
-        *scores, canvas, mode, source_age = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=False)
+        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), False, renderer)
 
     def paint(self, photo, face_index, age, follow_age, *rest):
         """A stroke on the canvas: the edit with it; nothing without a photo (the canvas also fires on load)."""
-        if photo is None or self.editor is None:
+        if photo is None or not self.renderers:
             return gr.skip(), gr.skip(), gr.skip()
         return self.edit(photo, face_index, age, follow_age, *rest)
 
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
         """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
-        *scores, canvas, mode, source_age = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=True)
+        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), True, renderer)
 
     def reset(self, photo, face_index, age, follow_age, *rest):
         """The canvas of the sliders' map with no strokes, and the edit it gives."""
-        *scores, mode, source_age = rest
-        return self._run(photo, face_index, age, follow_age, scores, None, (mode, source_age), refresh=True)
+        *scores, mode, source_age, renderer = _with_renderer(rest)
+        return self._run(photo, face_index, age, follow_age, scores, None, (mode, source_age), True, renderer)
 
     def when_opened(self, opened, photo, face_index, age, follow_age, *rest):
         """The edit and its canvas (keeping the strokes of the canvas, the last input; None drops them),
         or nothing while the tab was never opened, there is no photo or no weights: a CUSP user pays nothing."""
-        if not opened or photo is None or self.editor is None:
+        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
+        if not opened or photo is None or not self.renderers:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        *scores, canvas, mode, source_age = rest
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), refresh=True)
+        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), True, renderer)
 
-    def _run(self, photo, face_index, age, follow_age, scores, canvas, how, refresh: bool):
+    def _run(self, photo, face_index, age, follow_age, scores, canvas, how, refresh: bool, renderer="amgan"):
         try:
-            s = self.session(photo, face_index)
             signs = self.signs(follow_age, scores)
             face = None if face_index in (None, -1) else int(face_index)
-            edited = self._edit(s, age, signs, canvas, face, *how)
+            if renderer == "cusp" and self.cusp is not None:
+                if photo is None:
+                    raise gr.Error("Upload a photo with a face first.")
+                s = self.cusp(photo, face)
+                edited = self._render(s, age, signs, canvas, face, *how)
+                crop, landmarks = s.faces[0].aligned.crop, s.faces[0].aligned.landmarks
+                current = build_aging_map(landmarks, crop.shape[0], signs, age)
+            else:
+                s = self.session(photo, face_index)
+                edited = self._edit(s, age, signs, canvas, face, *how)
+                crop, landmarks, current = s.faces[0].crop, s.faces[0].landmarks, s.aging_map(age, signs)
             if not refresh:
                 return edited
             layers = [la for la in (canvas or {}).get("layers") or [] if la is not None]
-            return *edited, self._canvas(s, age, signs, layers)
+            zones = sign_zone_masks(landmarks, crop.shape[0])
+            picture = canvas_picture(crop, current, CANVAS_SCALE, zones)
+            return *edited, {"background": self.outputs(picture), "layers": list(layers), "composite": None}
         except FaceAgeError as e:
             raise gr.Error(html.escape(str(e), quote=False)) from None
+
+    def _render(self, session, age, signs, canvas, face_index, mode, source_age):
+        """The CUSP renderer's ((before, after), download, preview: where the map departs from the age)."""
+        from faceage.cusp_mask import PRESETS
+        from faceage.map_render import MapRenderer
+        from faceage.provenance import model_metadata
+
+        sigma_m, sigma_g = PRESETS["custom preservation"]
+        maps = getattr(session, "map_renderer", None)
+        if maps is None:
+            maps = session.map_renderer = MapRenderer(session)  # its ladders live as long as the session
+        face = session.faces[0]
+        layers = (canvas or {}).get("layers") or []
+        painted = paint_map(build_aging_map(face.aligned.landmarks, face.x.shape[-1], signs, age), layers,
+                            face.aligned.landmarks)
+        source_age = parse_ages(source_age)
+        out = maps.render(age, signs, sigma_m, sigma_g, painted, mode, source_age)
+        meta = model_metadata(session.editor, face_index, model="cusp_map", age=float(age), signs=dict(signs),
+                              painted_map=painted is not None, sigma_m=sigma_m, sigma_g=sigma_g,
+                              **session.how(mode, source_age))
+        download = self.outputs(out, meta, name=f"faceage_map_age{float(age):g}.png")
+        departure = np.abs(maps.age_map(0, age, signs, painted) - float(age)) / 100.0
+        preview = self.outputs(for_display(heat_overlay(face.aligned.crop, np.clip(departure * 2, 0, 1))))
+        return (self.outputs(session.photo), self.outputs(out)), download, preview
 
 
 def named(fn, canvas: bool = True):
@@ -159,7 +200,8 @@ def named(fn, canvas: bool = True):
     if canvas:
         params.append(P("aging_map", P.POSITIONAL_OR_KEYWORD, default=None))
     params += [P("mode", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_MODE),
-               P("source_age", P.POSITIONAL_OR_KEYWORD, default="")]
+               P("source_age", P.POSITIONAL_OR_KEYWORD, default=""),
+               P("renderer", P.POSITIONAL_OR_KEYWORD, default="cusp")]
 
     @functools.wraps(fn)
     def handler(*args):
@@ -167,6 +209,16 @@ def named(fn, canvas: bool = True):
 
     handler.__signature__ = inspect.Signature(params)
     return handler
+
+
+RENDERERS = ("cusp", "amgan")
+
+
+def _with_renderer(rest) -> list:
+    """The handler's trailing inputs with the renderer last ("amgan" when a caller from before the renderer
+    choice sends none)."""
+    rest = list(rest)
+    return rest if rest and rest[-1] in RENDERERS else [*rest, "amgan"]
 
 
 def how_changed(mode, source_age) -> tuple:
@@ -190,12 +242,18 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
     photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
     new photo only once it has been opened.
     """
+    gr.Markdown("The map (sliders, or paint on it) says how old each part of the face should look. By default "
+                "CUSP's own decodes render it (a ladder of ages per face, blended pixel by pixel); the AgingMapGAN "
+                "network can render it instead.", elem_id="amgan_about")
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights not loaded:** {html.escape(panel.missing)}", elem_id="amgan_missing")
     else:
         gr.Markdown(weights_note(panel.editor.info), elem_id="amgan_weights")
+    choices = panel.renderers
+    renderer = gr.Radio(choices, value=choices[0][1] if choices else None, label="Render the map with",
+                        elem_id="amgan_renderer")
     with gr.Row():
-        result = gr.ImageSlider(label="Before / after (AgingMapGAN)", type="numpy", format="png",
+        result = gr.ImageSlider(label="Before / after (per sign)", type="numpy", format="png",
                                 elem_id="amgan_result")
         canvas = canvas(
             label="Aging map: paint scores on it (brightness = score: white = most marked, black = none)",
@@ -212,7 +270,8 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
     with gr.Row():
         download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
                            elem_id="amgan_download")
-        attention = gr.Image(label="Where AMGAN paints: 1 - A in red over the face shown on the canvas (A = 1 keeps the input)",
+        attention = gr.Image(label="Where the edit acts, in red: the map's departure from the age (CUSP); "
+                             "1 - the attention A (AgingMapGAN network)",
                              type="numpy", interactive=False, height=280, elem_id="amgan_attention")
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
@@ -222,6 +281,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
                     sliders.append(slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign],
                                           elem_id=f"amgan_{sign}"))
     controls = [photo, face_index, age, follow, *sliders]
+    mode_and_age, how = how, [*how, renderer]
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
     edited, refreshed = [result, download, attention], [result, download, attention, canvas]
@@ -239,14 +299,14 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
         trigger(_follow, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
     for s in sliders:
         s.input(lambda: False, None, follow, api_name="amgan_unfollow", queue=False, **private)
-    if panel.missing:
+    if not choices:
         return
     opened, no_strokes = gr.State(tab is None), gr.State(None)
     if tab is not None:  # opening the tab: the map of the photo already there (strokes kept)
         tab.select(lambda: True, None, opened, api_name="amgan_opened", queue=False, **private).then(
             panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_show", **private,
             **model)
-    for trigger in how_changed(*how):  # the edit mode or the face's own age changed: the edit again, once opened
+    for trigger in (*how_changed(*mode_and_age), renderer.change):  # the edit again, once the tab was opened
         trigger(panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_how", **private,
                 **canvas_events)
     for new_photo in (photo.upload, loaded.then if loaded is not None else None):

@@ -70,7 +70,7 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     from gradio_client import handle_file
 
     (before, plain), download, attention, canvas = client.predict(handle_file(str(photo)), -1, 60, True,
-                                                                  *SCORES, "detail", None, api_name="/amgan_reset")
+                                                                  *SCORES, "detail", None, "amgan", api_name="/amgan_reset")
     b, a = rgb(before), rgb(plain)
     assert np.array_equal(b, face_photo) and a.shape == face_photo.shape
     assert np.array_equal(rgb(download), a)  # the download is the full-resolution result, with its settings
@@ -85,7 +85,7 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     assert background.shape == (256, 256, 3) and not canvas["layers"]
 
     (_, raised), download, _ = client.predict(handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None,
-                                           "detail", None, api_name="/amgan_edit")  # the forehead raised alone
+                                           "detail", None, "amgan", api_name="/amgan_edit")  # the forehead raised alone
     assert '"forehead": 1.0' in Image.open(download).text["signs"]
     assert np.any(rgb(raised) != a)
 
@@ -94,7 +94,7 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     Image.fromarray(layer).save(tmp_path / "layer.png")
     value = {"background": handle_file(canvas["background"]), "layers": [handle_file(str(tmp_path / "layer.png"))],
              "composite": None}
-    (_, painted), _, _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, api_name="/amgan_edit")
+    (_, painted), _, _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit")
     ys, _ = np.nonzero(np.any(rgb(painted) != a, axis=2))
     assert len(ys) > 500
     assert np.median(ys) < 240  # above the middle of the face (rows 90..390): where the forehead was painted
@@ -107,10 +107,10 @@ def test_errors_are_messages(client, photo, tmp_path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
     with pytest.raises(AppError, match="No face"):
-        client.predict(handle_file(str(blank)), -1, 60, True, *SCORES, None, "detail", None, api_name="/amgan_edit")
+        client.predict(handle_file(str(blank)), -1, 60, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit")
     with pytest.raises(AppError, match="Forehead wrinkles must be a number from 0 to 1"):
-        client.predict(handle_file(str(photo)), -1, 60, False, 1.7, *SCORES[1:], None, "detail", None, api_name="/amgan_edit")
-    (_, after), _, _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, "detail", None, api_name="/amgan_edit")
+        client.predict(handle_file(str(photo)), -1, 60, False, 1.7, *SCORES[1:], None, "detail", None, "amgan", api_name="/amgan_edit")
+    (_, after), _, _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit")
     assert Image.open(after).size == (640, 480)  # the server still serves
 
 
@@ -136,4 +136,18 @@ def test_unreadable_painted_layer_is_a_message(client, photo, tmp_path):
     junk.write_bytes(b"not an image at all")
     value = {"background": None, "layers": [handle_file(str(junk))], "composite": None}
     with pytest.raises(AppError, match="painted aging map could not be read"):
-        client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, api_name="/amgan_edit")
+        client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit")
+
+
+def test_the_cusp_renderer_is_the_default_and_a_sign_acts_in_its_zone(client, photo, face_photo):
+    """The per-sign tab's default renderer: CUSP's decodes blended by the map. Raising the forehead alone
+    changes the upper face more than the lower; the PNG says how it was made."""
+    from gradio_client import handle_file
+
+    common = dict(follow_age=False, age=40, mode="replace", api_name="/amgan_edit")
+    (_, plain), _, _ = client.predict(handle_file(str(photo)), **common)
+    (_, raised), download, _ = client.predict(handle_file(str(photo)), forehead=1.0, **common)
+    assert Image.open(download).text["model"] == "cusp_map"
+    change = np.abs(rgb(raised) - rgb(plain)).sum(axis=2)
+    ys, _ = np.nonzero(change > 10)
+    assert len(ys) > 0 and np.median(ys) < 90 + 150  # the face spans rows 90-390 of face_photo: upper half

@@ -204,8 +204,8 @@ AMGAN_NEW = """old => {
 
 
 def test_amgan_tab_paint_on_the_aging_map(served, page, face_photo, tmp_path):
-    """Upload on the CUSP tab, open the AgingMapGAN tab: the map appears on the canvas and a brush stroke
-    on the forehead re-ages the upper face."""
+    """Upload on the CUSP tab, open the per-sign tab: the map appears on the canvas and a brush stroke on the
+    forehead re-ages the upper face (rendered by CUSP's decodes, the tab's default)."""
     import re
 
     url, app_obj = served
@@ -216,7 +216,7 @@ def test_amgan_tab_paint_on_the_aging_map(served, page, face_photo, tmp_path):
     page.set_input_files("#photo input[type=file]", src)  # on the CUSP tab: only CUSP runs
     page.wait_for_function(NEW_RESULT, arg=[])
     assert len(app_obj.amgan.cache.sessions) == opened_before, "AMGAN ran before its tab was opened"
-    page.get_by_role("tab", name=re.compile("AgingMapGAN")).click()  # opening it: the map and the edit
+    page.get_by_role("tab", name=re.compile("clinical sign")).click()  # opening it: the map and the edit
     page.wait_for_function(AMGAN_NEW, arg=[])
     first = page.evaluate(AMGAN_SRCS)
     _, after0 = _before_after(page, first, face_photo)

@@ -124,7 +124,7 @@ def cusp(page, args) -> str:
 def amgan(page, args) -> str:
     """The AgingMapGAN tab: open it, raise the ``args.sign`` slider to 1, paint a white stroke on the
     forehead of the aging map; wait for the edit and the attention preview of each step."""
-    page.get_by_role("tab", name=re.compile("AgingMapGAN")).click()  # opening it: the map and the edit
+    page.get_by_role("tab", name=re.compile("clinical sign")).click()  # opening it: the map and the edit
     wait_new_images(page, "#amgan_result img", "", count=2)
     wait_new_images(page, "#amgan_attention img", "")
     steps = []
