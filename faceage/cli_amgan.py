@@ -1,4 +1,10 @@
-"""The AMGAN commands of the ``faceage`` command line (the parser and batch loop are in faceage.cli).
+"""The per-sign commands of the ``faceage`` command line (the parser and batch loop are in faceage.cli).
+
+``faceage map`` renders an aging map with CUSP's decodes (``faceage.map_render``, what the app's per-sign tab
+does by default); ``faceage amgan`` with the AgingMapGAN network.
+
+    faceage map photo.jpg --age 50 --sign forehead=0.9 --sign nasolabial_left=0.8 -o out.png
+    faceage map photo.jpg --map painted.png -o out.png --sigma-m 8 --sigma-g 4.5
 
     faceage amgan photo.jpg --age 60 --sign forehead=0.8 --sign nasolabial_left=0.5 -o out.png
     faceage amgan photo.jpg --map painted.png -o out.png          # a map painted by hand (Sec. 3.6)
@@ -21,7 +27,7 @@ import numpy as np
 
 from faceage.errors import FaceAgeError
 
-COMMANDS = ("amgan", "amgan-map")
+COMMANDS = ("amgan", "amgan-map", "map")
 
 
 def parse_sign(text: str) -> tuple[str, float]:
@@ -59,6 +65,15 @@ def add_commands(sub, common, how) -> None:
     m = sub.add_parser("amgan-map", help="save the aging map of the first chosen face, to paint on")
     common(m)
     controls(m)
+    r = sub.add_parser("map", help="age the faces per clinical sign (or from a painted map), rendered by CUSP")
+    common(r)
+    r.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
+    r.add_argument("--sign", type=parse_sign, action="append", default=[], metavar="NAME=SCORE",
+                   help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}")
+    r.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) for the first face")
+    r.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
+    r.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
+    how(r)
 
 
 def check_args(args) -> None:
@@ -73,15 +88,25 @@ def check_args(args) -> None:
             raise FaceAgeError("--map replaces --sign (the painted map holds the scores): give one or the other")
         args.painted = load_image(args.map)
         as_map(args.painted, args.painted.shape[0])  # square, 8-bit: checked before any photo is read
-        args.age = 0.0 if args.age is None else args.age  # unused: the map holds the age
+        if args.age is None and args.cmd == "map":
+            raise FaceAgeError("map needs --age with --map: the age of the face outside the painted zones")
+        args.age = 0.0 if args.age is None else args.age  # unused by amgan: the map holds the age
     if args.age is None:
         raise FaceAgeError(f"{args.cmd} needs --age (the target age, 0..100)" +
                            (" or --map" if args.cmd == "amgan" else ""))
     check_age(args.age)
     args.signs = check_signs(dict(args.sign))
+    if args.cmd == "map":
+        from faceage.editor import check_controls
+
+        check_controls(args.age, args.sigma_m, args.sigma_g)
 
 
 def load_editor(args):
+    if args.cmd == "map":
+        from faceage.editor import CUSPEditor
+
+        return CUSPEditor.load(args.weights, device=args.device)
     from faceage.amgan_editor import AMGANEditor
 
     return AMGANEditor.load(args.weights, device=args.device, resolution=args.resolution)
@@ -98,6 +123,8 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
 
     session = editor.open(src, face_index=args.face)
     how = edit_how(session, args, src)
+    if args.cmd == "map":
+        return _render_map(editor, session, args, src, dst, how)
     meta = amgan_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
                           source=src.name, **(session.how(**how) if how else {}))
     if args.cmd == "amgan-map":
@@ -112,3 +139,17 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     if args.save_attention:
         gray = np.round(np.clip(attention[0], 0, 1) * 255).astype(np.uint8)
         save_png(np.repeat(gray[..., None], 3, axis=2), side_output(args, "save_attention", dst), meta)
+
+
+def _render_map(editor, session, args, src: Path, dst: Path, how: dict) -> None:
+    """``faceage map``: the sliders' (or the painted) map of each face rendered by CUSP's decodes."""
+    from faceage.amgan_editor import as_map
+    from faceage.io import save_png
+    from faceage.map_render import MapRenderer
+    from faceage.provenance import model_metadata
+
+    painted = None if args.painted is None else as_map(args.painted, editor.resolution)
+    out = MapRenderer(session).render(args.age, args.signs, args.sigma_m, args.sigma_g, painted, **how)
+    save_png(out, dst, model_metadata(editor, args.face, model="cusp_map", age=float(args.age),
+                                      signs=dict(args.signs), painted_map=painted is not None, sigma_m=args.sigma_m,
+                                      sigma_g=args.sigma_g, source=src.name, **session.how(**how)))

@@ -1,5 +1,6 @@
-"""`faceage amgan` and `faceage amgan-map` run as a user runs them (a subprocess), tiny random weights."""
+"""`faceage amgan`, `faceage amgan-map` and `faceage map` run as a user runs them (a subprocess), tiny random weights."""
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,18 @@ def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, phot
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
     assert photo.stat().st_mtime_ns == photo_before
     assert not (tmp_path / "out2").exists() and not (tmp_path / "att.png").exists()
+
+
+def test_map_renders_signs_with_cusp(tiny_weights, photo, face_photo, tmp_path):
+    """`faceage map`: the signs (or a painted map) rendered by CUSP's decodes; --age is required."""
+    w = ("--weights", tiny_weights)
+    plain, raised = tmp_path / "plain.png", tmp_path / "raised.png"
+    assert faceage(*w, "map", photo, "--age", "40", "--mode", "replace", "-o", plain).returncode == 0
+    run = faceage(*w, "map", photo, "--age", "40", "--sign", "forehead=1", "--mode", "replace", "-o", raised)
+    assert run.returncode == 0, run.stderr
+    text = Image.open(raised).text
+    assert text["model"] == "cusp_map" and json.loads(text["signs"]) == {"forehead": 1.0}
+    changed = np.nonzero(np.any(rgb(raised) != rgb(plain), axis=2))[0]
+    assert len(changed) > 0 and np.median(changed) < 240  # the upper face (rows 90..390 of the photo)
+    bad = faceage(*w, "map", photo, "--sign", "forehead=1", "-o", tmp_path / "x.png")
+    assert bad.returncode == 2 and "map needs --age" in bad.stderr
