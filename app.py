@@ -58,7 +58,8 @@ QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") in
 FACE_VIEW = 768  # px: the face view's largest side (a face smaller in the photo is shown at its own resolution)
 FACE_VIEW_HEIGHT = 560  # px on screen: the face view is shown large whatever its resolution
 FACE_MARGIN = 0.2
-THUMBNAIL = 128  # px: the face picker's pictures  # the face view's margin around the canonical face frame, as a fraction of its side
+THUMBNAIL = 128  # px: the face picker's pictures
+GRID_TILE = 256  # px: each face of the presets grid  # the face view's margin around the canonical face frame, as a fraction of its side
 KEPT_OUTPUTS = 64  # result files kept for Gradio to copy (it does so as soon as a handler returns)
 
 
@@ -285,6 +286,22 @@ class App:
             return (gr.skip(),) * 6
         return self.restore(urllib.parse.urlencode(query))
 
+    def presets_grid(self, photo, face_index, age, mode=DEFAULT_MODE, source_age=""):
+        """The chosen face (the largest when all) at this age with each structure-preservation preset, beside
+        the input: choose a preset by looking."""
+        if photo is None:
+            raise gr.Error("Upload a photo with a face first.")
+        try:
+            s = self.session(photo, _face(face_index))
+            ages = parse_ages(source_age)
+            tiles = [prog.labelled(s.face_view(s.photo, 0, GRID_TILE, FACE_MARGIN), "input")]
+            tiles += [prog.labelled(s.edit_face(age, sm, sg, 0, mode, ages, GRID_TILE, FACE_MARGIN), name)
+                      for name, (sm, sg) in PRESETS.items()]
+        except FaceAgeError as e:
+            raise gr.Error(error_html(str(e))) from None
+        side = min(t.shape[0] for t in tiles)
+        return self.outputs(np.concatenate([resize_square(t, side) for t in tiles], axis=1))
+
     def face_thumbnails(self, photo):
         """Every face found in the photo file ``photo`` (largest first), upright, side by side and labelled with
         its number and the age the classifier reads: the page's face picker (click one: :func:`_picked`)."""
@@ -449,6 +466,8 @@ def build(app: App) -> gr.Blocks:
                         pinned_note = gr.Markdown("", elem_id="pinned_note")
                     compare = gr.ImageSlider(label="A (pinned) / B (now): the face", type="numpy", format="png",
                                              height=FACE_VIEW_HEIGHT, elem_id="compare")
+                    make_grid = gr.Button("The face at this age with each preset", elem_id="make_grid")
+                    grid = gr.Image(label="Presets", type="filepath", interactive=False, elem_id="presets_grid")
                 pinned = gr.State(None)
                 with gr.Row():
                     mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
@@ -510,6 +529,8 @@ def build(app: App) -> gr.Blocks:
             e.then(app.settings_text, controls, settings_box, api_name="settings", api_visibility="private",
                    queue=False)
             e.then(app.download, inputs, download, api_visibility="private", **model)
+        make_grid.click(app.presets_grid, [photo, face_index, age, mode, source_age], grid, api_name="presets_grid",
+                        **model)
         pin.click(_pin, [face_result, *controls], [pinned, pinned_note, compare], api_name="pin",
                   api_visibility="private", queue=False)
         face_result.change(_compare, [pinned, face_result], compare, api_name="compare", api_visibility="private",

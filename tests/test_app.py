@@ -1,6 +1,7 @@
 """The Gradio app, driven through gradio_client on localhost (tiny random weights, a real face)."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,3 +53,17 @@ def test_app_starts_and_says_which_weights_are_missing(tmp_path):
     a = app.App(tmp_path / "absent.safetensors")
     assert a.editor is None and "absent.safetensors" in a.missing
     app.build(a)  # the page still builds
+
+
+def test_presets_grid():
+    """The face at one age with each preset, beside the input: 1 + 3 tiles side by side, all different."""
+    import app
+    from faceage.cusp_mask import PRESETS
+
+    photo = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "smile.jpg"
+    grid = np.asarray(Image.open(app.App().presets_grid(str(photo), -1, 70)))
+    side = grid.shape[0]
+    assert grid.shape[1] == side * (1 + len(PRESETS))
+    tiles = [grid[:, i * side:(i + 1) * side].astype(int) for i in range(1 + len(PRESETS))]
+    assert all(np.abs(t - tiles[0]).mean() > 0.5 for t in tiles[1:])  # every preset changed the face
+    assert np.abs(tiles[1] - tiles[3]).mean() > 0.5  # high and low preservation differ
