@@ -111,6 +111,16 @@ RECORD = """() => { window.__frames = new Set(); window.__rec = setInterval(() =
     if (s) window.__frames.add(s); }, 15); }"""
 
 
+def upload_face(page, url, face_photo, tmp_path) -> Path:
+    """Open the app, upload ``face_photo`` and wait for the face view's before/after; returns the file."""
+    src = tmp_path / "photo.png"
+    Image.fromarray(face_photo).save(src)
+    page.goto(url)
+    page.set_input_files("#photo input[type=file]", src)
+    page.wait_for_function(f"() => ({FACE_SRCS})().split(',').length === 2")
+    return src
+
+
 def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served, page, face_photo, tmp_path):
     """The face view updates while the age thumb moves (a 2-second drag), and the last frame is the edit at
     the age the slider shows when released."""
@@ -119,11 +129,7 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
     from faceage.cusp_mask import PRESETS
 
     url, app_obj = served
-    src = tmp_path / "photo.png"
-    Image.fromarray(face_photo).save(src)
-    page.goto(url)
-    page.set_input_files("#photo input[type=file]", src)
-    page.wait_for_function(f"() => ({FACE_SRCS})().split(',').length === 2")
+    src = upload_face(page, url, face_photo, tmp_path)
     first = page.evaluate(FACE_SRCS)
 
     track = page.locator("#age input[type=range]")
@@ -254,11 +260,7 @@ def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
     from faceage.cusp_mask import PRESETS
 
     url, app_obj = served
-    src = tmp_path / "photo.png"
-    Image.fromarray(face_photo).save(src)
-    page.goto(url)
-    page.set_input_files("#photo input[type=file]", src)
-    page.wait_for_function(f"() => ({FACE_SRCS})().split(',').length === 2")
+    src = upload_face(page, url, face_photo, tmp_path)
     page.wait_for_function("() => document.querySelector('#settings textarea, #settings input').value.startsWith('age=70')")
     page.locator("#compare_box").click()  # open the accordion
     page.click("#pin")

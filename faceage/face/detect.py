@@ -38,8 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from faceage.errors import MissingWeightsError
-from faceage.face.mesh import ASSETS, MeshFit, fit_mesh, quiet_native_stderr
+from faceage.face.mesh import ASSETS, MeshFit, ShippedModel, fit_mesh
 
 YUNET_FILE = ASSETS / "face_detection_yunet_2023mar.onnx"
 
@@ -59,8 +58,7 @@ runs but the user is told it may be weaker or uneven."""
 TOO_TURNED = 60.0
 """Head turn (degrees) from which a face is found but not edited."""
 
-_lock = threading.Lock()
-_yunet = None
+_lock = threading.Lock()  # YuNet is not documented as thread-safe: one call at a time
 
 
 @dataclass(frozen=True)
@@ -192,16 +190,8 @@ def _unrotate(face: Face, k: int, shape) -> Face:
                 face.score, face.yaw, back(face.mesh).astype(np.float32))
 
 
-def _detector():
-    global _yunet
-    if _yunet is None:
-        with _lock:
-            if _yunet is None:
-                if not YUNET_FILE.is_file():
-                    raise MissingWeightsError(f"{YUNET_FILE} is missing: it ships with faceage (git checkout it).")
-                with quiet_native_stderr():
-                    _yunet = cv2.FaceDetectorYN.create(str(YUNET_FILE), "", (320, 320), SCORE, NMS_IOU, 5000)
-    return _yunet
+_detector = ShippedModel(YUNET_FILE, lambda path: cv2.FaceDetectorYN.create(
+    str(path), "", (320, 320), SCORE, NMS_IOU, 5000)).get
 
 
 def _check_image(img: np.ndarray) -> None:

@@ -51,8 +51,7 @@ QUARTER_TURNS = (0.0, 90.0, 180.0, 270.0)
 FLIP_X = 192.0
 """x of a point in the mirrored input is ``FLIP_X - x`` (the mesh's coordinates run from the input's left edge)."""
 
-_lock = threading.Lock()
-_runner = None
+_lock = threading.Lock()  # one mesh call at a time (one interpreter)
 
 
 @dataclass(frozen=True)
@@ -144,9 +143,8 @@ class _Interpreter:
     def __init__(self, path: Path):
         from ai_edge_litert.interpreter import Interpreter
 
-        with quiet_native_stderr():
-            self.it = Interpreter(model_path=str(path), num_threads=2)
-            self.it.allocate_tensors()
+        self.it = Interpreter(model_path=str(path), num_threads=2)
+        self.it.allocate_tensors()
         self.input = self.it.get_input_details()[0]["index"]
         outs = self.it.get_output_details()
         self.points = next(o["index"] for o in outs if o["shape"][-1] == 1404)
@@ -159,15 +157,25 @@ class _Interpreter:
             return self.it.get_tensor(self.points).copy(), float(self.it.get_tensor(self.flag).ravel()[0])
 
 
-def _interpreter() -> _Interpreter:
-    global _runner
-    if _runner is None:
-        with _lock:
-            if _runner is None:
-                if not MESH_FILE.is_file():
-                    raise MissingWeightsError(f"{MESH_FILE} is missing: it ships with faceage (git checkout it).")
-                _runner = _Interpreter(MESH_FILE)
-    return _runner
+class ShippedModel:
+    """A model file that ships in ``assets/``, loaded by ``make(path)`` once, on first use (thread-safe, with
+    what native code prints while loading silenced), or a :class:`MissingWeightsError` naming the file."""
+
+    def __init__(self, path: Path, make):
+        self.path, self.make, self.model, self.lock = path, make, None, threading.Lock()
+
+    def get(self):
+        if self.model is None:
+            with self.lock:
+                if self.model is None:
+                    if not self.path.is_file():
+                        raise MissingWeightsError(f"{self.path} is missing: it ships with faceage (git checkout it).")
+                    with quiet_native_stderr():
+                        self.model = self.make(self.path)
+        return self.model
+
+
+_interpreter = ShippedModel(MESH_FILE, _Interpreter).get
 
 
 _record: dict | None = None
