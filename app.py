@@ -487,7 +487,7 @@ def build(app: App) -> gr.Blocks:
                                                     interactive=False, height=240, elem_id="progression_files")
             with gr.Tab("Per clinical sign: paintable aging map", id="amgan", elem_id="amgan_tab") as t:
                 build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
-                                loaded=example_loaded, tab=t, how=[mode, source_age])
+                                loaded=example_loaded, tab=t, how=[mode, source_age], sigmas=[sigma_m, sigma_g])
         inputs = [photo, face_index, age, sigma_m, sigma_g, mode, source_age]
         model = dict(concurrency_id="model")
         new_photo = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

@@ -19,11 +19,13 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+from typing import NamedTuple
 
 import gradio as gr
 import numpy as np
 
 from faceage.aging_map import SIGNS, build_aging_map, sign_zone_masks
+from faceage.cusp_mask import PRESETS
 from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
 from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
 from faceage.photo_editor import DEFAULT_MODE, parse_ages
@@ -112,8 +114,8 @@ class AMGANPanel:
     def edit(self, photo, face_index, age, follow_age, *rest):
         """((before, after), download, attention preview) of the photo edited with the sliders and the strokes
         of the canvas (``rest``: the sign scores, the canvas, the edit mode and the faces' own age)."""
-        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), False, renderer)
+        scores, t = _inputs(rest)
+        return self._run(photo, face_index, age, follow_age, scores, t, refresh=False)
 
     def paint(self, photo, face_index, age, follow_age, *rest):
         """A stroke on the canvas: the edit with it; nothing without a photo (the canvas also fires on load)."""
@@ -123,36 +125,37 @@ class AMGANPanel:
 
     def edit_and_refresh(self, photo, face_index, age, follow_age, *rest):
         """The edit and the canvas redrawn for the sliders, keeping the strokes painted so far."""
-        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), True, renderer)
+        scores, t = _inputs(rest)
+        return self._run(photo, face_index, age, follow_age, scores, t, refresh=True)
 
     def reset(self, photo, face_index, age, follow_age, *rest):
         """The canvas of the sliders' map with no strokes, and the edit it gives."""
-        *scores, mode, source_age, renderer = _with_renderer(rest)
-        return self._run(photo, face_index, age, follow_age, scores, None, (mode, source_age), True, renderer)
+        scores, t = _inputs(rest, canvas=False)
+        return self._run(photo, face_index, age, follow_age, scores, t, refresh=True)
 
     def when_opened(self, opened, photo, face_index, age, follow_age, *rest):
         """The edit and its canvas (keeping the strokes of the canvas, the last input; None drops them),
         or nothing while the tab was never opened, there is no photo or no weights: a CUSP user pays nothing."""
-        *scores, canvas, mode, source_age, renderer = _with_renderer(rest)
+        scores, t = _inputs(rest)
         if not opened or photo is None or not self.renderers:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return self._run(photo, face_index, age, follow_age, scores, canvas, (mode, source_age), True, renderer)
+        return self._run(photo, face_index, age, follow_age, scores, t, refresh=True)
 
-    def _run(self, photo, face_index, age, follow_age, scores, canvas, how, refresh: bool, renderer="amgan"):
+    def _run(self, photo, face_index, age, follow_age, scores, t: "Inputs", refresh: bool):
         try:
             signs = self.signs(follow_age, scores)
             face = None if face_index in (None, -1) else int(face_index)
-            if renderer == "cusp" and self.cusp is not None:
+            canvas = t.canvas
+            if t.renderer == "cusp" and self.cusp is not None:
                 if photo is None:
                     raise gr.Error("Upload a photo with a face first.")
                 s = self.cusp(photo, face)
-                edited = self._render(s, age, signs, canvas, face, *how)
+                edited = self._render(s, age, signs, t, face)
                 crop, landmarks = s.faces[0].aligned.crop, s.faces[0].aligned.landmarks
                 current = build_aging_map(landmarks, crop.shape[0], signs, age)
             else:
                 s = self.session(photo, face_index)
-                edited = self._edit(s, age, signs, canvas, face, *how)
+                edited = self._edit(s, age, signs, canvas, face, t.mode, t.source_age)
                 crop, landmarks, current = s.faces[0].crop, s.faces[0].landmarks, s.aging_map(age, signs)
             if not refresh:
                 return edited
@@ -163,13 +166,15 @@ class AMGANPanel:
         except FaceAgeError as e:
             raise gr.Error(html.escape(str(e), quote=False)) from None
 
-    def _render(self, session, age, signs, canvas, face_index, mode, source_age):
-        """The CUSP renderer's ((before, after), download, preview: where the map departs from the age)."""
-        from faceage.cusp_mask import PRESETS
+    def _render(self, session, age, signs, t: "Inputs", face_index):
+        """The CUSP renderer's ((before, after), download, preview: where the map departs from the age), with
+        the CUSP tab's sigmas."""
+        from faceage.editor import check_controls
         from faceage.map_render import MapRenderer
         from faceage.provenance import model_metadata
 
-        sigma_m, sigma_g = PRESETS["custom preservation"]
+        canvas, mode, source_age = t.canvas, t.mode, t.source_age
+        _, sigma_m, sigma_g = check_controls(age, t.sigma_m, t.sigma_g)
         maps = getattr(session, "map_renderer", None)
         if maps is None:
             maps = session.map_renderer = MapRenderer(session)  # its ladders live as long as the session
@@ -201,7 +206,9 @@ def named(fn, canvas: bool = True):
         params.append(P("aging_map", P.POSITIONAL_OR_KEYWORD, default=None))
     params += [P("mode", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_MODE),
                P("source_age", P.POSITIONAL_OR_KEYWORD, default=""),
-               P("renderer", P.POSITIONAL_OR_KEYWORD, default="cusp")]
+               P("renderer", P.POSITIONAL_OR_KEYWORD, default="cusp"),
+               P("sigma_m", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_m),
+               P("sigma_g", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_g)]
 
     @functools.wraps(fn)
     def handler(*args):
@@ -214,11 +221,22 @@ def named(fn, canvas: bool = True):
 RENDERERS = ("cusp", "amgan")
 
 
-def _with_renderer(rest) -> list:
-    """The handler's trailing inputs with the renderer last ("amgan" when a caller from before the renderer
-    choice sends none)."""
+class Inputs(NamedTuple):
+    """A handler's inputs after the sign scores, in the order the tab sends them."""
+
+    canvas: dict | None = None
+    mode: str = DEFAULT_MODE
+    source_age: str | None = ""
+    renderer: str = "amgan"  # what a caller from before the renderer choice meant
+    sigma_m: float = PRESETS["custom preservation"][0]
+    sigma_g: float = PRESETS["custom preservation"][1]
+
+
+def _inputs(rest, canvas: bool = True) -> tuple[list, Inputs]:
+    """(the sign scores, the rest as :class:`Inputs`) of a handler's trailing inputs; missing ones default."""
     rest = list(rest)
-    return rest if rest and rest[-1] in RENDERERS else [*rest, "amgan"]
+    scores, tail = rest[:len(SIGNS)], rest[len(SIGNS):]
+    return scores, Inputs(*tail) if canvas else Inputs(None, *tail)
 
 
 def how_changed(mode, source_age) -> tuple:
@@ -233,11 +251,12 @@ def _follow(age, follow, *scores):
 
 
 def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider, canvas=gr.ImageEditor,
-                    loaded=None, tab=None) -> None:
+                    loaded=None, tab=None, sigmas=()) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
     ``photo`` and ``face_index`` are the page's shared inputs, ``how`` its edit mode radio and face's own age
-    text box (the last two inputs of every handler); ``slider`` and ``canvas`` the slider and
+    text box (then the renderer radio and ``sigmas``, the CUSP tab's sigma sliders, which the CUSP renderer
+    uses: the last inputs of every handler); ``slider`` and ``canvas`` the slider and
     image-editor classes (the app's check what API callers send); ``loaded``: an event that puts a new
     photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
     new photo only once it has been opened.
@@ -281,7 +300,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
                     sliders.append(slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign],
                                           elem_id=f"amgan_{sign}"))
     controls = [photo, face_index, age, follow, *sliders]
-    mode_and_age, how = how, [*how, renderer]
+    mode_and_age, how = how, [*how, renderer, *sigmas]
     model = dict(concurrency_id="model")
     canvas_events = dict(trigger_mode="always_last", show_progress="minimal", **model)
     edited, refreshed = [result, download, attention], [result, download, attention, canvas]

@@ -151,3 +151,6 @@ def test_the_cusp_renderer_is_the_default_and_a_sign_acts_in_its_zone(client, ph
     change = np.abs(rgb(raised) - rgb(plain)).sum(axis=2)
     ys, _ = np.nonzero(change > 10)
     assert len(ys) > 0 and np.median(ys) < 90 + 150  # the face spans rows 90-390 of face_photo: upper half
+    # the CUSP tab's sigmas reach the renderer (and the PNG says which)
+    (_, loose), download, _ = client.predict(handle_file(str(photo)), forehead=1.0, sigma_m=0.0, sigma_g=0.0, **common)
+    assert Image.open(download).text["sigma_m"] == "0.0" and np.any(rgb(loose) != rgb(raised))
