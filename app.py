@@ -421,16 +421,15 @@ def build(app: App) -> gr.Blocks:
         with gr.Row():
             photo = PhotoInput(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                elem_id="photo")
-            face_result = gr.ImageSlider(label="Before / after: the face (updates while you drag a slider)",
+            face_result = gr.ImageSlider(label="The face: before / after (live)",
                                          type="numpy", format="png", height=FACE_VIEW_HEIGHT, elem_id="face_result")
-        result = gr.ImageSlider(label="Before / after: the whole photo (CUSP)", type="numpy", format="png",
+        result = gr.ImageSlider(label="The whole photo: before / after", type="numpy", format="png",
                                 elem_id="result")
         example_loaded = _examples(app, photo)
         with gr.Row():
             with gr.Column(scale=2):
-                face_pick = gr.Image(label="Faces found (number: the age the classifier reads): click one to edit "
-                                     "only it", type="filepath", interactive=False, height=THUMBNAIL + 40,
-                                     buttons=[], elem_id="faces")
+                face_pick = gr.Image(label="Faces (click one; number: read age)", type="filepath",
+                                     interactive=False, height=THUMBNAIL + 40, buttons=[], elem_id="faces")
                 with gr.Row():
                     all_faces = gr.Button("Edit all faces", size="sm", elem_id="all_faces")
                     face_index = NumberBox(value=-1, precision=0, label="Face (-1 = all, 0 = largest)",
@@ -438,8 +437,8 @@ def build(app: App) -> gr.Blocks:
             mode = gr.Radio([("Keep the photo: apply the model's change to its own pixels", "detail"),
                              ("Replace the face with the model's output", "replace")], value=DEFAULT_MODE,
                             label="Edit", elem_id="mode")
-            source_age = gr.Textbox("", label="The face's own age (empty: as the classifier reads it; with several "
-                                    "faces, one per face, e.g. 34, 61)", elem_id="source_age")
+            source_age = gr.Textbox("", label="The face's own age", info="Empty: as the classifier reads it. With "
+                                    "several faces, one per face, e.g. 34, 61", elem_id="source_age")
         read_ages = gr.Markdown("", label="face ages", elem_id="read_ages")
         with gr.Tabs():
             with gr.Tab("CUSP: target age, structure preservation", id="cusp", elem_id="cusp_tab"):
@@ -464,15 +463,15 @@ def build(app: App) -> gr.Blocks:
                     with gr.Row():
                         pin = gr.Button("Pin this result as A", elem_id="pin")
                         pinned_note = gr.Markdown("", elem_id="pinned_note")
-                    compare = gr.ImageSlider(label="A (pinned) / B (now): the face", type="numpy", format="png",
+                    compare = gr.ImageSlider(label="A (pinned) / B (now)", type="numpy", format="png",
                                              height=FACE_VIEW_HEIGHT, elem_id="compare")
                     make_grid = gr.Button("The face at this age with each preset", elem_id="make_grid")
                     grid = gr.Image(label="Presets", type="filepath", interactive=False, elem_id="presets_grid")
                 pinned = gr.State(None)
                 with gr.Row():
-                    mask = gr.Image(label="CUSP mask M (left) and the skip blur it steers (right)", type="numpy",
+                    mask = gr.Image(label="Mask M | the skip blur it steers", type="numpy",
                                     interactive=False, height=280, elem_id="mask")
-                    download = gr.File(label="Full-resolution result (PNG, settings in its metadata)",
+                    download = gr.File(label="Full-size PNG (settings inside)",
                                        interactive=False, elem_id="download")
                 with gr.Accordion("Age progression", open=True):
                     ages = ", ".join(f"{a:g}" for a in prog.DEFAULT_AGES)

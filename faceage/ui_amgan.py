@@ -275,7 +275,7 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
         result = gr.ImageSlider(label="Before / after (per sign)", type="numpy", format="png",
                                 elem_id="amgan_result")
         canvas = canvas(
-            label="Aging map: paint scores on it (brightness = score: white = most marked, black = none)",
+            label="Aging map: paint on it (white = most)",
             type="numpy", image_mode="RGBA", format="png", transforms=(), elem_id="amgan_canvas",
             brush=gr.Brush(colors=GRAYS, default_color="#ffffff", color_mode="defaults", default_size=24),
             eraser=gr.Eraser(default_size=24), sources=(),
@@ -287,11 +287,12 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
         reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
         apply = gr.Button("Apply", variant="primary", elem_id="amgan_apply")
     with gr.Row():
-        download = gr.File(label="Full-resolution result (PNG, settings in its metadata)", interactive=False,
+        download = gr.File(label="Full-size PNG (settings inside)", interactive=False,
                            elem_id="amgan_download")
-        attention = gr.Image(label="Where the edit acts, in red: the map's departure from the age (CUSP); "
-                             "1 - the attention A (AgingMapGAN network)",
-                             type="numpy", interactive=False, height=280, elem_id="amgan_attention")
+        attention = gr.Image(label="Where the edit acts (red)", type="numpy", interactive=False, height=280,
+                             elem_id="amgan_attention")
+    gr.Markdown("Red: where the map departs from the target age (CUSP renderer), or 1 - the attention mask A "
+                "(AgingMapGAN network: white in A keeps the input).", elem_id="amgan_attention_note")
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
         for row in range(0, len(SIGNS), 4):
