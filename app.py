@@ -415,7 +415,7 @@ def build(app: App) -> gr.Blocks:
     with gr.Blocks(title="faceage", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# faceage\nAge or rejuvenate a face. **CUSP**: **sigma_m** loosens structure where the "
                     "age classifier looks (the mask), **sigma_g** everywhere: higher = more shape change. "
-                    "**AgingMapGAN**: age each clinical sign on its own, or paint where the face ages.")
+                    "**Per clinical sign**: age each sign on its own, or paint where the face ages.")
         if app.missing:
             gr.Markdown(f"**CUSP weights not loaded:** {html.escape(app.missing)}", elem_id="missing")
         with gr.Row():

@@ -49,6 +49,10 @@ from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_te
 from faceage.provenance import weights_info
 
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
+DETAIL_MIN_AGE = 1.0
+"""The youngest model age the detail path decodes: ages below 1 (a bin no UTKFace face has) decode a baby whose
+change, applied to an adult's photo, is not a face (measured on real photos: ``assets/cusp_utkface128.md``). The
+replace path, which shows the model's own face, still decodes them."""
 DECODE_BATCH = 16  # faces per decoder pass: bounds the memory of a crowded photo
 SIGMA_LIMIT = 4 * SIGMA_MAX
 """Largest sigma accepted: values above SIGMA_MAX are untrained, far above it only blur the face away."""
@@ -109,6 +113,8 @@ class Session(PhotoSession):
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
         ages = self.source_ages(source_age)  # checked before any decode
         faces = [self.faces[i] for i in which]
+        if mode == "detail":  # below DETAIL_MIN_AGE the decode is a baby whose change on an adult is no face
+            age = max(age, DETAIL_MIN_AGE)
         edits = [to_levels(y[0]) for y in self.editor._decode(faces, age, sigma_m, sigma_g)]
         if mode == "replace":
             return self.render(edits, None, faces)

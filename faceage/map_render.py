@@ -56,11 +56,13 @@ class MapRenderer:
                source_age=None) -> np.ndarray:
         """The photo with every face rendered from its aging map. ``painted``: a painted map for the first
         face (the others use the sliders'), or None. ``mode`` and ``source_age`` as in CUSP's ``edit``."""
-        from faceage.editor import check_controls
+        from faceage.editor import DETAIL_MIN_AGE, check_controls
 
         s = self.session
         mode = check_mode(mode)
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
+        if mode == "detail":
+            age = max(age, DETAIL_MIN_AGE)
         ages = s.source_ages(source_age)
         crops = [self._interpolate(i, self.age_map(i, age, signs, painted if i == 0 else None), age, sigma_m, sigma_g)
                  for i in range(len(s.faces))]

@@ -237,3 +237,17 @@ def test_typed_face_ages():
     for bad in ("old", "34; 61", "-3", "nan", "200"):
         with pytest.raises(BadParameterError, match="own age"):
             parse_ages(bad)
+
+
+def test_the_detail_path_never_decodes_below_age_one(tiny_weights):
+    """Model ages below 1 decode a baby whose change on an adult photo is not a face: the detail path decodes
+    at least age 1 (the replace path still shows the model's face at the age asked)."""
+    from pathlib import Path
+
+    from faceage.editor import DETAIL_MIN_AGE, CUSPEditor
+
+    photo = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "smile.jpg"
+    s = CUSPEditor.load(tiny_weights, device="cpu").open(photo)
+    assert DETAIL_MIN_AGE == 1.0
+    assert np.array_equal(s.edit(0, 8, 4.5), s.edit(1, 8, 4.5))
+    assert not np.array_equal(s.edit(0, 8, 4.5, mode="replace"), s.edit(1, 8, 4.5, mode="replace"))
