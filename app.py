@@ -57,9 +57,9 @@ MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
 FACE_VIEW = 768  # px: the face view's largest side (a face smaller in the photo is shown at its own resolution)
 FACE_VIEW_HEIGHT = 560  # px on screen: the face view is shown large whatever its resolution
-FACE_MARGIN = 0.2
+FACE_MARGIN = 0.2  # the face view's margin around the canonical face frame, as a fraction of its side
 THUMBNAIL = 128  # px: the face picker's pictures
-GRID_TILE = 256  # px: each face of the presets grid  # the face view's margin around the canonical face frame, as a fraction of its side
+GRID_TILE = 256  # px: each face of the presets grid
 KEPT_OUTPUTS = 64  # result files kept for Gradio to copy (it does so as soon as a handler returns)
 
 

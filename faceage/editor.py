@@ -53,9 +53,15 @@ DETAIL_MIN_AGE = 1.0
 """The youngest model age the detail path decodes: ages below 1 (a bin no UTKFace face has) decode a baby whose
 change, applied to an adult's photo, is not a face (measured on real photos: ``assets/cusp_utkface128.md``). The
 replace path, which shows the model's own face, still decodes them."""
+
 DECODE_BATCH = 16  # faces per decoder pass: bounds the memory of a crowded photo
 SIGMA_LIMIT = 4 * SIGMA_MAX
 """Largest sigma accepted: values above SIGMA_MAX are untrained, far above it only blur the face away."""
+
+
+def decode_age(age: float, mode: str) -> float:
+    """The model age an edit at target ``age`` decodes: at least ``DETAIL_MIN_AGE`` on the detail path."""
+    return max(age, DETAIL_MIN_AGE) if mode == "detail" else age
 
 
 def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
@@ -113,17 +119,17 @@ class Session(PhotoSession):
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
         ages = self.source_ages(source_age)  # checked before any decode
         faces = [self.faces[i] for i in which]
-        if mode == "detail":  # below DETAIL_MIN_AGE the decode is a baby whose change on an adult is no face
-            age = max(age, DETAIL_MIN_AGE)
-        edits = [to_levels(y[0]) for y in self.editor._decode(faces, age, sigma_m, sigma_g)]
+        edits = [to_levels(y[0]) for y in self.editor._decode(faces, decode_age(age, mode), sigma_m, sigma_g)]
         if mode == "replace":
             return self.render(edits, None, faces)
+        return self.render(edits, [self.reconstruction(self.faces[i], ages[i], sigma_m, sigma_g) for i in which],
+                           faces)
+
+    def reconstruction(self, face: CUSPFace, age: float, sigma_m: float, sigma_g: float) -> np.ndarray:
+        """``face`` decoded at its own ``age`` with these sigmas (grey levels [S,S,3]): what a detail edit's
+        change is measured from; made once per (age, sigmas), then cached on the face."""
         decode = self.editor._decode
-
-        def own(f, a):  # the face decoded at its own age, with these sigmas: made once, then cached
-            return f.recon((a, sigma_m, sigma_g), lambda: to_levels(decode([f], a, sigma_m, sigma_g)[0][0]))
-
-        return self.render(edits, [own(self.faces[i], ages[i]) for i in which], faces)
+        return face.recon((age, sigma_m, sigma_g), lambda: to_levels(decode([face], age, sigma_m, sigma_g)[0][0]))
 
 
 def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path, dict]:

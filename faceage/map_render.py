@@ -56,22 +56,18 @@ class MapRenderer:
                source_age=None) -> np.ndarray:
         """The photo with every face rendered from its aging map. ``painted``: a painted map for the first
         face (the others use the sliders'), or None. ``mode`` and ``source_age`` as in CUSP's ``edit``."""
-        from faceage.editor import DETAIL_MIN_AGE, check_controls
+        from faceage.editor import check_controls, decode_age
 
         s = self.session
         mode = check_mode(mode)
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
-        if mode == "detail":
-            age = max(age, DETAIL_MIN_AGE)
+        age = decode_age(age, mode)
         ages = s.source_ages(source_age)
         crops = [self._interpolate(i, self.age_map(i, age, signs, painted if i == 0 else None), age, sigma_m, sigma_g)
                  for i in range(len(s.faces))]
         if mode == "replace":
             return s.render(crops, None)
-        decode = s.editor._decode
-        recons = [f.recon((a, sigma_m, sigma_g), lambda f=f, a=a: to_levels(decode([f], a, sigma_m, sigma_g)[0][0]))
-                  for f, a in zip(s.faces, ages)]
-        return s.render(crops, recons)
+        return s.render(crops, [s.reconstruction(f, a, sigma_m, sigma_g) for f, a in zip(s.faces, ages)])
 
     def ladder(self, face: int, sigma_m: float, sigma_g: float) -> np.ndarray:
         """Face ``face``'s decodes at ``RUNGS`` (grey levels ``[K, S, S, 3]`` float32): made once per sigma

@@ -220,7 +220,8 @@ class PhotoSession:
         size = int(min(max(round(own), f.aligned.size), max_size)) // 2 * 2  # even: video encoders want it
         frame = rescaled_frame(f.aligned.matrix, f.aligned.size, size)
         c = (size - 1) / 2  # zoom out about the centre: x -> (x - c) / wide + c
-        frame = np.vstack([frame / wide, [0, 0, 1]])[:2] + np.array([[0, 0, c - c / wide]] * 2)
+        frame = frame / wide
+        frame[:, 2] += c - c / wide
         return warp_to_crop(photo, frame, size)
 
     def paste(self, crops: list[np.ndarray], faces: list | None = None) -> np.ndarray:

@@ -218,9 +218,6 @@ def named(fn, canvas: bool = True):
     return handler
 
 
-RENDERERS = ("cusp", "amgan")
-
-
 class Inputs(NamedTuple):
     """A handler's inputs after the sign scores, in the order the tab sends them."""
 

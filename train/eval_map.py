@@ -28,6 +28,7 @@ from PIL import Image
 from faceage.aging_map import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
 from faceage.cusp_mask import PRESETS
 from faceage.errors import NoFaceError
+from faceage.io import load_image
 from faceage.map_render import MapRenderer
 from faceage.progression import labelled
 from train.eval_real import canonical, manifest, resolve
@@ -100,7 +101,7 @@ def test_faces(editor, judges, n: int) -> list[dict]:
         return []
     out = []
     for p in np.unique(np.linspace(0, len(split) - 1, n).round().astype(int)):
-        img = np.asarray(Image.open(__import__("io").BytesIO(split.read_bytes(int(p)))).convert("RGB"))
+        img = load_image(split.read_bytes(int(p)))
         try:
             s = editor.open(img)
         except NoFaceError:
@@ -115,8 +116,10 @@ def figure(editor, path: Path, size: int = 160) -> None:
     s = editor.open(img)
     maps = MapRenderer(s)
     own = s.read_ages[0]
-    view = lambda out, text: labelled(cv2.resize(s.face_view(out, 0, 512, 0.1), (size, size),  # noqa: E731
-                                                 interpolation=cv2.INTER_AREA), text)
+
+    def view(out, text):
+        return labelled(cv2.resize(s.face_view(out, 0, 512, 0.1), (size, size), interpolation=cv2.INTER_AREA), text)
+
     signs = [view(img, f"input ({own:.0f})")] + [view(maps.render(own, {sign: 1.0}, *PRESET), sign) for sign in SIGNS]
     ages = [view(img, "input")] + [view(maps.render(a, {}, *PRESET), f"age {a}") for a in UNIFORM_AGES]
     row2 = np.concatenate(ages + [np.full_like(ages[0], 255)] * (len(signs) - len(ages)), axis=1)
