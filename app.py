@@ -61,6 +61,16 @@ FACE_MARGIN = 0.2  # the face view's margin around the canonical face frame, as 
 THUMBNAIL = 128  # px: the face picker's pictures
 GRID_TILE = 256  # px: each face of the presets grid
 KEPT_OUTPUTS = 64  # result files kept for Gradio to copy (it does so as soon as a handler returns)
+# Gradio's slider fires `release` on pointer-up only: a key released on a focused slider stands for one too,
+# so arrow keys (and Page/Home/End) update the whole photo, the download and the settings, not only the face view.
+KEY_RELEASE_JS = """() => {
+  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"];
+  document.addEventListener("keyup", (e) => {
+    if (keys.includes(e.key) && e.target instanceof HTMLInputElement && e.target.type === "range") {
+      e.target.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
+    }
+  });
+}"""
 
 
 # Gradio writes type stubs for these component subclasses to app.pyi on import (git ignores it).
@@ -537,6 +547,7 @@ def build(app: App) -> gr.Blocks:
         for slider in (age, sigma_m, sigma_g):  # live: the face while dragging, stale moves dropped
             slider.input(app.face_view, inputs, face_result, trigger_mode="always_last", show_progress="hidden",
                          api_name="face_view_live", api_visibility="private", **model)
+        demo.load(None, None, None, js=KEY_RELEASE_JS)
         preset.change(lambda p: PRESETS[p], preset, [sigma_m, sigma_g], api_name="preset", api_visibility="private")
         make_progression.click(app.progression, [photo, face_index, sigma_m, sigma_g, mode, source_age],
                                [strip, animation, progression_files], api_name="progression", **model)

@@ -58,9 +58,14 @@ def _local(url: str) -> bool:
                                             and u.hostname in ("127.0.0.1", "localhost"))
 
 
+def _images(page, srcs) -> list[np.ndarray]:
+    """The images behind ``srcs`` (URLs the page shows), fetched through the page."""
+    return [np.asarray(Image.open(io.BytesIO(page.request.get(s).body())).convert("RGB")) for s in srcs]
+
+
 def _before_after(page, srcs, photo):
     """Fetch the ImageSlider's two images; return (before, after), telling them apart by content."""
-    imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(s).body())).convert("RGB")) for s in srcs]
+    imgs = _images(page, srcs)
     same = [np.array_equal(i, photo) for i in imgs]
     assert sum(same) == 1, "exactly one of the two result images should be the uploaded photo"
     return imgs[same.index(True)], imgs[same.index(False)]
@@ -149,8 +154,7 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
     expected = np.asarray(Image.open(afters).convert("RGB"))
 
     def shown_after():
-        srcs = page.evaluate(FACE_SRCS).split(",")
-        imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB")) for u in srcs]
+        imgs = _images(page, page.evaluate(FACE_SRCS).split(","))
         before = np.asarray(Image.open(befores).convert("RGB"))
         return [i for i in imgs if not np.array_equal(i, before)]
 
@@ -178,6 +182,16 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
         page.wait_for_timeout(200)
     else:
         pytest.fail("arrow keys on the age slider did not update the face view")
+    # ...and the whole photo follows the key's release, as it follows a mouse release
+    (_, whole), _ = app_obj.edit(str(src), -1, new_age + 2, *PRESETS["custom preservation"])
+    whole = np.asarray(Image.open(whole).convert("RGB"))
+    for _ in range(100):
+        srcs = page.evaluate(RESULT_SRCS)
+        if srcs and any(np.array_equal(i, whole) for i in _images(page, srcs)):
+            break
+        page.wait_for_timeout(200)
+    else:
+        pytest.fail("arrow keys on the age slider did not update the whole photo")
 
 
 def test_example_gallery_download_and_progression(served, page):
