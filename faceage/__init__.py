@@ -1,8 +1,9 @@
 """faceage: face age editing with CUSP (ECCV 2022) and AgingMapGAN, CPU-first, offline.
 
-Data flow: photo -> ``faceage.face`` (detect, align, paste back) -> ``faceage.models`` ->
-``faceage.editor`` / ``faceage.amgan_editor`` (the API the app and the CLI use; both on
-``faceage.photo_editor``). Heavy imports (dlib, gradio) are lazy.
+Data flow: photo (``faceage.io``) -> faces (``faceage.face``: detect, landmarks, align) -> a model
+(``faceage.cusp``, ``faceage.amgan``; their editors on the shared core ``faceage.edit``) -> the edit
+brought back into the photo (``faceage.edit.transfer`` or ``.paste``) -> the app (``ui/``) and the CLI
+(``faceage.cli``). ``CUSPEditor`` and ``AMGANEditor`` load on first use, so ``import faceage`` stays light.
 """
 
 __version__ = "0.1.0"
@@ -10,11 +11,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     if name == "CUSPEditor":
-        from faceage.editor import CUSPEditor
+        from faceage.cusp.editor import CUSPEditor
 
         return CUSPEditor
     if name == "AMGANEditor":
-        from faceage.amgan_editor import AMGANEditor
+        from faceage.amgan.editor import AMGANEditor
 
         return AMGANEditor
     raise AttributeError(name)

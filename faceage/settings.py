@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import urllib.parse
 
+from faceage.cusp.editor import check_controls
+from faceage.edit.photo_editor import DEFAULT_MODE, check_mode, parse_ages
 from faceage.errors import BadParameterError
-from faceage.photo_editor import DEFAULT_MODE, check_mode, parse_ages
 
 KEYS = ("age", "sigma_m", "sigma_g", "mode", "face", "source_age")
 """What a settings text may hold; every key is optional (absent = left as it is)."""
@@ -32,7 +33,6 @@ def parse(text) -> dict:
     """The settings in ``text`` (a settings text, with or without a leading "?", or a whole URL), checked:
     ``age``, ``sigma_m``, ``sigma_g`` floats, ``mode``, ``face`` (-1 = every face), ``source_age`` as typed.
     A :class:`BadParameterError` names an unknown key or a bad value."""
-    from faceage.editor import check_controls
 
     text = str(text or "").strip()
     query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")

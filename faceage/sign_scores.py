@@ -12,7 +12,7 @@ values vary independently of age and per-sign control has something to learn fro
    strong positive curvature across it. The response is the max over the scales.
 2. **Per-zone measure** (:func:`zone_measures`): mean response inside the sign's zone divided by the
    zone's mean luminance (+ 0.05), so a dim, shadowed zone is not scored as wrinkled only because it
-   is dark. Zones are :func:`faceage.aging_map.sign_zone_masks` of the landmarks.
+   is dark. Zones are :func:`faceage.amgan.maps.sign_zone_masks` of the landmarks.
 3. **Calibration** (:class:`SignCalibration`): per sign, the empirical CDF of the measure over the
    training split (101 quantile knots, linear interpolation), so the image part of a label is
    uniform in [0, 1] over the training faces.
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import SIGNS, sign_zone_masks
+from faceage.amgan.maps import SIGNS, sign_zone_masks
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 from faceage.filters import gaussian_blur, luma

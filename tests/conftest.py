@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from faceage.checkpoint import save_checkpoint
-from faceage.models.amgan import AMGANConfig, AMGANGenerator
-from faceage.models.cusp import CUSPConfig, CUSPGenerator
+from faceage.amgan.model import AMGANConfig, AMGANGenerator
+from faceage.cusp.model import CUSPConfig, CUSPGenerator
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 TINY_AMGAN = dict(g_base=8, g_max=16, n_down=2, n_bottleneck=1, spade_hidden=8, d_base=8, d_max=32, d_layers=3)

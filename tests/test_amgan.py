@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.aging_map import (
+from faceage.amgan.maps import (
     MAP_CHANNELS,
     SIGN_CHANNEL,
     SIGNS,
@@ -20,7 +20,7 @@ from faceage.aging_map import (
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.models.amgan import (
+from faceage.amgan.model import (
     AGE_GRID,
     AMGANConfig,
     AMGANDiscriminator,
@@ -392,7 +392,7 @@ def test_losses_are_sane():
 
 
 def test_colour_shift_loss_charges_tints_not_brightness_or_fine_texture():
-    from faceage.models.amgan import colour_shift_loss
+    from faceage.amgan.model import colour_shift_loss
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
@@ -446,7 +446,7 @@ def test_generator_losses_decrease_against_a_fixed_discriminator():
 
 
 def test_shift_consistency_loss_is_zero_for_content_and_charges_a_pattern_fixed_to_the_crop():
-    from faceage.models.amgan import shift_consistency_loss
+    from faceage.amgan.model import shift_consistency_loss
 
     g = torch.Generator().manual_seed(0)
     face = torch.rand(4, 3, 80, 80, generator=g)

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from bad_inputs import BAD_FILES
-from faceage.aging_map import map_to_image, sign_zone_masks
-from faceage.amgan_editor import AMGANEditor, as_map
+from faceage.amgan.maps import map_to_image, sign_zone_masks
+from faceage.amgan.editor import AMGANEditor, as_map
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.aging_map import SIGNS
+from faceage.amgan.maps import SIGNS
 from faceage.face.align import template_points
 from train import amgan_placement
 from train.amgan_maps import MapBasis

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.aging_map import SIGNS, build_aging_map, patch_location
+from faceage.amgan.maps import SIGNS, build_aging_map, patch_location
 from faceage.checkpoint import load_checkpoint
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.models.amgan import AMGANConfig, AMGANGenerator
+from faceage.amgan.model import AMGANConfig, AMGANGenerator
 from faceage.sign_scores import (
     IMAGE_WEIGHT,
     SignCalibration,
@@ -336,7 +336,7 @@ def test_colour_term_is_logged_and_only_weighs_in_when_asked():
 def test_cycle_scales_zero_charges_pixels_only_and_the_trainer_uses_it():
     """amgan.cycle_scales (ours): 0 drops the image-gradient terms of the cycle loss, which charge a
     smoothed reconstruction (texture a young edit removed) far more than its pixel error."""
-    from faceage.models.amgan import cycle_loss
+    from faceage.amgan.model import cycle_loss
     from train.amgan_trainer import AMGANTrainer
 
     g = torch.Generator().manual_seed(0)
@@ -354,7 +354,7 @@ def test_cycle_scales_zero_charges_pixels_only_and_the_trainer_uses_it():
 
 def test_cusp_teacher_is_the_editors_edit_with_one_sigma(tiny_weights):
     from faceage.data.ages import normalize_age
-    from faceage.editor import CUSPEditor
+    from faceage.cusp.editor import CUSPEditor
     from train.amgan_teacher import CUSPTeacher
 
     x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -414,7 +414,7 @@ def test_teacher_term_asks_age_only_maps_for_the_teachers_edit_and_training_foll
 def test_moves_shift_face_and_maps_together_and_leave_the_location_maps():
     """amgan.augment_shift / augment_scale: each face and both its maps are moved by the same random
     similarity before the patches are cut; the X/Y location maps stay in the image frame."""
-    from faceage.aging_map import location_maps
+    from faceage.amgan.maps import location_maps
     from faceage.data.ages import normalize_age
     from train.amgan_maps import crop_batch, move_batch, sample_moves
     from train.amgan_trainer import AMGANTrainer
@@ -471,7 +471,7 @@ def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
 
 
 def test_zone_leak_loss_charges_change_outside_only():
-    from faceage.models.amgan import zone_leak_loss
+    from faceage.amgan.model import zone_leak_loss
 
     base = torch.rand(2, 3, 16, 16)
     outside = torch.ones(2, 1, 16, 16)
@@ -595,7 +595,7 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
 def test_tone_term_charges_a_blotch_not_fine_lines():
     """amgan.edit_tone_loss (ours): a uniform change of a zone costs its size; lines one pixel apart of the
     same amplitude cost almost nothing; prepare() gives the edited sign without lambda_edit's targets."""
-    from faceage.models.amgan import edit_tone_loss
+    from faceage.amgan.model import edit_tone_loss
     from train.amgan_trainer import AMGANTrainer
 
     zone = torch.zeros(1, 1, 32, 32)
@@ -614,7 +614,7 @@ def test_tone_term_charges_a_blotch_not_fine_lines():
 
 
 def test_tone_term_chroma_part_charges_thin_coloured_marks():
-    from faceage.models.amgan import edit_tone_loss
+    from faceage.amgan.model import edit_tone_loss
 
     zone = torch.zeros(1, 1, 32, 32)
     zone[..., 8:24, 8:24] = 1
@@ -759,7 +759,7 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
 def test_shift_consistency_loss_is_the_mean_gap_over_the_shared_inner_pixels():
     """The batched loss against a pixel-by-pixel count: a pixel of crop a at (i, j) is b's (i - dy, j - dx),
     both at least ``margin`` from their crop's border; a pair that shares no such pixel adds nothing."""
-    from faceage.models.amgan import shift_consistency_loss
+    from faceage.amgan.model import shift_consistency_loss
 
     g = torch.Generator().manual_seed(0)
     P, margin = 12, 2
@@ -779,7 +779,7 @@ def test_shift_consistency_loss_is_the_mean_gap_over_the_shared_inner_pixels():
 def test_context_margin_gives_g_windows_around_the_patches_and_judges_the_centre():
     """net.context (ours, default 0): G reads each patch with c more pixels on every side (the face
     reflected past its borders, the location ramps extended) and every term sees only the centre."""
-    from faceage.aging_map import location_maps
+    from faceage.amgan.maps import location_maps
     from train.amgan_trainer import AMGANTrainer
 
     x, age, signs = torch.rand(4, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0, 5.0, 80.0]), torch.rand(4, len(SIGNS))

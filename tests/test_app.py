@@ -58,7 +58,7 @@ def test_app_starts_and_says_which_weights_are_missing(tmp_path):
 def test_presets_grid():
     """The face at one age with each preset, beside the input: 1 + 3 tiles side by side, all different."""
     import app
-    from faceage.cusp_mask import PRESETS
+    from faceage.cusp.mask import PRESETS
 
     photo = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "smile.jpg"
     grid = np.asarray(Image.open(app.App().presets_grid(str(photo), -1, 70)))

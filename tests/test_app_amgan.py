@@ -11,7 +11,7 @@ from PIL import Image
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-SCORES = [0.6] * 11  # one per sign, faceage.aging_map.SIGNS order
+SCORES = [0.6] * 11  # one per sign, faceage.amgan.maps.SIGNS order
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_both_models_keep_their_endpoint_names(client):
 def test_the_api_names_every_parameter(client):
     """What a program sees: the sign names as parameters, the painted map optional, every public endpoint
     without a generic ``param_N`` and with a short name for its returns."""
-    from faceage.aging_map import SIGNS
+    from faceage.amgan.maps import SIGNS
 
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/face_view", "/face_ages"} <= set(api)

@@ -53,7 +53,7 @@ def test_download_is_the_full_resolution_edit_with_its_settings(client, photo_fi
 def test_progression_strip_gif_and_files(client, photo_file):
     from gradio_client import handle_file
 
-    from faceage.progression import DEFAULT_AGES
+    from faceage.edit.progression import DEFAULT_AGES
 
     strip, gif, files = client.predict(handle_file(str(photo_file)), -1, 8, 4.5, api_name="/progression")
     n = len(DEFAULT_AGES)
@@ -79,7 +79,7 @@ def test_progression_needs_a_photo(client):
 
 def test_examples_from_a_folder_or_none(tmp_path, monkeypatch, tiny_weights):
     import app
-    from faceage.examples import ENV, gather_examples
+    from ui.examples import ENV, gather_examples
 
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -114,7 +114,7 @@ def test_examples_from_the_utkface_test_split(tmp_path):
     from conftest import UTK
 
     from faceage.data.utkface import parse_name
-    from faceage.examples import MAX_EXAMPLES, gather_examples
+    from ui.examples import MAX_EXAMPLES, gather_examples
 
     if not (UTK / "test.txt").is_file():
         pytest.skip("UTKFace not available")

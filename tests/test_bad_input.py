@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bad_inputs import BAD_FILES, PARAMETERS, VALID_FILES
-from faceage.editor import CUSPEditor
+from faceage.cusp.editor import CUSPEditor
 
 ROOT = Path(__file__).resolve().parents[1]
 AGE, SIGMA_M, SIGMA_G = 70, 8.0, 4.5

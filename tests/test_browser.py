@@ -72,7 +72,7 @@ def _before_after(page, srcs, photo):
 
 
 def test_upload_then_drag_age_slider(served, page, face_photo, tmp_path):
-    from faceage.cusp_mask import PRESETS
+    from faceage.cusp.mask import PRESETS
 
     url, app_obj = served
     requests = []
@@ -131,7 +131,7 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
     the age the slider shows when released."""
     import time
 
-    from faceage.cusp_mask import PRESETS
+    from faceage.cusp.mask import PRESETS
 
     url, app_obj = served
     src = upload_face(page, url, face_photo, tmp_path)
@@ -196,7 +196,7 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
 
 def test_example_gallery_download_and_progression(served, page):
     """Click an example face, get the settings-stamped PNG from the download link, make a progression."""
-    from faceage.progression import DEFAULT_AGES
+    from faceage.edit.progression import DEFAULT_AGES
 
     url, app_obj = served
     if not app_obj.examples:
@@ -271,7 +271,7 @@ def test_faces_are_picked_by_picture(served, page):
 def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
     """Pin a result, change the age: the comparison shows A and the new B. Paste a settings text: the sliders
     take its values and the result is the edit at them. Open the page with URL parameters: the same."""
-    from faceage.cusp_mask import PRESETS
+    from faceage.cusp.mask import PRESETS
 
     url, app_obj = served
     src = upload_face(page, url, face_photo, tmp_path)

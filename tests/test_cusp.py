@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from faceage.cusp_mask import blur_skip, guided_backprop, mask_from_saliency, to_feature_sigma
+from faceage.cusp.mask import blur_skip, guided_backprop, mask_from_saliency, to_feature_sigma
 from faceage.filters import gaussian_blur
-from faceage.models.age_classifier import GuidedReLU
-from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator, age_soft_onehot
+from faceage.age.classifier import GuidedReLU
+from faceage.cusp.model import CUSPConfig, CUSPGenerator, Discriminator, age_soft_onehot
 
 
 @pytest.mark.parametrize("res,n_down", [(32, 3), (64, 4), (128, 5)])
@@ -139,7 +139,7 @@ def test_half_precision_export_loads_as_float32_and_edits_alike(tmp_path):
     """``export --half`` stores float16 (half the bytes); the editor loads it into float32 parameters and
     its edits match the float32 export's within a grey level."""
     from faceage.checkpoint import load_checkpoint
-    from faceage.editor import CUSPEditor
+    from faceage.cusp.editor import CUSPEditor
     from train.export import export
 
     _run(tmp_path, "a", 2)

@@ -9,19 +9,19 @@ from PIL import Image
 
 from faceage.errors import BadParameterError
 from faceage.face.align import AlignedFace, template_points
-from faceage.face.transfer import apply_change, dense_flow, is_single_tone, tone_direction
+from faceage.edit.transfer import apply_change, dense_flow, is_single_tone, tone_direction
 
 
 @pytest.fixture(scope="module")
 def editor(tiny_weights):
-    from faceage.editor import CUSPEditor
+    from faceage.cusp.editor import CUSPEditor
 
     return CUSPEditor.load(tiny_weights, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def amgan(amgan_weights):
-    from faceage.amgan_editor import AMGANEditor
+    from faceage.amgan.editor import AMGANEditor
 
     return AMGANEditor.load(amgan_weights, device="cpu")
 
@@ -67,7 +67,7 @@ def test_a_smooth_change_keeps_the_photos_own_detail():
 
 
 def face_alpha(aligned, side):
-    from faceage.face.transfer import change_mask
+    from faceage.edit.transfer import change_mask
 
     return cv2.warpAffine(change_mask(aligned, aligned.size), aligned.matrix, (side, side),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
@@ -230,7 +230,7 @@ def test_app_mode_switch_and_source_age(app_server, face_photo, tmp_path):
 
 
 def test_typed_face_ages():
-    from faceage.photo_editor import parse_ages
+    from faceage.edit.photo_editor import parse_ages
 
     assert parse_ages("") is None and parse_ages("  ") is None and parse_ages(None) is None
     assert parse_ages("34") == 34.0 and parse_ages(" 34, 61.5") == [34.0, 61.5] and parse_ages("34,") == [34.0, None]
@@ -244,7 +244,7 @@ def test_the_detail_path_never_decodes_below_age_one(tiny_weights):
     at least age 1 (the replace path still shows the model's face at the age asked)."""
     from pathlib import Path
 
-    from faceage.editor import DETAIL_MIN_AGE, CUSPEditor
+    from faceage.cusp.editor import DETAIL_MIN_AGE, CUSPEditor
 
     photo = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "smile.jpg"
     s = CUSPEditor.load(tiny_weights, device="cpu").open(photo)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.editor import CUSPEditor
+from faceage.cusp.editor import CUSPEditor
 from faceage.errors import MissingWeightsError, NoFaceError
 
 
@@ -83,7 +83,7 @@ def test_faces_are_decoded_in_batches_like_one_by_one(editor, face_photo, monkey
     """A group photo's faces go through the decoder together (in chunks), with each face's own result."""
     import torch
 
-    import faceage.editor as editor_module
+    import faceage.cusp.editor as editor_module
 
     x = editor.open(face_photo).faces[0].x
     faces = [editor.prepare(v) for v in (x, x.flip(-1), x.flip(-2))]

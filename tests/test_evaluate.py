@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from faceage.checkpoint import save_checkpoint
-from faceage.models.age_estimator import AgeEstimator, label_distribution
+from faceage.age.estimator import AgeEstimator, label_distribution
 from train import metrics
 from train.batches import SyntheticFaces
 from train.evaluate import CUSPMethod, Evaluation, Faces, Identity, main, spread

@@ -28,7 +28,7 @@ from faceage.face.align import (
     transform_points,
 )
 from faceage.face.detect import Face, detect_faces
-from faceage.face.paste import face_mask, paste_back
+from faceage.edit.paste import face_mask, paste_back
 from faceage.face.pipeline import choose_faces, faces_in_photo
 from faceage.io import load_image, save_png
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.aging_map import build_aging_map, sign_zone_masks
+from faceage.amgan.maps import build_aging_map, sign_zone_masks
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.map_canvas import ZONE_COLOUR, canvas_picture, heat_overlay, paint_map, strokes
+from ui.map_canvas import ZONE_COLOUR, canvas_picture, heat_overlay, paint_map, strokes
 
 S = 64
 

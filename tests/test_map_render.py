@@ -1,4 +1,4 @@
-"""Per-sign aging rendered by CUSP (``faceage/map_render.py``): a uniform map is CUSP's own edit, a sign
+"""Per-sign aging rendered by CUSP (``faceage/cusp/map_render.py``): a uniform map is CUSP's own edit, a sign
 raised alone changes its zone, the ladder is cached per sigmas and reused across strokes."""
 
 from pathlib import Path
@@ -7,15 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from faceage.aging_map import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
-from faceage.map_render import RUNGS, MapRenderer
+from faceage.amgan.maps import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
+from faceage.cusp.map_render import RUNGS, MapRenderer
 
 PHOTO = Path(__file__).resolve().parents[1] / "train" / "real_photos" / "smile.jpg"
 
 
 @pytest.fixture(scope="module")
 def session(tiny_weights):
-    from faceage.editor import CUSPEditor
+    from faceage.cusp.editor import CUSPEditor
 
     return CUSPEditor.load(tiny_weights, device="cpu").open(PHOTO)
 

@@ -1,4 +1,4 @@
-"""Age progressions (faceage.progression) and the settings in result PNGs (faceage.provenance), via the CLI too."""
+"""Age progressions (faceage.edit.progression) and the settings in result PNGs (faceage.provenance), via the CLI too."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage import progression as prog
+from faceage.edit import progression as prog
 
 
 def _frames(n=4, size=64):

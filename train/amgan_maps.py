@@ -1,7 +1,7 @@
 """Aging maps of aligned faces, in batches, for AMGAN training (Sec. 3.1, 3.3), and random patches.
 
 On the canonical aligned frame (UTKFace crops) every face has the same zones: those of the template
-landmarks (:func:`faceage.face.align.template_points`). :func:`faceage.aging_map.build_aging_map` is
+landmarks (:func:`faceage.face.align.template_points`). :func:`faceage.amgan.maps.build_aging_map` is
 linear in the values it writes and the blur is linear, so for fixed zones
 
     map(age a, scores s) = a * blur(face) + sum_z (s_z - a) * blur(zone_z)   (zone_z in its channel)
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faceage.aging_map import MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, default_blur_sigma
+from faceage.amgan.maps import MAP_CHANNELS, SIGN_CHANNEL, SIGNS, build_aging_map, default_blur_sigma
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 
@@ -82,7 +82,7 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
 def sample_sign_edits(rng: torch.Generator, scores: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``scores`` [n, Z] with one random sign per row moved away from its value: by a share in
     [0.25, 1] of the way to the farther end of [0, 1] (so by at least 0.125). The pair of maps
-    (before, after) is what :func:`faceage.models.amgan.zone_leak_loss` compares.
+    (before, after) is what :func:`faceage.amgan.model.zone_leak_loss` compares.
 
     The sign is uniform over the Z signs, or drawn in proportion to ``weights`` [n, Z] (>= 0; a row
     of zeros draws uniformly), e.g. :func:`covered_edit_weights`."""

@@ -8,7 +8,7 @@ spread by 4-6 px (brows, mouth) to 10 px (jaw) at 128 px (``faceage/face/templat
 location maps, and G learnt artefacts tied to those positions: the preliminary weights draw a stripe
 across the forehead at the same rows whatever the map says (a uniform age-only map, whose zones have
 no edges at all, gets it too). The app, meanwhile, builds each photo's map from that face's own
-landmarks (:class:`faceage.amgan_editor.AMGANSession`).
+landmarks (:class:`faceage.amgan.editor.AMGANSession`).
 
 Choice (ours): each face's map is the template map moved by the *similarity* (shift, scale, rotation)
 that fits the template's alignment points to the face's own dlib landmarks. It keeps the batched

@@ -5,7 +5,7 @@ AgingMapGAN learns what age looks like from its critic alone (Eq. 1-4), which ta
 and G never made a face younger. With ``amgan.lambda_teacher`` > 0, each step also asks G's edit of a
 face under an **age-only** map (every sign = the target age a_t, Sec. 5.4; ``uniform_prob`` of the
 targets) to match CUSP's edit of the same face to a_t, pixel and image-gradient L1 on the patch
-(:func:`faceage.models.amgan.cycle_loss` as a distance). This is distillation of one image-to-image
+(:func:`faceage.amgan.model.cycle_loss` as a distance). This is distillation of one image-to-image
 model into another (as StyleGAN2 edits were distilled into pix2pixHD by Viazovetskyi et al., ECCV 2020):
 the uniform age edit becomes CUSP's. With ``teacher_signs`` the other maps get a regional target too: in
 one random sign zone k, CUSP's edit to the age 100 s_k (a zone scored s looks as it would at that age),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from faceage.cusp_mask import blur_skip, check_sigma
+from faceage.cusp.mask import blur_skip, check_sigma
 from faceage.data.ages import denormalize_age
 
 
@@ -30,7 +30,7 @@ class CUSPTeacher:
     """``teacher(x, a[, a2 ...])`` -> CUSP's edits of faces ``x`` [N, 3, S, S] in [-1, 1] to normalised ages."""
 
     def __init__(self, weights: str | Path, sigma: float, device: torch.device, resolution: int):
-        from faceage.editor import load_network
+        from faceage.cusp.editor import load_network
 
         self.T = load_network(weights)[0].to(device).eval()  # the network alone: no classifier, no mask
         for p in self.T.parameters():

@@ -25,7 +25,7 @@ G and D are both updated every step (no n_critic), Adam(0, 0.99), lr_G = 7e-5, l
 linearly to 0 at ``cfg.steps`` (Sec. 3.5); the EMA of G is what ships (Sec. 3.6).
 
 Choices where the paper is silent (ours): D_Age and D_Loc learn on real patches and judge fakes (as
-StarGAN's class head); the cycle loss is :func:`faceage.models.amgan.cycle_loss` (no pretrained
+StarGAN's class head); the cycle loss is :func:`faceage.amgan.model.cycle_loss` (no pretrained
 perceptual network offline); GANimation's attention weights 0.1 / 1e-5; target maps are age-only with
 probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like the weak labels; target
 ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
@@ -54,11 +54,11 @@ from typing import Final, NamedTuple
 
 import torch
 
-from faceage.aging_map import location_maps
+from faceage.amgan.maps import location_maps
 from faceage.checkpoint import load_training_state, training_state
 from faceage.data.ages import normalize_age
-from faceage.models import amgan
-from faceage.models.amgan import (AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults,
+from faceage.amgan import model as amgan
+from faceage.amgan.model import (AMGANConfig, AMGANDiscriminator, AMGANGenerator, AMGANTrainDefaults,
                                   crop_context, pad_context)
 from faceage.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, move_batch, outside_edit,
@@ -567,7 +567,7 @@ class AMGANTrainer:
     @torch.no_grad()
     def samples(self, x, ages=(10, 40, 70), raise_sign: str = "forehead") -> torch.Tensor:
         """Grid rows per face (full image, G_ema): input, uniform maps at ``ages``, one sign raised, A."""
-        from faceage.aging_map import SIGNS
+        from faceage.amgan.maps import SIGNS
 
         x = x.to(self.device)
         n = len(x)

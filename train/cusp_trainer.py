@@ -32,10 +32,10 @@ import copy
 import torch
 
 from faceage.checkpoint import load_training_state, training_state
-from faceage.cusp_mask import blur_skip, cusp_mask, sample_sigmas
+from faceage.cusp.mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.data.ages import age_to_group
-from faceage.models.age_classifier import AGE_WEIGHTS
-from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator
+from faceage.age.classifier import AGE_WEIGHTS
+from faceage.cusp.model import CUSPConfig, CUSPGenerator, Discriminator
 from train import losses
 from train.distributed import Dist
 

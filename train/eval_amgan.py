@@ -5,7 +5,7 @@
 
 Numbers (all on ``n`` test faces spread evenly over the packed test split, full 128-px faces, G_ema):
 
-* **age**: the evaluation estimator A (:mod:`faceage.models.age_estimator`, never seen by AMGAN) on the
+* **age**: the evaluation estimator A (:mod:`faceage.age.estimator`, never seen by AMGAN) on the
   inputs and on the outputs of age-only ("uniform") maps at target ages 20 and 70 (Sec. 5.4).
 * **locality**, per sign: the face's own map (its age + weak labels, :mod:`faceage.sign_scores`) is
   changed only in that sign's zone, to 1.0; ``delta = |G(x, raised) - G(x, own)|`` summed over RGB;
@@ -33,12 +33,12 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   phases: about 0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
 * **chroma share**, per sign (with the same raise as locality): of the change in the zone and its margin,
   the share that is colour rather than brightness, sum |chroma change| / (sum |luma change| + sum |chroma
-  change|), chroma the two colour differences of :func:`faceage.models.amgan.chroma`: 0 for a grey line
+  change|), chroma the two colour differences of :func:`faceage.amgan.model.chroma`: 0 for a grey line
   (R, G, B moved alike), 2/3 for a line drawn in the G channel alone (a green mark, or a magenta one
   where G is lowered). Also for the uniform map at age 70 against the input, over the whole face. *Real texture*:
   the same share of the test faces' own fine texture (the face minus its 7 x 7 box mean) in each zone:
   what wrinkles, pores and hairs of real faces score.
-* **colour cast**: :func:`faceage.models.amgan.colour_shift_loss` of the uniform-map outputs against
+* **colour cast**: :func:`faceage.amgan.model.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
 """
@@ -54,11 +54,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import SIGNS, location_maps
+from faceage.amgan.maps import SIGNS, location_maps
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.filters import luma
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, chroma, colour_shift_loss, generate
+from faceage.amgan.model import AMGANConfig, AMGANGenerator, chroma, colour_shift_loss, generate
 from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 from train.amgan_maps import MapBasis
 
@@ -110,7 +110,7 @@ class Runner:
 
 
 def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
-    from faceage.models.age_estimator import AgeEstimator
+    from faceage.age.estimator import AgeEstimator
 
     S = x.shape[-1]
     run = Runner(G, S)

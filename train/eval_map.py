@@ -1,4 +1,4 @@
-"""What each sign does when CUSP renders the aging map (``faceage/map_render.py``), on real photos and test faces.
+"""What each sign does when CUSP renders the aging map (``faceage/cusp/map_render.py``), on real photos and test faces.
 
 For every face: each sign raised alone to 1.0 with the rest of the map at the face's own age (as classifier C
 reads it), against the map that is the face's age everywhere. Per sign, over faces:
@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from faceage.aging_map import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
-from faceage.cusp_mask import PRESETS
+from faceage.amgan.maps import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
+from faceage.cusp.mask import PRESETS
 from faceage.errors import NoFaceError
 from faceage.io import load_image
-from faceage.map_render import MapRenderer
-from faceage.progression import labelled
+from faceage.cusp.map_render import MapRenderer
+from faceage.edit.progression import labelled
 from train.eval_real import canonical, manifest, resolve
 from train.metrics import Judges
 
@@ -145,7 +145,7 @@ def report(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from faceage.editor import CUSPEditor
+    from faceage.cusp.editor import CUSPEditor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/eval/map"))

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceage.cusp_mask import PRESETS, blur_skip, cusp_mask
+from faceage.cusp.mask import PRESETS, blur_skip, cusp_mask
 from faceage.data.ages import AGE_GROUPS, GROUP_NAMES, age_to_group, group_centre
 from train import metrics
 from train.metrics import Judges
@@ -71,7 +71,7 @@ class CUSPMethod:
     """A CUSP weights file; ``encode`` is the per-photo work (mask + encoders), ``decode`` one edit."""
 
     def __init__(self, name: str, weights: str | Path | None, device: str = "cpu", batch: int = 50) -> None:
-        from faceage.editor import CUSPEditor
+        from faceage.cusp.editor import CUSPEditor
 
         self.name, self.batch = name, batch
         self.ed = CUSPEditor.load(weights, device=device)
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     except (FaceAgeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    ev.results["estimator"] = {"name": "A (faceage/models/age_estimator.py)", **{k: judges.estimator_info.get(k) for k in ("test_mae_years", "n_test")}}
+    ev.results["estimator"] = {"name": "A (faceage/age/estimator.py)", **{k: judges.estimator_info.get(k) for k in ("test_mae_years", "n_test")}}
     ev.results["command"] = "python -m train.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
     for m in [*methods, Identity()]:
         ev.run(m)

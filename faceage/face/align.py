@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceage.face.mesh import mesh_template
+
 TEMPLATE_FILE = Path(__file__).with_name("template_utkface68.json")
 TEMPLATE_SIZE = 200
 """Side of the frame ``TEMPLATE_68`` is measured in (UTKFace's crops)."""
@@ -145,7 +147,6 @@ def mesh_alignment_matrix(mesh: np.ndarray, size: int) -> np.ndarray:
     """The (2, 3) photo -> crop map fitting the Face Mesh's steadiest points to their template at side ``size``
     (``faceage.face.mesh``): held out on UTKFace test crops, it re-aligns closer to the identity than the
     68-point fit (``docs/foundation.md``)."""
-    from faceage.face.mesh import mesh_template
 
     template, idx = mesh_template()
     pts = _check_points(mesh, "mesh")

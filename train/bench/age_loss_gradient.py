@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from faceage.models.age_classifier import AGE_WEIGHTS, AgeClassifier
+from faceage.age.classifier import AGE_WEIGHTS, AgeClassifier
 from train.losses import mean_variance_loss
 
 

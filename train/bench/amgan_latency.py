@@ -2,9 +2,9 @@
 
     PYTHONPATH=. python train/bench/amgan_latency.py [--weights assets/amgan_utkface128.safetensors] [--threads 2]
 
-Issue #8 (c): the whole image in one fully convolutional pass (:func:`faceage.models.amgan.generate`, as
+Issue #8 (c): the whole image in one fully convolutional pass (:func:`faceage.amgan.model.generate`, as
 the editor runs it: location maps made and G's context margin padded), and the tiled path
-(:func:`faceage.models.amgan.generate_tiled`, 256 px tiles, 64 px overlap) for images too large for
+(:func:`faceage.amgan.model.generate_tiled`, 256 px tiles, 64 px overlap) for images too large for
 memory. Each mode runs in its own child process so its peak RSS is its own (the target: within 4 GiB).
 The generator is the shipped one when its weights exist, else the default ``AMGANConfig`` with random
 weights: the cost of a forward pass does not depend on the weights' values, only on the config, which is
@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate, generate_tiled  # noqa: E402
+from faceage.amgan.model import AMGANConfig, AMGANGenerator, generate, generate_tiled  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
 
@@ -36,7 +36,7 @@ DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
 def load_generator(weights: Path) -> tuple[AMGANGenerator, str]:
     """The shipped generator (through the editor's loader) if ``weights`` exists, else a default-config one."""
     if weights.is_file():
-        from faceage.amgan_editor import AMGANEditor
+        from faceage.amgan.editor import AMGANEditor
 
         return AMGANEditor.load(weights, device="cpu").G, weights.name
     return AMGANGenerator(AMGANConfig()).eval(), "default AMGANConfig, random weights (no shipped AMGAN yet)"

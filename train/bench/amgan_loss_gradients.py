@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from faceage.models import amgan
+from faceage.amgan import model as amgan
 from train.amgan_data import with_sign_labels
 from train.amgan_trainer import AMGANTrainer, requires_grad, weighted_sum
 from train.batches import SyntheticFaces, get_batch

@@ -20,7 +20,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.aging_map import SIGNS  # noqa: E402
+from faceage.amgan.maps import SIGNS  # noqa: E402
 from faceage.data.ages import normalize_age  # noqa: E402
 from faceage.face.align import template_points  # noqa: E402
 from train.eval_amgan import Runner, load_generator, test_faces  # noqa: E402

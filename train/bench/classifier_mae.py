@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.data.utkface import UTKFace  # noqa: E402
-from faceage.models.age_classifier import (  # noqa: E402
+from faceage.age.classifier import (  # noqa: E402
     AGE_WEIGHTS,
     AgeClassifier,
     dlib_chip,

@@ -29,8 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.cusp_mask import blur_skip, cusp_mask  # noqa: E402
-from faceage.editor import CUSPEditor, to_tensor  # noqa: E402
+from faceage.cusp.mask import blur_skip, cusp_mask  # noqa: E402
+from faceage.cusp.editor import CUSPEditor, to_tensor  # noqa: E402
 
 
 def percentiles(ts) -> str:

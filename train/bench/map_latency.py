@@ -1,4 +1,4 @@
-"""CPU latency of per-sign aging rendered by CUSP (``faceage/map_render.py``): prints figures, asserts nothing.
+"""CPU latency of per-sign aging rendered by CUSP (``faceage/cusp/map_render.py``): prints figures, asserts nothing.
 
     PYTHONPATH=. python train/bench/map_latency.py [--photo train/real_photos/smile.jpg] [--n 30]
 
@@ -21,8 +21,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.editor import CUSPEditor  # noqa: E402
-from faceage.map_render import RUNGS, MapRenderer  # noqa: E402
+from faceage.cusp.editor import CUSPEditor  # noqa: E402
+from faceage.cusp.map_render import RUNGS, MapRenderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.editor import pick_device  # noqa: E402
+from faceage.cusp.editor import pick_device  # noqa: E402
 from train.batches import get_batch  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.distributed import Dist  # noqa: E402

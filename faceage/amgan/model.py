@@ -3,7 +3,7 @@
 Despois, Flament, Perrot, "AgingMapGAN (AMGAN)", ECCV 2020 workshops, Sec. 3.2-3.6 (Fig. 3, Fig. 4,
 Eq. 1-4). Written from the paper; facts about it and the building blocks it cites (StarGAN, SPADE,
 GANimation) are in ``shared/design/amgan.md``. The maps themselves are built in
-:mod:`faceage.aging_map`.
+:mod:`faceage.amgan.maps`.
 
 Data flow (Sec. 3.2, Fig. 3):
     cond     = concat(A_p, X_p, Y_p)                       aging map patch + location map patches
@@ -55,7 +55,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceage.aging_map import location_maps
+from faceage.amgan.maps import location_maps
 from faceage.errors import BadParameterError
 from faceage.filters import luma
 
@@ -66,7 +66,7 @@ AGE_GRID = 10  # side of D's low-resolution aging-map estimate (Sec. 3.3)
 class AMGANConfig:
     """Hyper-parameters of the AMGAN networks (saved as a plain dict with every checkpoint)."""
 
-    map_channels: int = 2  # aging-map channels (faceage.aging_map.MAP_CHANNELS)
+    map_channels: int = 2  # aging-map channels (faceage.amgan.maps.MAP_CHANNELS)
     g_base: int = 32  # generator width at full resolution
     g_max: int = 256
     n_down: int = 3  # stride-2 layers of the encoder; inputs must be multiples of 2**n_down
@@ -163,7 +163,7 @@ class TiedMapConv(nn.Conv2d):
     per-channel residual that starts at zero (the location channels keep free kernels).
 
     Ours (``AMGANConfig.tie_map_channels``). The lip-corner signs live in map channel 1
-    (:data:`faceage.aging_map.SIGN_CHANNEL`), every other sign in channel 0, and both channels hold the
+    (:data:`faceage.amgan.maps.SIGN_CHANNEL`), every other sign in channel 0, and both channels hold the
     age everywhere else. With free kernels, only the two lip-corner edits ever train what channel 1's
     values mean, and the shipped weights of the fifth session ignored it: raising a lip corner in
     channel 1 moved its zone's texture measure by 0.03, and the same raise written into channel 0 by
@@ -255,7 +255,7 @@ class AMGANGenerator(nn.Module):
     """G(image, aging_map, x_map, y_map) -> (output, A, C); fully convolutional (Sec. 3.2, Fig. 3).
 
     ``image`` [N, 3, H, W] in [-1, 1]; ``aging_map`` [N, map_channels, H, W] in [0, 1]; ``x_map``
-    and ``y_map`` [N, 1, H, W] (or [N, H, W]) patches of :func:`faceage.aging_map.location_maps`.
+    and ``y_map`` [N, 1, H, W] (or [N, H, W]) patches of :func:`faceage.amgan.maps.location_maps`.
     H and W must be multiples of 2**n_down.
     """
 
@@ -381,7 +381,7 @@ def age_loss(pred_map: torch.Tensor, aging_map_patch: torch.Tensor) -> torch.Ten
 
 
 def loc_loss(pred_xy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """L_Loc (Eq. 3): MSE between D's (x, y) and the patch centre (faceage.aging_map.patch_location)."""
+    """L_Loc (Eq. 3): MSE between D's (x, y) and the patch centre (faceage.amgan.maps.patch_location)."""
     return F.mse_loss(pred_xy, xy)
 
 
@@ -560,7 +560,7 @@ def generate(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tensor, lo
     """G on a whole image in one pass, with its context margin: (output, A, C), each the size of ``image``.
 
     ``loc`` [N or 1, 2, H + 2c, W + 2c]: the location maps of the padded window (c = ``G.cfg.context``);
-    default: the image's own, extended (:func:`faceage.aging_map.location_maps` with ``margin`` c). A
+    default: the image's own, extended (:func:`faceage.amgan.maps.location_maps` with ``margin`` c). A
     crop of a larger image passes the matching window of that image's extended maps.
     """
     c = G.cfg.context
@@ -613,7 +613,7 @@ def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tens
     (A is blended across tiles with the same weights).
 
     ``image`` [N, 3, H, W], ``aging_map`` [N, C, H, W] for the full image; the location maps are
-    those of the full image (:func:`faceage.aging_map.location_maps`), cropped with each tile. Tiles
+    those of the full image (:func:`faceage.amgan.maps.location_maps`), cropped with each tile. Tiles
     of side ``tile`` overlap by at least ``overlap`` pixels; over an overlap the outer quarter of
     each tile gets weight 0 and the middle half a raised-cosine cross-fade (weight 1 at the image
     borders). ``tile``, ``overlap`` and H, W must be multiples of 2**n_down so every tile sees the

@@ -6,7 +6,7 @@
     faceage edit photos/ --age 70 -o aged/            # a folder, with a progress bar
     faceage mask photo.jpg -o mask.png                 # the CUSP mask M of the (first) face
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif ages.gif] [--mp4 ages.mp4]
-    faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli_amgan
+    faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli.amgan
     faceage amgan photo.jpg --map painted.png -o out.png               # a painted map (from amgan-map)
 
 Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
@@ -20,12 +20,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from faceage import cli_amgan
-from faceage.cli_paths import inputs, output_names, side_output
+from faceage.cli import amgan as cli_amgan
+from faceage.cli.how import add_how, edit_how
+from faceage.cli.paths import inputs, output_names, side_output
+from faceage.cusp.editor import CUSPEditor, check_age, check_controls
+from faceage.edit import progression as prog
+from faceage.edit.progression import DEFAULT_AGES
 from faceage.errors import FaceAgeError, MissingWeightsError
-from faceage.photo_editor import DEFAULT_MODE, MODES
-from faceage.progression import DEFAULT_AGES
+from faceage.io import save_png
+from faceage.provenance import edit_metadata, model_metadata
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,20 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder)")
         sp.add_argument("--face", type=int, default=None, help="only this face (0 = largest); default all")
 
-    def how(sp):
-        sp.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                        help="detail (default): apply the model's change to the photo's own pixels, keeping its "
-                             "detail, expression and colour; replace: paste the generated face")
-        sp.add_argument("--source-age", type=float, nargs="+", default=None, metavar="AGE",
-                        help="the face's own age (detail mode), one for every face or one per face (largest "
-                             "first); default: as the age classifier reads it, printed with each photo")
-
     e = sub.add_parser("edit", help="age the faces of a photo and paste them back")
     common(e)
     e.add_argument("--age", type=float, required=True, help="target age, 0..100")
     e.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
     e.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
-    how(e)
+    add_how(e)
     m = sub.add_parser("mask", help="save the CUSP mask M of the first chosen face")
     common(m)
     g = sub.add_parser("progression", help="a strip of the aligned face at several ages")
@@ -67,12 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
-    how(g)
+    add_how(g)
     g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder of "
                    "photos: a folder, one <name>.gif in it for each photo)")
     g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
                    "folder of photos: a folder, one <name>.mp4 in it for each photo)")
-    cli_amgan.add_commands(sub, common, how)
+    cli_amgan.add_commands(sub, common, add_how)
     return p
 
 
@@ -82,27 +79,7 @@ def _problem(src: Path, e: Exception) -> str:
     return f"faceage: {text}" if str(src) in text else f"faceage: {src}: {text}"
 
 
-def edit_how(session, args, src: Path) -> dict:
-    """The ``mode`` and ``source_age`` keywords of an edit from ``--mode`` and ``--source-age`` (checked against
-    the photo's faces); in detail mode, the ages the edit starts from go to stderr (C can be 10-20 years off)."""
-    for note in session.notes:
-        print(f"faceage: {src.name}: {note}", file=sys.stderr)
-    if getattr(args, "mode", None) is None:
-        return {}
-    ages = args.source_age
-    source = None if ages is None else ages[0] if len(ages) == 1 else list(ages)
-    if args.mode == "detail":
-        used = session.source_ages(source)
-        said = "as given" if ages is not None else "as read by the age classifier; set --source-age if wrong"
-        print(f"faceage: {src.name}: face ages {', '.join(f'{a:g}' for a in used)} ({said})", file=sys.stderr)
-    return {"mode": args.mode, "source_age": source}
-
-
 def _run_one(editor, args, src: Path, dst: Path) -> None:
-    from faceage import progression as prog
-    from faceage.io import save_png
-    from faceage.provenance import edit_metadata, model_metadata
-
     if args.cmd in cli_amgan.COMMANDS:
         return cli_amgan.run_one(editor, args, src, dst)
     session = editor.open(src, face_index=args.face)
@@ -127,8 +104,6 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from faceage.editor import CUSPEditor, check_age, check_controls
-
     amgan = args.cmd in cli_amgan.COMMANDS
     try:
         for a in getattr(args, "source_age", None) or []:
@@ -153,8 +128,6 @@ def main(argv=None) -> int:
             print(_problem(files[0], e), file=sys.stderr)
             return 2
         return 0
-    from tqdm import tqdm
-
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:

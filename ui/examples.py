@@ -16,6 +16,13 @@ import os
 import shutil
 from pathlib import Path
 
+from faceage.data.utkface import (
+    TEST_SPLIT_FILE,
+    DatasetError,
+    UTKFaceIndex,
+    default_root,
+)
+
 ENV = "FACEAGE_EXAMPLES"
 MAX_EXAMPLES = 8
 DECADES = range(10, 90, 10)  # 10-19 ... 80-89: one UTKFace test face each
@@ -30,7 +37,6 @@ def gather_examples(dest: Path, folder=None, utkface_root=None) -> list[tuple[st
     folder = folder or os.environ.get(ENV)
     if folder:
         return _from_folder(Path(folder), Path(dest))
-    from faceage.data.utkface import TEST_SPLIT_FILE, default_root
 
     root = Path(utkface_root) if utkface_root else default_root()
     if not (root / TEST_SPLIT_FILE).is_file():
@@ -52,7 +58,6 @@ def _from_folder(folder: Path, dest: Path) -> list[tuple[str, str]]:
 
 def _from_utkface(root: Path, dest: Path) -> list[tuple[str, str]]:
     """One test-split face per decade, varying gender and ethnicity from one decade to the next."""
-    from faceage.data.utkface import DatasetError, UTKFaceIndex
 
     try:
         index = UTKFaceIndex.build(root, verify=False)  # tar headers only: under a second

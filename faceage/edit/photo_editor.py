@@ -3,11 +3,11 @@
     photo -> load_image -> faces_in_photo (detect, align to the canonical S x S crop)
           -> editor.prepare(x, aligned) per face      the cacheable per-face work (once per photo), and the
                                                       face's own age as classifier C reads it
-          -> the model's edit of each crop            CUSP (faceage.editor), AMGAN (faceage.amgan_editor)
+          -> the model's edit of each crop            CUSP (faceage.cusp.editor), AMGAN (faceage.amgan.editor)
           -> PhotoSession.render(edits, recons, mode) full-resolution photo:
                "detail" (default): the change from the model's reconstruction of the face at its own age
-                                   to its edit, applied to the photo's own pixels (faceage.face.transfer)
-               "replace":          the edited crops themselves pasted back (faceage.face.paste)
+                                   to its edit, applied to the photo's own pixels (faceage.edit.transfer)
+               "replace":          the edited crops themselves pasted back (faceage.edit.paste)
 
 A subclass of :class:`PhotoEditor` sets ``session_type`` and implements ``prepare``; its session
 subclass of :class:`PhotoSession` adds the model's controls (``edit``...). The tensor conversions,
@@ -26,10 +26,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from faceage.age.classifier import AgeClassifier, expected_age
 from faceage.data.ages import MAX_AGE
+from faceage.edit.paste import paste_back, rescaled_frame
+from faceage.edit.transfer import FaceTarget
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
+from faceage.face.align import warp_to_crop, whole_crop
+from faceage.face.pipeline import find_faces
+from faceage.io import load_image
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 MODES = ("detail", "replace")
 """How an edit reaches the photo: "detail" applies the model's change to the photo's own pixels (the face
 keeps its detail, expression and colour), "replace" pastes the model's output face (what it generates)."""
@@ -144,7 +150,7 @@ class FaceState:
     x: torch.Tensor  # [1, 3, S, S] in [-1, 1]
     read_age: float = field(default=float("nan"), kw_only=True)
     recons: OrderedDict = field(default_factory=OrderedDict, kw_only=True, repr=False)
-    target: object = field(default=None, kw_only=True, repr=False)  # faceage.face.transfer.FaceTarget, made once
+    target: object = field(default=None, kw_only=True, repr=False)  # faceage.edit.transfer.FaceTarget, made once
 
     def recon(self, key, make):
         """The cached reconstruction for ``key`` (its source age and settings), made by ``make()`` once."""
@@ -195,8 +201,6 @@ class PhotoSession:
         faces = self.faces if faces is None else faces
         if recons is None:
             return self.paste([np.clip(np.round(e), 0, 255).astype(np.uint8) for e in edits], faces)
-        from faceage.face.align import whole_crop
-        from faceage.face.transfer import FaceTarget
 
         out = self.photo
         for face, edit, recon in zip(faces, edits, recons):
@@ -209,8 +213,6 @@ class PhotoSession:
         """Face ``face`` of ``photo`` (this session's photo or an edit of it) upright in the canonical frame,
         widened by ``margin`` of its side on every edge, at the face's own resolution in the photo (at least the
         model's, at most ``max_size``): uint8 [S',S',3]."""
-        from faceage.face.align import warp_to_crop
-        from faceage.face.paste import rescaled_frame
 
         f = self.faces[self._face_number(face)]
         if f.aligned is None:
@@ -227,7 +229,6 @@ class PhotoSession:
     def paste(self, crops: list[np.ndarray], faces: list | None = None) -> np.ndarray:
         """The photo with each face's edited crop (uint8 [S,S,3]; ``faces``: whose, default all) blended back in,
         at full resolution."""
-        from faceage.face.paste import paste_back
 
         out = self.photo
         for face, crop in zip(self.faces if faces is None else faces, crops):
@@ -255,7 +256,6 @@ class PhotoEditor:
         self.info = info or {}
         self._lock = threading.Lock()  # one model call at a time (the app serves several users)
         if classifier is None:
-            from faceage.models.age_classifier import AgeClassifier
 
             classifier = AgeClassifier.load()
         self.C = classifier.to(device).eval()
@@ -267,7 +267,6 @@ class PhotoEditor:
     @torch.no_grad()
     def read_age(self, x: torch.Tensor) -> float:
         """The age classifier C reads on an aligned face tensor [1,3,S,S], in years."""
-        from faceage.models.age_classifier import expected_age
 
         return round(float(expected_age(self.C.from_canonical(x))[0]), 1)
 
@@ -281,8 +280,6 @@ class PhotoEditor:
 
         ``face_index``: None or "all" for every face, an int for one face (largest first).
         """
-        from faceage.face.pipeline import find_faces
-        from faceage.io import load_image
 
         img = load_image(photo)
         found = find_faces(img, self.resolution, face_index=face_index)
@@ -293,7 +290,6 @@ class PhotoEditor:
     def open_crop(self, crop):
         """A session on an already aligned, square crop (canonical frame, any side; resized to the model's):
         an array or anything :func:`faceage.io.load_image` reads."""
-        from faceage.io import load_image
 
         crop = load_image(crop)
         if crop.shape[0] != crop.shape[1]:

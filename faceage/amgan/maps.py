@@ -63,7 +63,7 @@ Painted maps (Sec. 3.6, "create a target aging map manually"): :func:`map_to_ima
 an 8-bit picture whose brightness is the score (1 channel -> grayscale, 2 or 3 channels -> RGB with
 channel c in colour c, blue 0 for 2 channels); :func:`image_to_map` reads it back (exact up to
 1/255 quantisation); given a ``size``, it refuses a picture of another size. The editor
-(:func:`faceage.amgan_editor.as_map`) instead resizes a square map of another side to its crop (the
+(:func:`faceage.amgan.editor.as_map`) instead resizes a square map of another side to its crop (the
 canonical frame is the same at any resolution, so the zones stay on their landmarks) and refuses one
 that is not square.
 """
@@ -302,7 +302,7 @@ def location_maps(height: int, width: int, margin: int = 0) -> torch.Tensor:
     Channel 0 (X) grows left to right, channel 1 (Y) top to bottom; the first and last pixel
     centres are exactly -1 and +1. A 1-pixel side gets 0. ``margin`` > 0 extends both ramps by that
     many pixels on every side, with the same step (values beyond -1 and +1): the location maps of the
-    image padded for G's context (:func:`faceage.models.amgan.generate`), ``[2, height + 2 margin,
+    image padded for G's context (:func:`faceage.amgan.model.generate`), ``[2, height + 2 margin,
     width + 2 margin]``.
     """
     for name, v in (("height", height), ("width", width)):

@@ -1,6 +1,6 @@
-"""The per-sign commands of the ``faceage`` command line (the parser and batch loop are in faceage.cli).
+"""The per-sign commands of the ``faceage`` command line (the parser and batch loop are in faceage.cli.main).
 
-``faceage map`` renders an aging map with CUSP's decodes (``faceage.map_render``, what the app's per-sign tab
+``faceage map`` renders an aging map with CUSP's decodes (``faceage.cusp.map_render``, what the app's per-sign tab
 does by default); ``faceage amgan`` with the AgingMapGAN network.
 
     faceage map photo.jpg --age 50 --sign forehead=0.9 --sign nasolabial_left=0.8 -o out.png
@@ -15,7 +15,7 @@ does by default); ``faceage amgan`` with the AgingMapGAN network.
 
 A map is a picture of the aligned face crop's size: brightness = score (0 = young, 255 = the most
 marked sign, the rest of the face = the age), red = channel 0 (every sign but the lip corners),
-green = channel 1 (the lip corners); a gray brush sets both. Signs: ``faceage.aging_map.SIGNS``.
+green = channel 1 (the lip corners); a gray brush sets both. Signs: ``faceage.amgan.maps.SIGNS``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage.amgan.editor import AMGANEditor, as_map, check_signs
+from faceage.amgan.maps import SIGNS, map_to_image
+from faceage.cli.how import edit_how
+from faceage.cli.paths import side_output
+from faceage.cusp.editor import CUSPEditor, check_controls
+from faceage.cusp.map_render import MapRenderer
+from faceage.edit.photo_editor import check_age
 from faceage.errors import FaceAgeError
+from faceage.io import load_image, save_png
+from faceage.provenance import amgan_metadata, model_metadata
 
 COMMANDS = ("amgan", "amgan-map", "map")
 
@@ -45,7 +54,6 @@ def parse_sign(text: str) -> tuple[str, float]:
 def add_commands(sub, common, how) -> None:
     """Add ``amgan`` and ``amgan-map`` to the subcommands ``sub`` (``common`` adds input, -o, --face; ``how``
     adds --mode and --source-age)."""
-    from faceage.aging_map import SIGNS
 
     def controls(p):
         p.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
@@ -78,9 +86,6 @@ def add_commands(sub, common, how) -> None:
 
 def check_args(args) -> None:
     """Refuse bad controls before any photo is read; reads ``--map`` into ``args.painted``."""
-    from faceage.amgan_editor import as_map, check_signs
-    from faceage.io import load_image
-    from faceage.photo_editor import check_age
 
     args.painted = None
     if getattr(args, "map", None) is not None:
@@ -97,29 +102,20 @@ def check_args(args) -> None:
     check_age(args.age)
     args.signs = check_signs(dict(args.sign))
     if args.cmd == "map":
-        from faceage.editor import check_controls
 
         check_controls(args.age, args.sigma_m, args.sigma_g)
 
 
 def load_editor(args):
     if args.cmd == "map":
-        from faceage.editor import CUSPEditor
 
         return CUSPEditor.load(args.weights, device=args.device)
-    from faceage.amgan_editor import AMGANEditor
 
     return AMGANEditor.load(args.weights, device=args.device, resolution=args.resolution)
 
 
 def run_one(editor, args, src: Path, dst: Path) -> None:
     """Edit (or export the map of) one photo ``src`` into ``dst``."""
-    from faceage.aging_map import map_to_image
-    from faceage.amgan_editor import as_map
-    from faceage.cli import edit_how
-    from faceage.cli_paths import side_output
-    from faceage.io import save_png
-    from faceage.provenance import amgan_metadata
 
     session = editor.open(src, face_index=args.face)
     how = edit_how(session, args, src)
@@ -143,10 +139,6 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
 
 def _render_map(editor, session, args, src: Path, dst: Path, how: dict) -> None:
     """``faceage map``: the sliders' (or the painted) map of each face rendered by CUSP's decodes."""
-    from faceage.amgan_editor import as_map
-    from faceage.io import save_png
-    from faceage.map_render import MapRenderer
-    from faceage.provenance import model_metadata
 
     painted = None if args.painted is None else as_map(args.painted, editor.resolution)
     out = MapRenderer(session).render(args.age, args.signs, args.sigma_m, args.sigma_g, painted, **how)

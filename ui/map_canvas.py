@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceage.aging_map import DEFAULT_BLUR, map_to_image
+from faceage.amgan.maps import DEFAULT_BLUR, map_to_image
 from faceage.errors import BadParameterError
 from faceage.filters import LUMA, gaussian_blur
 
@@ -28,7 +28,7 @@ ZONE_COLOUR = (255, 140, 0)  # outlines of the sign zones (orange: never a score
 def canvas_picture(crop: np.ndarray, aging_map: torch.Tensor, scale: int = 4, zones=None) -> np.ndarray:
     """uint8 ``(S*scale, S*scale, 3)``: the map's brightness (gray) with the face's luminance blended in.
 
-    ``zones``: optional {sign: (S, S) bool mask} (:func:`faceage.aging_map.sign_zone_masks`) outlined
+    ``zones``: optional {sign: (S, S) bool mask} (:func:`faceage.amgan.maps.sign_zone_masks`) outlined
     in orange, so the user sees where each sign's score goes even when it equals the age around it.
     """
     picture = map_to_image(aging_map.mean(0, keepdim=True)).astype(np.float32)[..., None]  # gray: mean score

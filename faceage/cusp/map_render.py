@@ -22,10 +22,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faceage.aging_map import build_aging_map
+from faceage.amgan.maps import build_aging_map
+from faceage.cusp.editor import check_controls, decode_age
+from faceage.cusp.mask import blur_skip
+from faceage.cusp.model import MAX_AGE as MODEL_MAX_AGE
 from faceage.data.ages import MAX_AGE
-from faceage.models.cusp import MAX_AGE as MODEL_MAX_AGE
-from faceage.photo_editor import DEFAULT_MODE, check_age, check_mode, to_levels
+from faceage.edit.photo_editor import DEFAULT_MODE, check_age, check_mode, to_levels
+from faceage.face.align import template_points
 
 RUNGS = tuple(float(a) for a in (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100))
 """The ladder's ages. Not 0: model age 0 (a bin no UTKFace face has) decodes a baby whose change applied to
@@ -33,7 +36,7 @@ an adult photo is not a face (``assets/cusp_utkface128.md``)."""
 
 
 class MapRenderer:
-    """Renders aging maps through a CUSP :class:`faceage.editor.Session` (its faces, caches and paste-back)."""
+    """Renders aging maps through a CUSP :class:`faceage.cusp.editor.Session` (its faces, caches and paste-back)."""
 
     def __init__(self, session):
         self.session = session
@@ -56,7 +59,6 @@ class MapRenderer:
                source_age=None) -> np.ndarray:
         """The photo with every face rendered from its aging map. ``painted``: a painted map for the first
         face (the others use the sliders'), or None. ``mode`` and ``source_age`` as in CUSP's ``edit``."""
-        from faceage.editor import check_controls, decode_age
 
         s = self.session
         mode = check_mode(mode)
@@ -96,7 +98,6 @@ class MapRenderer:
 
     def _decode_ages(self, f, ages, sigma_m, sigma_g) -> np.ndarray:
         """One face decoded at several ages in one batched pass: grey levels ``[K, S, S, 3]`` float32."""
-        from faceage.cusp_mask import blur_skip
 
         ed = self.session.editor
         k = len(ages)
@@ -108,7 +109,6 @@ class MapRenderer:
 
 
 def _template(size: int) -> np.ndarray:
-    from faceage.face.align import template_points
 
     return template_points(size).astype(np.float32)
 

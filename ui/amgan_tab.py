@@ -5,7 +5,7 @@
         build_amgan_tab(panel, photo, face_index, slider=NumberSlider, canvas=PaintCanvas, tab=tab)
 
 The canvas (``gr.ImageEditor``) shows the map built from the face's landmarks and the sliders over the
-aligned face (:mod:`faceage.map_canvas`); strokes painted on it set the map where they fall
+aligned face (:mod:`ui.map_canvas`); strokes painted on it set the map where they fall
 (brightness = score) and the edit uses that painted map for the face shown (the largest chosen face;
 other faces use the sliders). "Reset to sliders" drops the strokes. Per photo, detection and
 alignment run once (a server-side LRU); a slider move or a stroke only re-runs the generator on the
@@ -24,15 +24,18 @@ from typing import NamedTuple
 import gradio as gr
 import numpy as np
 
-from faceage.aging_map import SIGNS, build_aging_map, sign_zone_masks
-from faceage.cusp_mask import PRESETS
-from faceage.errors import CheckpointError, FaceAgeError, MissingWeightsError
-from faceage.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
-from faceage.photo_editor import DEFAULT_MODE, parse_ages
-from faceage.provenance import weights_note
-from faceage.session_cache import SessionCache
+from faceage.amgan.editor import AMGANEditor
+from faceage.amgan.maps import SIGNS, build_aging_map, sign_zone_masks
+from faceage.cusp.editor import check_controls
+from faceage.cusp.map_render import MapRenderer
+from faceage.cusp.mask import PRESETS
+from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
+from faceage.errors import FaceAgeError
+from faceage.provenance import amgan_metadata, model_metadata, weights_note
+from ui.components import error_html
+from ui.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
+from ui.session_cache import EditorSessions, face_choice
 
-MAX_SESSIONS = 8
 DEFAULT_AGE = 60  # the tab's target age slider starts here
 DEFAULT_SCORE = 0.6  # ... and every sign slider here (the normalised default age)
 CANVAS_SCALE = 4  # the canvas is 4x the aligned crop (512 px for 128-px crops)
@@ -58,18 +61,14 @@ def _as_is(rgb, metadata=None, name=None):
     return rgb
 
 
-class AMGANPanel:
+class AMGANPanel(EditorSessions):
     """The AMGAN editor (or why it is missing), an LRU of opened photos, and the handlers of the tab."""
 
-    def __init__(self, weights=None, outputs=None, cusp=None):
-        from faceage.amgan_editor import AMGANEditor
+    missing_title = "AMGAN weights not loaded"
 
-        try:
-            self.editor, self.missing = AMGANEditor.load(weights), None
-        except (MissingWeightsError, CheckpointError) as e:
-            self.editor, self.missing = None, str(e)
+    def __init__(self, weights=None, outputs=None, cusp=None):
+        super().__init__(lambda: AMGANEditor.load(weights))
         self.outputs = outputs or _as_is  # (rgb, metadata, name) -> what the output components get
-        self.cache = SessionCache(self.editor, MAX_SESSIONS)
         self.cusp = cusp  # (photo, face or None) -> the app's cached CUSP session: the default renderer's
 
     @property
@@ -82,14 +81,6 @@ class AMGANPanel:
             out.append((f"AgingMapGAN network ({status.split('.')[0]})", "amgan"))
         return out
 
-    def session(self, photo, face_index):
-        """The cached AMGAN session of the uploaded file ``photo`` (``face_index`` -1: every face)."""
-        if self.editor is None:
-            raise gr.Error(html.escape(self.missing, quote=False), title="AMGAN weights not loaded")
-        if photo is None:
-            raise gr.Error("Upload a photo with a face first.")
-        return self.cache.get(photo, None if face_index in (None, -1) else int(face_index))
-
     @staticmethod
     def signs(follow_age, scores) -> dict:
         """The sign scores the sliders set, or none (every zone follows the age) when ``follow_age``."""
@@ -97,7 +88,6 @@ class AMGANPanel:
 
     def _edit(self, session, age, signs, canvas, face_index, mode, source_age):
         """((before, after), the download PNG with the settings in its metadata, the attention preview)."""
-        from faceage.provenance import amgan_metadata
 
         layers = (canvas or {}).get("layers") or []
         face = session.faces[0]
@@ -144,7 +134,7 @@ class AMGANPanel:
     def _run(self, photo, face_index, age, follow_age, scores, t: "Inputs", refresh: bool):
         try:
             signs = self.signs(follow_age, scores)
-            face = None if face_index in (None, -1) else int(face_index)
+            face = face_choice(face_index)
             canvas = t.canvas
             if t.renderer == "cusp" and self.cusp is not None:
                 if photo is None:
@@ -164,14 +154,11 @@ class AMGANPanel:
             picture = canvas_picture(crop, current, CANVAS_SCALE, zones)
             return *edited, {"background": self.outputs(picture), "layers": list(layers), "composite": None}
         except FaceAgeError as e:
-            raise gr.Error(html.escape(str(e), quote=False)) from None
+            raise gr.Error(error_html(str(e))) from None
 
     def _render(self, session, age, signs, t: "Inputs", face_index):
         """The CUSP renderer's ((before, after), download, preview: where the map departs from the age), with
         the CUSP tab's sigmas."""
-        from faceage.editor import check_controls
-        from faceage.map_render import MapRenderer
-        from faceage.provenance import model_metadata
 
         canvas, mode, source_age = t.canvas, t.mode, t.source_age
         _, sigma_m, sigma_g = check_controls(age, t.sigma_m, t.sigma_g)

@@ -1,6 +1,6 @@
 """The AgingMapGAN editor: a face aged by a map of per-sign scores, on the shared face pipeline.
 
-    from faceage.amgan_editor import AMGANEditor
+    from faceage.amgan.editor import AMGANEditor
     ed = AMGANEditor.load()                                   # shipped weights in assets/
     session = ed.open("photo.jpg")                            # detection, alignment: once per photo
     amap = session.aging_map(60, signs={"forehead": 0.8})     # [C, S, S] from the face's landmarks
@@ -10,14 +10,14 @@
 
 Like CUSP's, an edit is "detail-preserving" by default: G's output minus its reconstruction of the face
 with the face's own map (every zone and the face at its own age, as classifier C reads it or as
-``source_age`` says) is applied to the photo's own pixels (:mod:`faceage.face.transfer`).
+``source_age`` says) is applied to the photo's own pixels (:mod:`faceage.edit.transfer`).
 
 Inference (Despois et al., AgingMapGAN, Sec. 3.6): the EMA generator runs on the whole aligned crop
 in one fully convolutional pass, whatever the training patch size, with the crop's aging map and
-the location maps of the full crop (:func:`faceage.models.amgan.generate`: with the weights' context
+the location maps of the full crop (:func:`faceage.amgan.model.generate`: with the weights' context
 margin, the crop padded and the output cropped back); crops larger than ``tile_above`` pixels go through
-:func:`faceage.models.amgan.generate_tiled` (same result, bounded memory). The map is built with
-:func:`faceage.aging_map.build_aging_map` from the face's own landmarks in the crop: each sign's zone
+:func:`faceage.amgan.model.generate_tiled` (same result, bounded memory). The map is built with
+:func:`faceage.amgan.maps.build_aging_map` from the face's own landmarks in the crop: each sign's zone
 holds its score, the rest of the face the target age (a sign left out follows the age).
 
 Weights: ``assets/amgan_utkface128.safetensors``, a faceage checkpoint (safetensors + JSON manifest)
@@ -36,11 +36,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.aging_map import MAP_CHANNELS, SIGNS, _check_scores, build_aging_map, image_to_map
+from faceage.amgan.maps import (
+    MAP_CHANNELS,
+    SIGNS,
+    _check_scores,
+    build_aging_map,
+    image_to_map,
+)
+from faceage.amgan.model import AMGANConfig, AMGANGenerator, generate, generate_tiled
 from faceage.checkpoint import load_checkpoint, unprefixed
-from faceage.errors import BadParameterError, CheckpointError
-from faceage.models.amgan import AMGANConfig, AMGANGenerator, generate, generate_tiled
-from faceage.photo_editor import (
+from faceage.edit.photo_editor import (
     ASSETS,
     DEFAULT_MODE,
     FaceState,
@@ -54,6 +59,9 @@ from faceage.photo_editor import (
     to_uint8,
     weights_path,
 )
+from faceage.errors import BadParameterError, CheckpointError
+from faceage.face.align import template_points
+from faceage.io import load_image
 from faceage.provenance import weights_info
 
 DEFAULT_WEIGHTS = ASSETS / "amgan_utkface128.safetensors"
@@ -82,12 +90,11 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
 
     ``painted``: a tensor/array ``[C, H, W]`` in [0, 1] (C = 1 is used for every channel), or an
     8-bit picture ``(H, W)`` / ``(H, W, 3|4)`` (an array, a PIL image, a file path or its bytes) read
-    with :func:`faceage.aging_map.image_to_map`: brightness = score, channel c = colour c (a gray
+    with :func:`faceage.amgan.maps.image_to_map`: brightness = score, channel c = colour c (a gray
     picture sets every channel). A square map of another side is resized: it is in the same canonical
     frame at any resolution. A map that is not square is refused.
     """
     if isinstance(painted, (str, bytes, Path)) or hasattr(painted, "getpixel"):  # a file or a PIL image
-        from faceage.io import load_image
 
         painted = load_image(painted)
     if isinstance(painted, np.ndarray) and painted.dtype == np.uint8:
@@ -221,7 +228,6 @@ class AMGANEditor(PhotoEditor):
 
     def prepare(self, x: torch.Tensor, aligned=None) -> AMGANFace:
         """The face's crop tensor and landmarks (template landmarks for a bare crop)."""
-        from faceage.face.align import template_points
 
         size = x.shape[-1]
         pts = aligned.landmarks if aligned is not None else template_points(size)

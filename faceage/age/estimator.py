@@ -1,6 +1,6 @@
 """The evaluation age estimator A: an age regressor that CUSP never sees in training.
 
-CUSP's classifier C (:mod:`faceage.models.age_classifier`) drives both the mask M and the
+CUSP's classifier C (:mod:`faceage.age.classifier`) drives both the mask M and the
 age loss L_C, so an edit can fool C without looking older to anyone else: C cannot judge
 the edits. The CUSP paper (Sec. 4) judges with a separate estimator; faceage trains its own
 (:mod:`train.train_estimator`) on the UTKFace training split, with an architecture unlike C's:

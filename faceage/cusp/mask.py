@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from faceage.errors import BadParameterError
 from faceage.filters import gaussian_blur
 
 PAPER_RESOLUTION = 224  # the sigmas are in pixels of a 224-px crop, as in the paper
@@ -79,7 +80,6 @@ def check_sigma(name: str, value: float) -> float:
     except (TypeError, ValueError):
         v = float("nan")
     if not math.isfinite(v) or v < 0:
-        from faceage.errors import BadParameterError
 
         raise BadParameterError(f"{name} must be a number >= 0 (the paper uses 0..{SIGMA_MAX:g}), got {value!r}")
     return v

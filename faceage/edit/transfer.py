@@ -27,8 +27,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from faceage.edit.paste import face_mask, photo_window
 from faceage.face.align import AlignedFace
-from faceage.face.paste import face_mask, photo_window
 
 FOREHEAD = 0.5
 """The change mask reaches this far above the brows (fraction of the nose-bridge-to-chin height):

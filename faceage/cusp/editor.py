@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceage.age.classifier import AgeClassifier
 from faceage.checkpoint import load_checkpoint
-from faceage.cusp_mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
-from faceage.errors import BadParameterError, CheckpointError
-from faceage.models.cusp import CUSPConfig, CUSPGenerator
-from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
+from faceage.cusp.mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
+from faceage.cusp.model import CUSPConfig, CUSPGenerator
+from faceage.edit.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
     ASSETS,
     DEFAULT_MODE,
     FaceState,
@@ -46,6 +46,7 @@ from faceage.photo_editor import (  # noqa: F401  (check_age, pick_device, to_te
     to_uint8,
     weights_path,
 )
+from faceage.errors import BadParameterError, CheckpointError
 from faceage.provenance import weights_info
 
 DEFAULT_WEIGHTS = ASSETS / "cusp_utkface128.safetensors"
@@ -161,7 +162,6 @@ class CUSPEditor(PhotoEditor):
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str | None = None) -> "CUSPEditor":
         """Load the EMA aging network from ``weights`` (default: the shipped assets/ file)."""
-        from faceage.models.age_classifier import AgeClassifier
 
         T, path, manifest = load_network(weights)
         dev = pick_device(device)

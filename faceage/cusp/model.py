@@ -307,7 +307,7 @@ class CUSPGenerator(nn.Module):
     """The whole aging network T = (E_s, E_c, E_a, G); the skip blur is passed in by the caller.
 
     ``forward(x, age, blur_skip)`` where ``blur_skip(F_c) -> F~_c`` applies Eq. 2 (see
-    ``faceage.cusp_mask``); ``None`` keeps the skip unblurred (sigma_m = sigma_g = 0).
+    ``faceage.cusp.mask``); ``None`` keeps the skip unblurred (sigma_m = sigma_g = 0).
     """
 
     def __init__(self, cfg: CUSPConfig):

@@ -1,0 +1,5 @@
+import sys
+
+from faceage.cli.main import main
+
+sys.exit(main())

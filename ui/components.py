@@ -1,0 +1,79 @@
+"""The page's input components: Gradio's own, with faceage's checks in front of them (a photo is read by
+``faceage.io``, numbers are checked before Gradio's handling would fail on them), and the short errors shown."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import gradio as gr
+
+
+# Gradio writes type stubs for these component subclasses to app.pyi on import (git ignores it).
+class PhotoInput(gr.Image):
+    """``gr.Image`` that hands the uploaded file's path to the handler unopened.
+
+    Stock ``gr.Image`` decodes the upload with PIL before the handler runs, so a corrupt file or a
+    decompression bomb fails there as an opaque server error; ``faceage.io`` reads it instead.
+    """
+
+    is_template = True  # rendered by the frontend as a plain image component
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None:  # nothing, or an inline data: URL
+            return super().preprocess(payload)
+        return payload.path
+
+
+class PaintCanvas(gr.ImageEditor):
+    """``gr.ImageEditor`` that answers an unreadable painted layer from an API caller with a message.
+
+    Stock ``gr.ImageEditor`` decodes the layers with PIL before the handler runs, so a corrupt file would
+    fail there as an opaque server error (a browser always sends PNG).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        from PIL import Image
+
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise gr.Error("The painted aging map could not be read: its background and layers must be PNG "
+                           "images (API callers: send the canvas value the app returns).") from None
+
+
+class NumberSlider(gr.Slider):
+    """``gr.Slider`` that refuses a non-number or out-of-range value from an API caller with a message."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return super().preprocess(checked_number(self.label, payload, self.minimum, self.maximum))
+
+
+class NumberBox(gr.Number):
+    """``gr.Number`` that refuses a non-number from an API caller with a message (empty is allowed)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is not None:
+            checked_number(self.label, payload, -math.inf, math.inf)
+        return super().preprocess(payload)
+
+
+def checked_number(label: str, value, low: float, high: float) -> float:
+    """``value`` if it is a finite number in ``low..high``, else a ``gr.Error`` naming the control."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        wanted = f"a number from {low:g} to {high:g}" if math.isfinite(high) else "a finite number"
+        raise gr.Error(error_html(f"{label} must be {wanted}, got {value!r}: "
+                                  "set the control again (API callers: send a number)."))
+    return value
+
+
+def error_html(text: str) -> str:
+    """``text`` made safe for ``gr.Error``, which renders HTML (quotes are harmless in text, kept readable)."""
+    return html.escape(text, quote=False)
