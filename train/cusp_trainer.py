@@ -27,8 +27,6 @@ W-process run follows the single-process run of the same global batch up to floa
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from faceage.checkpoint import load_training_state, training_state
@@ -38,11 +36,7 @@ from faceage.models.age_classifier import AGE_WEIGHTS
 from faceage.models.cusp import CUSPConfig, CUSPGenerator, Discriminator
 from train import losses
 from train.distributed import Dist
-
-
-def requires_grad(module: torch.nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
+from train.ema import ema_decay, ema_update, make_ema, requires_grad
 
 
 class GeneratorStep(torch.nn.Module):
@@ -83,8 +77,7 @@ class CUSPTrainer:
         torch.manual_seed(cfg.seed)
         self.T = CUSPGenerator(self.net_cfg).to(device)
         self.D = Discriminator(self.net_cfg).to(device)
-        self.T_ema = copy.deepcopy(self.T).eval()
-        requires_grad(self.T_ema, False)
+        self.T_ema = make_ema(self.T)
         self.C = classifier.to(device).eval()
         requires_grad(self.C, False)
         self.class_ages = torch.tensor(AGE_WEIGHTS, device=device)
@@ -175,13 +168,8 @@ class CUSPTrainer:
         self.opt_D.step()
         return penalty.item()
 
-    @torch.no_grad()
     def _update_ema(self):
-        beta = 0.5 ** (self.cfg.batch / max(self.cfg.ema_half_life_images, 1e-8))
-        for p_ema, p in zip(self.T_ema.parameters(), self.T.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - beta)
-        for b_ema, b in zip(self.T_ema.buffers(), self.T.buffers()):
-            b_ema.copy_(b)
+        ema_update(self.T_ema, self.T, ema_decay(self.cfg.batch, self.cfg.ema_half_life_images))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
