@@ -26,9 +26,9 @@ from train.train import checkpoints
 
 
 def _amgan_info(manifest: dict, cfg: dict) -> dict:
-    from faceage.models.amgan import AMGANConfig
+    from faceage.amgan_editor import net_config
 
-    net = AMGANConfig.from_dict(cfg["net"]).to_dict()
+    net = net_config(cfg["net"]).to_dict()
     amgan = manifest.get("trainer", {}).get("amgan", cfg.get("amgan", {}))
     return {"kind": "amgan-generator", "config": net, "resolution": int(cfg["net"].get("resolution", 128)),
             "patch": int(amgan.get("patch", 64)), "amgan_train": amgan}

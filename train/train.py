@@ -59,7 +59,7 @@ def load_dataset(cfg: TrainConfig, resolution: int):
         from train.amgan_trainer import AMGANTrainConfig
 
         t = AMGANTrainConfig.from_dict(cfg.amgan)
-        return with_sign_labels(ds, placement=t.face_placement, achromatic_judge=t.achromatic_judge)
+        return with_sign_labels(ds, placement=t.face_placement)
     return ds
 
 

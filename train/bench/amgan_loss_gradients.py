@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
-from faceage.models import amgan
+from train import amgan_losses
 from train.amgan_data import with_sign_labels
-from train.amgan_trainer import AMGANTrainer, requires_grad, weighted_sum
+from train.amgan_trainer import AMGANTrainer, weighted_sum
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.ema import requires_grad
 from train.train import newest_checkpoint
 
 
@@ -122,8 +123,8 @@ def main(argv=None) -> int:
     requires_grad(tr.D, False)
     terms, out = tr.generator_terms(b)
     fake = out["fake"]
-    mask = amgan.attention_loss(out["att_fake"], 1.0, 0.0) + amgan.attention_loss(out["att_cyc"], 1.0, 0.0)
-    tv = amgan.attention_loss(out["att_fake"], 0.0, 1.0) + amgan.attention_loss(out["att_cyc"], 0.0, 1.0)
+    mask = amgan_losses.attention_loss(out["att_fake"], 1.0, 0.0) + amgan_losses.attention_loss(out["att_cyc"], 1.0, 0.0)
+    tv = amgan_losses.attention_loss(out["att_fake"], 0.0, 1.0) + amgan_losses.attention_loss(out["att_cyc"], 0.0, 1.0)
     parts = {"att.mask": (mask, t.lambda_mask), "att.tv": (tv, t.lambda_tv)}
     g = table("G step (d/d G's parameters; d/d fake patches)", terms, tr.generator_weights(),
               list(tr.G.parameters()), fake, parts)
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         requires_grad(tr.D, True)
         d_terms = tr.discriminator_terms(b, fake.detach())
         eps = torch.rand(len(x), generator=tr.rng)  # as AMGANTrainer._gradient_penalty_grads draws them
-        d_terms["gp"] = amgan.gradient_penalty(tr.D, b["I_p"], fake.detach(), eps)
+        d_terms["gp"] = amgan_losses.gradient_penalty(tr.D, b["I_p"], fake.detach(), eps)
         table("D step (d/d D's parameters)", d_terms, {**tr.discriminator_weights(), "gp": t.lambda_gp},
               list(tr.D.parameters()), None)
 
