@@ -2,7 +2,7 @@
 
     python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 ...]
     python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128 --set max_minutes=9
-    python -m train.train --config train/configs/amgan_128_cpu.toml --run runs/amgan128cpu
+    python -m train.train --config train/configs/amgan_utkface128.toml --run runs/amgan128
     torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
 
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids

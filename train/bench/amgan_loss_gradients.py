@@ -104,7 +104,7 @@ def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Ten
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, default=Path("runs/amgan128cpu"))
-    p.add_argument("--config", type=Path, default=Path("train/configs/amgan_128_cpu.toml"),
+    p.add_argument("--config", type=Path, default=Path("train/configs/amgan_utkface128.toml"),
                    help="the networks' config when the run has no checkpoint")
     p.add_argument("--packed", type=Path, default=Path("packed/utkface_test_128.safetensors"))
     p.add_argument("--n", type=int, default=8)
