@@ -1,9 +1,9 @@
-"""AgingMapGAN's aging map and location maps, built from dlib's 68 landmarks.
+"""AgingMapGAN's aging map, built from dlib's 68 landmarks, and its patches.
 
 Despois, Flament, Perrot, "AgingMapGAN (AMGAN): High-Resolution Controllable Face Aging with
-Spatially-Aware Conditional GANs", ECCV 2020 workshops, Sec. 3.1, 3.3, 3.4 and Fig. 2. Facts about
-the paper are in ``shared/design/amgan.md``; the paper gives no zone geometry, so the geometry below
-is ours.
+Spatially-Aware Conditional GANs", ECCV 2020 workshops, Sec. 3.1, 3.3, 3.4 and Fig. 2. The paper
+gives no zone geometry, so the geometry below is ours; the location maps (Sec. 3.4) are defined with G
+in :mod:`faceage.models.amgan`.
 
 The map (Sec. 3.1): every clinical-sign zone is filled with that sign's normalised score in [0, 1],
 the rest of the face with the normalised apparent age (:func:`faceage.data.ages.normalize_age`), the

@@ -16,7 +16,7 @@
 #   python -m train.amgan_placement packed/utkface_train_128.safetensors   # dlib, ~11 min; the GPU has no dlib
 #   cp packed/utkface_train_128.placement.safetensors packed/gpu/     # AMGAN's zone placements (0.5 MB)
 # The sign-label cache can stay here (recomputed there in seconds). Check the carry: tracked files + packed/gpu
-# must stay under 64 MiB (2026-11-24: 31.5 MiB tracked + 32.1 MiB for the quality-75 pack, so 75 no longer fits).
+# must stay under 64 MiB (31.5 MiB tracked + 32.1 MiB for a quality-75 pack did not fit: hence quality 70).
 # Then device `run`, carry ["packed/gpu"], timeout_s 600, one call after another (runs/ stays while warm):
 #   bash train/gpu_chunk.sh 560 bench     # first chunk: throughput table first, then training
 #   bash train/gpu_chunk.sh 570           # later chunks resume from runs/ on the machine
