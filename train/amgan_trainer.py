@@ -214,7 +214,7 @@ class AMGANTrainer:
         self.basis = MapBasis(self.resolution).to(device)
         self.location = location_maps(self.resolution, self.resolution).to(device)  # [2, S, S]
         self.zones = template_zone_masks(self.resolution).to(device)  # [Z, S, S], the labels' zones
-        self.calibration: SignCalibration | None = None  # the labels' CDF; train.train sets it from the data
+        self.calibration: SignCalibration | None = None  # the judge's CDF; train.train sets it from the data
         self.cover = cover_table(self.zones.cpu(), self.t.patch)  # which zones each patch corner shows
         self.placed = PlacedMaps(self.resolution).to(device) if self.t.face_placement else None
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # targets and patch corners
@@ -256,8 +256,8 @@ class AMGANTrainer:
         ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan_placement`); None: the template's.
 
         -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``xy`` (patch
-        centres, D_Loc's target), ``I_g``, ``As_g``, ``At_g`` (G's inputs: the whole faces and maps, cropped to
-        the patches in the step), ``L_g`` (location maps, x then y); with ``lambda_local``, ``lambda_edit`` or
+        centres, D_Loc's target), ``I_g``, ``As_g``, ``At_g`` (G's inputs: the same patches) and ``L_g`` (the
+        location maps' patches, x then y); with ``lambda_local``, ``lambda_edit`` or
         ``lambda_tone``, also ``Ae_g`` (the target map with one sign edited) and ``out_p`` (1 beyond that
         edit's zone and margin); with ``lambda_sign``, ``Z_p`` (the zone masks' patches), ``U_t`` and
         ``Z_valid`` (see ``lambda_sign``); with ``lambda_edit`` or ``lambda_tone``, ``Z_p``, ``Z_valid``,
