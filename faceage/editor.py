@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from faceage.checkpoint import load_checkpoint
+from faceage.config import from_dict
 from faceage.cusp_mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
 from faceage.errors import BadParameterError, CheckpointError
 from faceage.models.cusp import CUSPConfig, CUSPGenerator
@@ -142,7 +143,7 @@ def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path
     if not isinstance(manifest.get("net"), dict):
         raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
                               f"{manifest.get('kind', 'unknown')}): not CUSP weights")
-    T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
+    T = CUSPGenerator(from_dict(CUSPConfig, manifest["net"], where="[net]"))
     load_weights_into(T, tensors, path, "CUSP")
     return T, path, manifest
 

@@ -194,9 +194,9 @@ class AMGANTrainer:
         if cfg.augment_flip:
             raise ValueError("AMGAN needs augment_flip = false: the sign labels are per side of the face "
                              "and a horizontal flip would swap left and right")
-        self.net_cfg = net_config(cfg.net)
-        self.t = AMGANTrainConfig.from_dict(cfg.amgan)
-        self.resolution = int(cfg.net.get("resolution", 128))
+        self.net_cfg = net_config(asdict(cfg.net))  # the network alone (cfg.net also holds the crop side)
+        self.t = cfg.amgan
+        self.resolution = cfg.net.resolution
         m = 2**self.net_cfg.n_down
         if self.t.patch % m or self.resolution % m or self.t.patch > self.resolution:
             raise ValueError(f"patch ({self.t.patch}) and resolution ({self.resolution}) must be multiples of "

@@ -1,6 +1,6 @@
 """Train a faceage model, in one process or data-parallel under torchrun.
 
-    python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 ...]
+    python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 cusp.lambda_C=0.01 ...]
     python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128 --set max_minutes=9
     python -m train.train --config train/configs/amgan_utkface128.toml --run runs/amgan128
     torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
@@ -35,11 +35,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from faceage.data.utkface import PackedFaces
 from faceage.editor import pick_device
 from faceage.errors import CheckpointError, FaceAgeError
+from faceage.models.age_classifier import AgeClassifier
+from train.amgan_data import with_sign_labels
+from train.amgan_trainer import AMGANTrainer
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.cusp_trainer import CUSPTrainer
 from train.distributed import Dist, env_rank, env_world, init_distributed
+from train.trainer import Trainer
 
 log = logging.getLogger("faceage.train")
 
@@ -55,19 +61,13 @@ def load_dataset(cfg: TrainConfig, resolution: int):
     tests; for AMGAN with each face's weak sign labels (and zone placement) attached (``train.amgan_data``)."""
     ds = _images(cfg, resolution)
     if cfg.model == "amgan":
-        from train.amgan_data import with_sign_labels
-        from train.amgan_trainer import AMGANTrainConfig
-
-        t = AMGANTrainConfig.from_dict(cfg.amgan)
-        return with_sign_labels(ds, placement=t.face_placement)
+        return with_sign_labels(ds, placement=cfg.amgan.face_placement)
     return ds
 
 
 def _images(cfg: TrainConfig, resolution: int):
     if cfg.data == "synthetic":
         return SyntheticFaces(n=64, size=resolution, seed=cfg.seed)
-    from faceage.data.utkface import PackedFaces
-
     ds = PackedFaces(cfg.data)
     if ds.size != resolution:
         raise RunSetupError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
@@ -76,22 +76,14 @@ def _images(cfg: TrainConfig, resolution: int):
     return ds
 
 
-def load_classifier(cfg: TrainConfig):
-    from faceage.models.age_classifier import AgeClassifier
-
-    return AgeClassifier.load(cfg.classifier)
+def load_classifier(cfg: TrainConfig) -> AgeClassifier:
+    return AgeClassifier.load(cfg.cusp.classifier)
 
 
-def build_trainer(cfg: TrainConfig, dist: Dist):
+def build_trainer(cfg: TrainConfig, dist: Dist) -> Trainer:
     """The trainer of ``cfg.model`` on ``dist.device``; it wraps its trained networks with ``dist``."""
     if cfg.model == "amgan":
-        from train.amgan_trainer import AMGANTrainer
-
         return AMGANTrainer(cfg, dist.device, dist)
-    if cfg.model != "cusp":
-        raise RunSetupError(f"unknown model {cfg.model!r}: use 'cusp' or 'amgan'")
-    from train.cusp_trainer import CUSPTrainer
-
     return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
 
 

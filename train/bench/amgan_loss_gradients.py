@@ -44,7 +44,7 @@ def load_run(run: Path, config: Path) -> tuple[AMGANTrainer, str]:
         print(f"(no checkpoint in {run}: fresh networks of {config}, D is an untrained critic)")
         return AMGANTrainer(load_config(config), torch.device("cpu")), f"fresh init ({config})"
     path, tensors, manifest = found
-    trainer = AMGANTrainer(TrainConfig.from_dict(manifest["config"]), torch.device("cpu"))
+    trainer = AMGANTrainer(TrainConfig.from_dict(manifest["config"], saved=True), torch.device("cpu"))
     trainer.load_state(tensors, manifest["trainer"], manifest["step"])
     return trainer, f"{path} (step {manifest['step']})"
 
