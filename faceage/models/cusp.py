@@ -1,7 +1,7 @@
 """CUSP networks: E_s, E_c, E_a, the generator G and the discriminator D, in one file.
 
 Gomez-Trenado et al., "Custom Structure Preservation in Face Aging", ECCV 2022, Sec. 3.1 (Fig. 2).
-Written from the paper; facts about the released code are in ``shared/design/cusp.md``.
+Written from the paper; where the authors' released code differs, the choice is named below.
 
 Data flow (Sec. 3.1):
     s   = E_s(X)                       style vector, global-average-pooled (no spatial information)
