@@ -5,6 +5,11 @@
     python -m train.train --config train/configs/amgan_utkface128.toml --run runs/amgan128
     torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
 
+The config (``train.config``): the run's keys at the top level, the network under ``[net]``, the model's
+losses and optimiser under ``[cusp]`` or ``[amgan]``; ``--set`` reaches into a table with a dot
+(``net.resolution=64``, ``cusp.lambda_C=0.01``), and an unknown key stops the run before it starts.
+The trainer of each model follows ``train.trainer.Trainer``.
+
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids
 (``samples/``) and checkpoints ``ckpt-XXXXXXXX.safetensors`` (atomic, the last ``keep_ckpts`` kept).
 ``--set init_weights=assets/X.safetensors`` starts a new run from exported weights (fine-tuning).
@@ -265,7 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="run folder (created; resumed if it has checkpoints); under torchrun spell it --run-dir "
                         "(torchrun's own parser takes --run for its --run-path)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides: steps=100, net.resolution=64, cusp.lambda_C=0.01, amgan.patch=32")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
     rank = env_rank()  # rank 0 logs; the others only report errors
