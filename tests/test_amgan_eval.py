@@ -4,7 +4,7 @@ import torch
 
 from faceage.amgan.maps import SIGNS
 from faceage.amgan.model import AMGANConfig
-from faceage.sign_scores import template_zone_masks
+from train.sign_scores import template_zone_masks
 from train.amgan_maps import MapBasis
 from train.eval_amgan import chroma_share, locality, map_reference
 
@@ -61,7 +61,7 @@ class _ReadsChannelZero(_StandIn):
 
 def test_other_channel_response_tells_which_channel_g_reads():
     from faceage.amgan.maps import SIGN_CHANNEL
-    from faceage.sign_scores import SignCalibration, masked_measures
+    from train.sign_scores import SignCalibration, masked_measures
     from train.eval_amgan import Runner, other_channel_response, raised_labels, texture_response
 
     g = torch.Generator().manual_seed(0)

@@ -121,8 +121,8 @@ def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
     _run(tmp_path, "a", 4)
     export(tmp_path / "a", tmp_path / "g.safetensors")
     exported, _ = load_checkpoint(tmp_path / "g.safetensors")
-    _run(tmp_path, "b", 1, [f"init_weights='{tmp_path / 'g.safetensors'}'", "lr=0.0", "ckpt_every=1"])
-    _run(tmp_path, "fresh", 1, ["lr=0.0", "ckpt_every=1"])
+    _run(tmp_path, "b", 1, [f"init_weights='{tmp_path / 'g.safetensors'}'", "cusp.lr=0.0", "ckpt_every=1"])
+    _run(tmp_path, "fresh", 1, ["cusp.lr=0.0", "ckpt_every=1"])
     b, _ = load_checkpoint(tmp_path / "b" / "ckpt-00000001.safetensors")
     fresh, _ = load_checkpoint(tmp_path / "fresh" / "ckpt-00000001.safetensors")
     for prefix in ("T", "T_ema"):
@@ -130,7 +130,7 @@ def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
             assert torch.equal(b[f"{prefix}.{k}"], v), (prefix, k)
     assert any(not torch.equal(fresh[f"T.{k}"], v) for k, v in exported.items())
     # a run's checkpoint works too: its EMA generator is what starts the new run
-    _run(tmp_path, "c", 1, [f"init_weights='{tmp_path / 'a' / 'ckpt-00000004.safetensors'}'", "lr=0.0", "ckpt_every=1"])
+    _run(tmp_path, "c", 1, [f"init_weights='{tmp_path / 'a' / 'ckpt-00000004.safetensors'}'", "cusp.lr=0.0", "ckpt_every=1"])
     c, _ = load_checkpoint(tmp_path / "c" / "ckpt-00000001.safetensors")
     assert all(torch.equal(c[f"T.{k}"], v) for k, v in exported.items())
 

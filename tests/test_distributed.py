@@ -20,7 +20,7 @@ from faceage.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "train/configs/cusp_tiny.toml"
 # R1 on steps 0 and 2, so the lazy R1 under DDP is covered; global batch 4 = 2 ranks x 2.
-OVERRIDES = ["batch=4", "r1_every=2", "log_every=2", "ckpt_every=2", "sample_every=1000"]
+OVERRIDES = ["batch=4", "cusp.r1_every=2", "log_every=2", "ckpt_every=2", "sample_every=1000"]
 STEPS = 4
 
 

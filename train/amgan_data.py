@@ -1,4 +1,4 @@
-"""AMGAN's training items: a face, its age, its weak sign labels (:mod:`faceage.sign_scores`) and, with
+"""AMGAN's training items: a face, its age, its weak sign labels (:mod:`train.sign_scores`) and, with
 ``placement``, where its zones go (:mod:`train.amgan_placement`)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from faceage.sign_scores import SignCalibration, compute_labels, labels_path, packed_labels
+from train.sign_scores import SignCalibration, compute_labels, labels_path, packed_labels
 
 log = logging.getLogger("faceage.train")
 
@@ -24,7 +24,7 @@ class SignLabelledFaces(torch.utils.data.Dataset):
         self.base, self.scores = base, scores.float()
         self.theta = None if theta is None else theta.float()
         self.size = getattr(base, "size", None)
-        self.calibration = calibration  # the texture CDF of AMGAN's judge (the labels', or the achromatic one)
+        self.calibration = calibration  # the texture CDF of AMGAN's judge (the achromatic measure's)
 
     def __len__(self):
         return len(self.base)
@@ -36,20 +36,18 @@ class SignLabelledFaces(torch.utils.data.Dataset):
         return image, age, self.scores[i], self.theta[i]
 
 
-def with_sign_labels(base, placement: bool = False, achromatic_judge: bool = False) -> SignLabelledFaces:
+def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
     """Attach labels: cached beside a packed split (computed on first use), computed in memory otherwise.
 
     ``placement``: attach each face's zone placement too (cached beside a packed split; faces that are
     not a packed split, e.g. the synthetic test faces, have no landmarks and keep the template's).
-    ``achromatic_judge``: the items' ``calibration`` is that of the achromatic measure over the same faces
-    (AMGAN's ``amgan.judge = "achromatic"``) instead of the labels' own; the labels stay as they are."""
+    The items' ``calibration`` is that of the achromatic measure over the same faces (the judge of AMGAN's
+    sign and edit terms), not the labels' own luminance measure."""
     if hasattr(base, "path") and hasattr(base, "images"):
         labels = packed_labels(base, labels_path(base.path))
         log.info("sign labels: %s (%d faces)", labels_path(base.path), len(base))
-        knots = labels["knots"]
-        if achromatic_judge:
-            knots = packed_labels(base, labels_path(base.path, True), achromatic=True)["knots"]
-            log.info("achromatic judge's calibration: %s", labels_path(base.path, True))
+        knots = packed_labels(base, labels_path(base.path, True), achromatic=True)["knots"]
+        log.info("achromatic judge's calibration: %s", labels_path(base.path, True))
         theta = None
         if placement:
             from train.amgan_placement import packed_placement, placement_path
@@ -60,9 +58,8 @@ def with_sign_labels(base, placement: bool = False, achromatic_judge: bool = Fal
     items = [base[i] for i in range(len(base))]
     images = torch.stack([it[0] for it in items])
     ages = torch.tensor([float(it[1]) for it in items])
-    scores, _, cal = compute_labels(images, ages)
-    if achromatic_judge:
-        cal = compute_labels(images, ages, achromatic=True)[2]
+    scores = compute_labels(images, ages)[0]
+    cal = compute_labels(images, ages, achromatic=True)[2]
     theta = None
     if placement:
         from train.amgan_placement import IDENTITY

@@ -68,7 +68,7 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
     The age is uniform in ``age_range`` years. With probability ``uniform_prob`` the map is age-only
     (every sign = the age, Sec. 5.4); otherwise every sign is drawn independently as
     ``image_weight * U(0, 1) + (1 - image_weight) * age``, the distribution of the weak labels
-    (:mod:`faceage.sign_scores`) when the texture CDF is uniform.
+    (:mod:`train.sign_scores`) when the texture CDF is uniform.
     """
     lo, hi = age_range
     a = normalize_age(lo + (hi - lo) * torch.rand(n, generator=rng))
@@ -82,7 +82,7 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
 def sample_sign_edits(rng: torch.Generator, scores: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``scores`` [n, Z] with one random sign per row moved away from its value: by a share in
     [0.25, 1] of the way to the farther end of [0, 1] (so by at least 0.125). The pair of maps
-    (before, after) is what :func:`faceage.amgan.model.zone_leak_loss` compares.
+    (before, after) is what :func:`train.amgan_losses.zone_leak_loss` compares.
 
     The sign is uniform over the Z signs, or drawn in proportion to ``weights`` [n, Z] (>= 0; a row
     of zeros draws uniformly), e.g. :func:`covered_edit_weights`."""
@@ -144,26 +144,6 @@ def covered_edit_weights(table: torch.Tensor, corners: torch.Tensor, min_cover: 
     propensity = covered.flatten(1).float().mean(1)  # [Z]
     at = covered[:, corners[:, 0], corners[:, 1]].T.float()  # [n, Z]
     return at / propensity.clamp(min=1e-8) * (propensity > 0)
-
-
-def sample_moves(rng: torch.Generator, n: int, size: int, shift: float, scale: float) -> torch.Tensor:
-    """Random moves of the face in its frame, as affine thetas [n, 2, 3] for :func:`move_batch`: a
-    translation by a whole number of pixels, up to ``shift`` (at side ``size``), on each axis and a zoom
-    by a factor in [1 - scale, 1 + scale]. Whole pixels and no zoom (``scale`` 0) resample exactly; a zoom
-    interpolates, which softens the real patches D sees as well."""
-    u = torch.rand(n, 3, generator=rng) * 2 - 1
-    zoom = 1 + scale * u[:, 0]
-    t = (u[:, 1:] * shift).round() * 2 / size  # whole pixels -> the [-1, 1] frame of affine_grid
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
-    theta[:, :, 2] = -t / zoom[:, None]  # output pixel p reads input (p - t) / zoom: the face moves by +t
-    return theta
-
-
-def move_batch(t: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """``t`` [N, C, S, S] resampled by the moves ``theta`` of :func:`sample_moves` (edges reflected)."""
-    grid = torch.nn.functional.affine_grid(theta.to(t), list(t.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(t, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def crop_batch(t: torch.Tensor, corners: torch.Tensor, patch: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ coordinates, so they hold at any resolution, cached beside the packed split
 (``<pack>.placement.safetensors``) like the sign labels. dlib runs here, once (about 30 ms a face);
 the GPU machine has no dlib and reads the cache, which travels with the pack. A face dlib misses keeps
 the template placement (the identity matrix). The weak sign labels are still measured in the template
-zones (:mod:`faceage.sign_scores`).
+zones (:mod:`train.sign_scores`).
 
     python -m train.amgan_placement packed/utkface_train_128.safetensors
 """
@@ -120,7 +120,7 @@ def packed_placement(dataset, cache: str | Path | None = None) -> torch.Tensor:
     """theta ``[N, 2, 3]`` of every face of a PackedFaces, read from its cache (computed and written
     there first if missing or made for other faces)."""
     from faceage.checkpoint import load_checkpoint, save_checkpoint
-    from faceage.sign_scores import digest_names
+    from train.sign_scores import digest_names
 
     cache = Path(cache) if cache is not None else placement_path(dataset.path)
     digest = digest_names(dataset.names)

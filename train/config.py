@@ -1,43 +1,59 @@
-"""Typed training configuration: one dataclass, loaded from a TOML file, with validated overrides.
+"""Typed training configuration, loaded from a TOML file with validated ``key=value`` overrides.
 
-    cfg = load_config("train/configs/cusp_tiny.toml", ["steps=200", "batch=8"])
+    cfg = load_config("train/configs/cusp_tiny.toml", ["steps=200", "cusp.lambda_C=0.01", "net.resolution=64"])
 
-The resolved config is saved as JSON in every checkpoint and beside the run (``config.json``).
+A config is the run (:class:`TrainConfig`: model, data, steps, batch, seed, device, cadence ...), the
+model's network under ``[net]`` (:class:`faceage.cusp.model.CUSPConfig` or :class:`AMGANNet`) and the
+model's losses and optimiser under a table named after it (``[cusp]``: :class:`train.cusp_trainer.CUSPTrainConfig`;
+``[amgan]``: :class:`train.amgan_trainer.AMGANTrainConfig`). Every table is built with
+:func:`faceage.config.from_dict`: an unknown key is refused, and so is the other model's table. Only the chosen
+model's tables are saved, as JSON, in every checkpoint and beside the run (``config.json``).
 """
 
 from __future__ import annotations
 
-import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
+
+from faceage.config import from_dict, to_dict
+from faceage.amgan.model import RETIRED_NET_OPTIONS, AMGANConfig
+from faceage.cusp.model import CUSPConfig
+from train.amgan_trainer import AMGANTrainConfig
+from train.cusp_trainer import CUSPTrainConfig
+
+
+@dataclass
+class AMGANNet(AMGANConfig):
+    """The ``[net]`` table of an AMGAN run: the network plus the side of the training crops (G and D are
+    fully convolutional, so the crop side is not a network hyper-parameter and exports store it apart)."""
+
+    resolution: int = 128
+
+
+MODELS = {"cusp": (CUSPConfig, {}, CUSPTrainConfig), "amgan": (AMGANNet, RETIRED_NET_OPTIONS, AMGANTrainConfig)}
+"""Per model name: its ``[net]`` class, the retired ``[net]`` options still read at their off value, and the
+class of its own table."""
+
+FLAT_CUSP_KEYS = ("lr", "betas", "lambda_r", "lambda_C", "lambda_D", "lambda_cy", "r1_gamma", "r1_every",
+                  "target_age_range", "sigma_zero_prob", "classifier")
+"""Keys that configs saved before the typed tables held at the top level, for every model: read into
+``[cusp]`` for a CUSP run, dropped for an AMGAN run (its trainer never read them)."""
 
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; defaults are the paper's settings (CUSP Sec. 4, implementation details)."""
+    """One training run. ``net`` and the model's own table are typed; the other model's table is None."""
 
     model: str = "cusp"  # "cusp" or "amgan"
-    net: dict = field(default_factory=dict)  # network hyper-parameters (CUSPConfig / AMGANConfig fields)
-    amgan: dict = field(default_factory=dict)  # AMGAN losses, rates, patch (train.amgan_trainer.AMGANTrainConfig)
+    net: CUSPConfig | AMGANNet | None = None  # the model's [net] table (None: its defaults)
+    cusp: CUSPTrainConfig | None = None  # CUSP's losses and optimiser (a CUSP run only)
+    amgan: AMGANTrainConfig | None = None  # AMGAN's losses, rates, patch (an AMGAN run only)
     data: str = "synthetic"  # path of a packed split (.safetensors, see faceage.data) or "synthetic"
     steps: int = 1000  # optimisation steps (one G step + one D step each)
-    batch: int = 16
-    lr: float = 0.0025  # Adam, beta1 = 0, beta2 = 0.99 (paper)
-    betas: tuple = (0.0, 0.99)
-    lambda_r: float = 10.0  # L_r weight (paper)
-    # L_C weight. Paper: 0.06 (release: 0.1), tuned on the released loss, which applies softmax twice; our
-    # mean-variance loss on C's logits (one softmax, as defined) pushes the image 43-54x harder
-    # (train/bench/age_loss_gradient.py), and at 0.06 G paints speckle that fools C. 0.006 ages with folds.
-    lambda_C: float = 0.006
-    lambda_D: float = 1.0  # L_D weight (paper)
-    lambda_cy: float = 10.0  # L_cy weight (paper)
-    r1_gamma: float = 0.5  # R1 weight (release: 0.56 at 224-256 px)
-    r1_every: int = 16  # lazy R1 interval (StyleGAN2)
+    batch: int = 16  # the global batch (split over the processes under torchrun)
     ema_half_life_images: float = 5000.0  # EMA of G: beta = 0.5 ** (batch / half_life) (StyleGAN2: 10k)
-    target_age_range: tuple = (0.0, 90.0)  # target ages a_t are sampled uniformly here
-    sigma_zero_prob: float = 0.25  # probability that a training sigma is exactly 0
-    augment_flip: bool = True
+    augment_flip: bool = True  # random horizontal flips (AMGAN refuses them: its labels are per side)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when present, else cpu
     amp: str = "none"  # "none" or "bf16" (autocast on CUDA)
@@ -48,20 +64,60 @@ class TrainConfig:
     ckpt_every: int = 200  # checkpoint interval (steps)
     keep_ckpts: int = 2
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0 = no limit
-    classifier: str = "assets/age_classifier_C.safetensors"
     init_weights: str = ""  # exported generator (train.export) to start a new run from; ignored on resume
 
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
+        net_cls, _, own_cls = MODELS[self.model]
+        if self.net is None:
+            self.net = net_cls()
+        if not isinstance(self.net, net_cls):
+            raise ValueError(f"a {self.model} run needs net: {net_cls.__name__}, got {type(self.net).__name__}")
+        if getattr(self, self.model) is None:
+            setattr(self, self.model, own_cls())
+        for other in MODELS:
+            if other != self.model and getattr(self, other) is not None:
+                raise ValueError(f"a {self.model} config has no [{other}] table")
+
+    @property
+    def train(self) -> CUSPTrainConfig | AMGANTrainConfig:
+        """The chosen model's own table (``cfg.cusp`` or ``cfg.amgan``)."""
+        return getattr(self, self.model)
+
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name: f for f in fields(cls)}
-        unknown = set(d) - set(names)
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}; valid keys: {sorted(names)}")
-        d = {k: tuple(v) if isinstance(v, list) and k in ("betas", "target_age_range") else v for k, v in d.items()}
-        return cls(**d)
+    def from_dict(cls, d: dict, saved: bool = False) -> "TrainConfig":
+        """From a TOML document with its overrides, or (``saved``) a checkpoint's or manifest's ``config``,
+        which may also be in the flat layout written before the typed tables (:data:`FLAT_CUSP_KEYS`)."""
+        d = dict(d)
+        model = d.get("model", "cusp")
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}: use one of {', '.join(MODELS)}")
+        net_cls, retired_net, own_cls = MODELS[model]
+        flat = {k: d.pop(k) for k in FLAT_CUSP_KEYS if k in d}
+        if flat and not saved:
+            raise ValueError(f"top-level keys {sorted(flat)} are CUSP loss/optimiser settings: "
+                             + ("write them under [cusp] (--set cusp.KEY=VALUE)" if model == "cusp"
+                                else "an AMGAN run has its own under [amgan]"))
+        own = d.pop(model, None) or {}
+        if model == "cusp" and flat:
+            if own:
+                raise ValueError(f"a saved config with both [cusp] and top-level {sorted(flat)}")
+            own = flat
+        for other in MODELS:
+            if other != model and d.pop(other, None) not in (None, {}):
+                raise ValueError(f"a {model} config has no [{other}] table (model = {model!r})")
+        d["net"] = from_dict(net_cls, d.get("net") or {}, retired=retired_net, where="[net]")
+        d[model] = own_cls.from_dict(own)
+        return from_dict(cls, d, where="top-level")
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        """Plain JSON types: the run's fields, ``net`` and the chosen model's table (the other is left out)."""
+        d = to_dict(self)
+        for other in MODELS:
+            if other != self.model:
+                del d[other]
+        return d
 
 
 def _parse_value(text: str):
@@ -73,7 +129,8 @@ def _parse_value(text: str):
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Load a TOML config and apply ``key=value`` overrides (``net.resolution=64`` reaches into ``net``)."""
+    """Load a TOML config and apply ``key=value`` overrides (``net.resolution=64`` reaches into ``[net]``,
+    ``cusp.lambda_C=0.01`` into ``[cusp]``)."""
     d = tomllib.loads(Path(path).read_text()) if path else {}
     for item in overrides:
         if "=" not in item:

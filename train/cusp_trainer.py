@@ -12,7 +12,7 @@ x_rec and x_fake share one encoder pass (the encoders see the same x).
 Choice (paper vs release): MV is the mean-variance loss on C's logits, one softmax, as the paper and
 Pan et al. define it; the release feeds it C's softmax, i.e. softmax twice, and its lambda_C (0.06 in
 the paper) was tuned on that far weaker push. Ours is 43-54x stronger on the image
-(``train/bench/age_loss_gradient.py``), so our default lambda_C is 0.006 (``train.config``).
+(``train/bench/age_loss_gradient.py``), so our default lambda_C is 0.006 (:class:`CUSPTrainConfig`).
 
 Multi-process (torchrun, see ``train.distributed``): x is this rank's part of the global batch. T's
 work of the G step runs as ONE forward of a DDP-wrapped :class:`GeneratorStep`, D's step through a
@@ -27,22 +27,45 @@ W-process run follows the single-process run of the same global batch up to floa
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import torch
 
 from faceage.checkpoint import load_training_state, training_state
+from faceage.config import from_dict
 from faceage.cusp.mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.data.ages import age_to_group
 from faceage.age.classifier import AGE_WEIGHTS
-from faceage.cusp.model import CUSPConfig, CUSPGenerator, Discriminator
+from faceage.cusp.model import CUSPGenerator, Discriminator
 from train import losses
 from train.distributed import Dist
+from train.ema import ema_decay, ema_update, make_ema, requires_grad
 
 
-def requires_grad(module: torch.nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
+@dataclass
+class CUSPTrainConfig:
+    """The ``[cusp]`` table of a training config: CUSP's loss weights and optimiser (paper, Sec. 4,
+    implementation details, unless marked ours)."""
+
+    lr: float = 0.0025  # Adam, beta1 = 0, beta2 = 0.99 (paper)
+    betas: tuple[float, float] = (0.0, 0.99)
+    lambda_r: float = 10.0  # L_r weight (paper)
+    # L_C weight. Paper: 0.06 (release: 0.1), tuned on the released loss, which applies softmax twice; our
+    # mean-variance loss on C's logits (one softmax, as defined) pushes the image 43-54x harder
+    # (train/bench/age_loss_gradient.py), and at 0.06 G paints speckle that fools C. 0.006 ages with folds.
+    lambda_C: float = 0.006
+    lambda_D: float = 1.0  # L_D weight (paper)
+    lambda_cy: float = 10.0  # L_cy weight (paper)
+    r1_gamma: float = 0.5  # R1 weight (release: 0.56 at 224-256 px)
+    r1_every: int = 16  # lazy R1 interval (StyleGAN2)
+    target_age_range: tuple[float, float] = (0.0, 90.0)  # target ages a_t are sampled uniformly here
+    sigma_zero_prob: float = 0.25  # probability that a training sigma is exactly 0 (ours)
+    classifier: str = "assets/age_classifier_C.safetensors"  # the frozen age classifier C (mask and L_C)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CUSPTrainConfig":
+        """From a ``[cusp]`` table; unknown keys refused."""
+        return from_dict(cls, d, where="[cusp]")
 
 
 class GeneratorStep(torch.nn.Module):
@@ -76,15 +99,15 @@ class CUSPTrainer:
     """
 
     def __init__(self, cfg, classifier, device: torch.device, dist: Dist | None = None):
-        self.cfg, self.device = cfg, device
+        """``cfg``: a :class:`train.config.TrainConfig` of a CUSP run (``cfg.net``, ``cfg.cusp``)."""
+        self.cfg, self.t, self.device = cfg, cfg.cusp, device
         self.dist = dist or Dist(device=device)
-        self.net_cfg = CUSPConfig.from_dict(cfg.net)
+        self.net_cfg = cfg.net
         self.resolution = self.net_cfg.resolution
         torch.manual_seed(cfg.seed)
         self.T = CUSPGenerator(self.net_cfg).to(device)
         self.D = Discriminator(self.net_cfg).to(device)
-        self.T_ema = copy.deepcopy(self.T).eval()
-        requires_grad(self.T_ema, False)
+        self.T_ema = make_ema(self.T)
         self.C = classifier.to(device).eval()
         requires_grad(self.C, False)
         self.class_ages = torch.tensor(AGE_WEIGHTS, device=device)
@@ -93,9 +116,10 @@ class CUSPTrainer:
                 m.to(memory_format=torch.channels_last)
         self.G_step = self.dist.wrap(GeneratorStep(self.T, self._mask))
         self.D_ddp = self.dist.wrap(self.D)
-        self.opt_G = torch.optim.Adam(self.T.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-        c = cfg.r1_every / (cfg.r1_every + 1)  # lazy-regularisation correction (StyleGAN2, App. B)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=tuple(b**c for b in cfg.betas))
+        t = self.t
+        self.opt_G = torch.optim.Adam(self.T.parameters(), lr=t.lr, betas=tuple(t.betas))
+        c = t.r1_every / (t.r1_every + 1)  # lazy-regularisation correction (StyleGAN2, App. B)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.lr * c, betas=tuple(b**c for b in t.betas))
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # ages and sigmas
         self.step = 0
 
@@ -111,7 +135,7 @@ class CUSPTrainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
 
     def sample_targets(self, n: int) -> torch.Tensor:
-        lo, hi = self.cfg.target_age_range
+        lo, hi = self.t.target_age_range
         return lo + (hi - lo) * torch.rand(n, generator=self.rng)
 
     def _noise(self, chunks: int):
@@ -126,13 +150,13 @@ class CUSPTrainer:
 
     def train_step(self, x, age, group) -> dict[str, float]:
         """One G step and one D step on a batch (this rank's part of it); returns the loss values."""
-        cfg = self.cfg
+        cfg, t = self.cfg, self.t
         x, age, group = x.to(self.device), age.to(self.device), group.to(self.device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         a_t = self.dist.local(self.sample_targets(len(x) * self.dist.world)).to(self.device)
         g_t = torch.tensor([age_to_group(float(a)) for a in a_t], device=self.device)
-        sigma_m, sigma_g = sample_sigmas(self.rng, cfg.sigma_zero_prob)
+        sigma_m, sigma_g = sample_sigmas(self.rng, t.sigma_zero_prob)
         M = self._mask(x)
 
         # --- generator step -------------------------------------------------------------------
@@ -144,7 +168,7 @@ class CUSPTrainer:
             L_cy = losses.l1(x_cyc, x)
             L_D = losses.g_nonsaturating(self.D(x_fake, g_t).float())
         L_C = losses.mean_variance_loss(self._classify(x_fake), a_t, self.class_ages)
-        loss_G = cfg.lambda_r * L_r + cfg.lambda_C * L_C + cfg.lambda_D * L_D + cfg.lambda_cy * L_cy
+        loss_G = t.lambda_r * L_r + t.lambda_C * L_C + t.lambda_D * L_D + t.lambda_cy * L_cy
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -160,7 +184,7 @@ class CUSPTrainer:
         self.opt_D.step()
         stats = {"G/rec": L_r.item(), "G/cyc": L_cy.item(), "G/adv": L_D.item(), "G/age_C": L_C.item(),
                  "G/total": loss_G.item(), "D/logistic": loss_D.item(), "sigma/m": sigma_m, "sigma/g": sigma_g}
-        if self.step % cfg.r1_every == 0:
+        if self.step % t.r1_every == 0:
             stats["D/r1"] = self._r1_step(x, group)
         self.step += 1
         return stats
@@ -170,18 +194,13 @@ class CUSPTrainer:
         real = x.detach().requires_grad_(True)
         penalty = losses.r1_penalty(self.D(real, group).float(), real)
         self.opt_D.zero_grad(set_to_none=True)
-        (penalty * self.cfg.r1_gamma / 2 * self.cfg.r1_every).backward()
+        (penalty * self.t.r1_gamma / 2 * self.t.r1_every).backward()
         self.dist.average_gradients(self.D)
         self.opt_D.step()
         return penalty.item()
 
-    @torch.no_grad()
     def _update_ema(self):
-        beta = 0.5 ** (self.cfg.batch / max(self.cfg.ema_half_life_images, 1e-8))
-        for p_ema, p in zip(self.T_ema.parameters(), self.T.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - beta)
-        for b_ema, b in zip(self.T_ema.buffers(), self.T.buffers()):
-            b_ema.copy_(b)
+        ema_update(self.T_ema, self.T, ema_decay(self.cfg.batch, self.cfg.ema_half_life_images))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,7 +7,7 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
 
 * **age**: the evaluation estimator A (:mod:`faceage.age.estimator`, never seen by AMGAN) on the
   inputs and on the outputs of age-only ("uniform") maps at target ages 20 and 70 (Sec. 5.4).
-* **locality**, per sign: the face's own map (its age + weak labels, :mod:`faceage.sign_scores`) is
+* **locality**, per sign: the face's own map (its age + weak labels, :mod:`train.sign_scores`) is
   changed only in that sign's zone, to 1.0; ``delta = |G(x, raised) - G(x, own)|`` summed over RGB;
   *share inside* = sum of delta inside the zone / sum of delta over the image. *area* = the zone's share
   of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
@@ -16,12 +16,12 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   for pixel would score: the blur puts about a third of a zone's map change outside it).
 * **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
 * **texture response**, per sign (with the same raise as locality): the weak labels' texture measure
-  (:mod:`faceage.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
+  (:mod:`train.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
   of G(x, raised) minus that of G(x, own), in the raised sign's zone and, averaged, in the other zones.
   What a sign slider is labelled to do. Not an independent judge: ``amgan.lambda_sign`` trains on it.
 * **texture response in the other channel**, per sign: the same, with the sign's map change written
   into the next aging-map channel (channel 0 <-> 1) instead of its own: does G read which channel a
-  value is in? (The fifth session's G ignored channel 1, the lip corners' channel.)
+  value is in? (A G with free map kernels ignored channel 1, the lip corners' channel: net.tie_map_channels.)
 * **crop consistency** (uniform map, age 70): G on the face cropped from row dy (``S - 16`` rows) against
   the same rows of G on the whole face, mean |difference| on [0, 1] pixels at least 16 px from the crop's
   borders, for dy = 0..16. A G whose output follows the face and the map differs only by its borders'
@@ -33,12 +33,12 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   phases: about 0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
 * **chroma share**, per sign (with the same raise as locality): of the change in the zone and its margin,
   the share that is colour rather than brightness, sum |chroma change| / (sum |luma change| + sum |chroma
-  change|), chroma the two colour differences of :func:`faceage.amgan.model.chroma`: 0 for a grey line
+  change|), chroma the two colour differences of :func:`train.amgan_losses.chroma`: 0 for a grey line
   (R, G, B moved alike), 2/3 for a line drawn in the G channel alone (a green mark, or a magenta one
   where G is lowered). Also for the uniform map at age 70 against the input, over the whole face. *Real texture*:
   the same share of the test faces' own fine texture (the face minus its 7 x 7 box mean) in each zone:
   what wrinkles, pores and hairs of real faces score.
-* **colour cast**: :func:`faceage.amgan.model.colour_shift_loss` of the uniform-map outputs against
+* **colour cast**: :func:`train.amgan_losses.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
 """
@@ -58,9 +58,11 @@ from faceage.amgan.maps import SIGNS, location_maps
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.filters import luma
-from faceage.amgan.model import AMGANConfig, AMGANGenerator, chroma, colour_shift_loss, generate
-from faceage.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
+from faceage.amgan.editor import net_config
+from faceage.amgan.model import AMGANGenerator, generate
+from train.amgan_losses import chroma, colour_shift_loss
 from train.amgan_maps import MapBasis
+from train.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 
 TRAIN_PACK = "packed/utkface_train_128.safetensors"
 TEST_PACK = "packed/utkface_test_128.safetensors"
@@ -70,7 +72,7 @@ def load_generator(path: Path) -> tuple[AMGANGenerator, dict]:
     tensors, manifest = load_checkpoint(path)
     if "config" not in manifest:
         raise ValueError(f"{path}: no AMGAN config in the manifest")
-    G = AMGANGenerator(AMGANConfig.from_dict(manifest["config"]))
+    G = AMGANGenerator(net_config(manifest["config"]))
     G.load_state_dict(tensors)
     return G.eval(), manifest
 
@@ -97,7 +99,7 @@ class Runner:
 
     def __init__(self, G: AMGANGenerator, size: int, landmarks=None):
         self.G, self.basis = G, MapBasis(size, landmarks)
-        self.loc = location_maps(size, size, G.cfg.context)[None]  # of G's padded window
+        self.loc = location_maps(size, size)[None]
 
     def __call__(self, x, age_norm, scores, chunk: int = 16):
         return self.on_maps(x, self.basis.maps(age_norm, scores), chunk)
@@ -144,12 +146,12 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
     """G on ``x`` cropped from row dy, rows dy .. dy + S - period, against ``full`` (G on the whole of
     ``x`` with ``maps``) on those rows, mean |difference| on [0, 1] pixels ``margin`` px inside the crop,
     for dy = 0..period (module docstring)."""
-    S, c = x.shape[-2], run.G.cfg.context
+    S = x.shape[-2]
     by_shift = {}
     for dy in range(period + 1):
         rows = slice(dy, dy + S - period)
         with torch.no_grad():  # the crop's window of the whole face's location maps
-            crop = generate(run.G, x[:, :, rows], maps[:, :, rows], run.loc[:, :, dy:dy + S - period + 2 * c])[0]
+            crop = generate(run.G, x[:, :, rows], maps[:, :, rows], run.loc[:, :, dy:dy + S - period])[0]
         diff = (crop - full[:, :, rows])[:, :, margin:-margin, margin:-margin]
         by_shift[dy] = round(float((diff.abs() / 2).mean()), 5)
     off = [v for k, v in by_shift.items() if k % period]

@@ -1,7 +1,7 @@
 """Export the shipped weights from a training run: the EMA generator only (not D, no optimiser).
 
     python -m train.export --run runs/cusp128 --out assets/cusp_utkface128.safetensors
-    python -m train.export --run runs/amgan128cpu --out assets/amgan_utkface128.safetensors \\
+    python -m train.export --run runs/amgan128 --out assets/amgan_utkface128.safetensors \\
         --hardware "2 CPU cores (shared)" --minutes 58
     python -m train.export --run runs/gw --out assets/cusp_utkface128.safetensors --half
 
@@ -21,14 +21,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from faceage.amgan.editor import net_config
 from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
 from train.train import checkpoints
 
 
 def _amgan_info(manifest: dict, cfg: dict) -> dict:
-    from faceage.amgan.model import AMGANConfig
-
-    net = AMGANConfig.from_dict(cfg["net"]).to_dict()
+    net = net_config(cfg["net"]).to_dict()
     amgan = manifest.get("trainer", {}).get("amgan", cfg.get("amgan", {}))
     return {"kind": "amgan-generator", "config": net, "resolution": int(cfg["net"].get("resolution", 128)),
             "patch": int(amgan.get("patch", 64)), "amgan_train": amgan}

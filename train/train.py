@@ -1,9 +1,14 @@
 """Train a faceage model, in one process or data-parallel under torchrun.
 
-    python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 ...]
+    python -m train.train --config train/configs/cusp_tiny.toml --run runs/tiny [--set steps=100 cusp.lambda_C=0.01 ...]
     python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128 --set max_minutes=9
-    python -m train.train --config train/configs/amgan_128_cpu.toml --run runs/amgan128cpu
+    python -m train.train --config train/configs/amgan_utkface128.toml --run runs/amgan128
     torchrun --nproc_per_node=4 -m train.train --config train/configs/cusp_128.toml --run-dir runs/cusp128
+
+The config (``train.config``): the run's keys at the top level, the network under ``[net]``, the model's
+losses and optimiser under ``[cusp]`` or ``[amgan]``; ``--set`` reaches into a table with a dot
+(``net.resolution=64``, ``cusp.lambda_C=0.01``), and an unknown key stops the run before it starts.
+The trainer of each model follows ``train.trainer.Trainer``.
 
 A run folder holds ``config.json``, ``stats.jsonl``, TensorBoard events (``tb/``), sample grids
 (``samples/``) and checkpoints ``ckpt-XXXXXXXX.safetensors`` (atomic, the last ``keep_ckpts`` kept).
@@ -35,11 +40,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from faceage.data.utkface import PackedFaces
 from faceage.cusp.editor import pick_device
 from faceage.errors import CheckpointError, FaceAgeError
+from faceage.age.classifier import AgeClassifier
+from train.amgan_data import with_sign_labels
+from train.amgan_trainer import AMGANTrainer
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.cusp_trainer import CUSPTrainer
 from train.distributed import Dist, env_rank, env_world, init_distributed
+from train.trainer import Trainer
 
 log = logging.getLogger("faceage.train")
 
@@ -55,19 +66,13 @@ def load_dataset(cfg: TrainConfig, resolution: int):
     tests; for AMGAN with each face's weak sign labels (and zone placement) attached (``train.amgan_data``)."""
     ds = _images(cfg, resolution)
     if cfg.model == "amgan":
-        from train.amgan_data import with_sign_labels
-        from train.amgan_trainer import AMGANTrainConfig
-
-        t = AMGANTrainConfig.from_dict(cfg.amgan)
-        return with_sign_labels(ds, placement=t.face_placement, achromatic_judge=t.achromatic_judge)
+        return with_sign_labels(ds, placement=cfg.amgan.face_placement)
     return ds
 
 
 def _images(cfg: TrainConfig, resolution: int):
     if cfg.data == "synthetic":
         return SyntheticFaces(n=64, size=resolution, seed=cfg.seed)
-    from faceage.data.utkface import PackedFaces
-
     ds = PackedFaces(cfg.data)
     if ds.size != resolution:
         raise RunSetupError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
@@ -76,22 +81,14 @@ def _images(cfg: TrainConfig, resolution: int):
     return ds
 
 
-def load_classifier(cfg: TrainConfig):
-    from faceage.age.classifier import AgeClassifier
-
-    return AgeClassifier.load(cfg.classifier)
+def load_classifier(cfg: TrainConfig) -> AgeClassifier:
+    return AgeClassifier.load(cfg.cusp.classifier)
 
 
-def build_trainer(cfg: TrainConfig, dist: Dist):
+def build_trainer(cfg: TrainConfig, dist: Dist) -> Trainer:
     """The trainer of ``cfg.model`` on ``dist.device``; it wraps its trained networks with ``dist``."""
     if cfg.model == "amgan":
-        from train.amgan_trainer import AMGANTrainer
-
         return AMGANTrainer(cfg, dist.device, dist)
-    if cfg.model != "cusp":
-        raise RunSetupError(f"unknown model {cfg.model!r}: use 'cusp' or 'amgan'")
-    from train.cusp_trainer import CUSPTrainer
-
     return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
 
 
@@ -273,7 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="run folder (created; resumed if it has checkpoints); under torchrun spell it --run-dir "
                         "(torchrun's own parser takes --run for its --run-path)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides: steps=100, net.resolution=64, cusp.lambda_C=0.01, amgan.patch=32")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
     rank = env_rank()  # rank 0 logs; the others only report errors

@@ -14,8 +14,8 @@ with the face's own map (every zone and the face at its own age, as classifier C
 
 Inference (Despois et al., AgingMapGAN, Sec. 3.6): the EMA generator runs on the whole aligned crop
 in one fully convolutional pass, whatever the training patch size, with the crop's aging map and
-the location maps of the full crop (:func:`faceage.amgan.model.generate`: with the weights' context
-margin, the crop padded and the output cropped back); crops larger than ``tile_above`` pixels go through
+the location maps of the full crop (:func:`faceage.amgan.model.generate`); crops larger than
+``tile_above`` pixels go through
 :func:`faceage.amgan.model.generate_tiled` (same result, bounded memory). The map is built with
 :func:`faceage.amgan.maps.build_aging_map` from the face's own landmarks in the crop: each sign's zone
 holds its score, the rest of the face the target age (a sign left out follows the age).
@@ -43,8 +43,15 @@ from faceage.amgan.maps import (
     build_aging_map,
     image_to_map,
 )
-from faceage.amgan.model import AMGANConfig, AMGANGenerator, generate, generate_tiled
+from faceage.amgan.model import (
+    RETIRED_NET_OPTIONS,
+    AMGANConfig,
+    AMGANGenerator,
+    generate,
+    generate_tiled,
+)
 from faceage.checkpoint import load_checkpoint, unprefixed
+from faceage.config import from_dict
 from faceage.edit.photo_editor import (
     ASSETS,
     DEFAULT_MODE,
@@ -69,6 +76,13 @@ DEFAULT_RESOLUTION = 128
 TILE, OVERLAP = 256, 64  # tiled inference above TILE_ABOVE pixels (see generate_tiled)
 TILE_ABOVE = 512
 MAX_RESOLUTION = 2048
+
+
+def net_config(d: dict) -> AMGANConfig:
+    """The network config of a manifest's ``config`` or a run's ``net`` table (its ``resolution``, the crop
+    side, is not a network field); unknown keys are refused, removed options read only at their old default."""
+    return from_dict(AMGANConfig, {k: v for k, v in d.items() if k != "resolution"},
+                     retired=RETIRED_NET_OPTIONS, where="[net]")
 
 
 def check_signs(signs: Mapping[str, float] | None) -> dict[str, float]:
@@ -211,13 +225,16 @@ class AMGANEditor(PhotoEditor):
         """
         path = weights_path(weights, DEFAULT_WEIGHTS, "AMGAN", (
             "They are trained by train/amgan_trainer.py (python -m train.train --config "
-            "train/configs/amgan_128_cpu.toml) and exported by python -m train.export; or pass your own "
+            "train/configs/amgan_utkface128.toml) and exported by python -m train.export; or pass your own "
             "(CLI: --weights)."))
         tensors, manifest = load_checkpoint(path)
         config = manifest.get("config")
         if not isinstance(config, dict):
             raise CheckpointError(f"{path} has no AMGAN config in its manifest: not AMGAN weights")
-        G = AMGANGenerator(AMGANConfig.from_dict(config.get("net", config)))
+        try:
+            G = AMGANGenerator(net_config(config.get("net", config)))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
         for prefix in ("G_ema", "G"):
             if any(k.startswith(prefix + ".") for k in tensors):
                 tensors = unprefixed(tensors, prefix)

@@ -1,9 +1,9 @@
-"""AgingMapGAN's aging map and location maps, built from dlib's 68 landmarks.
+"""AgingMapGAN's aging map, built from dlib's 68 landmarks, and its patches.
 
 Despois, Flament, Perrot, "AgingMapGAN (AMGAN): High-Resolution Controllable Face Aging with
-Spatially-Aware Conditional GANs", ECCV 2020 workshops, Sec. 3.1, 3.3, 3.4 and Fig. 2. Facts about
-the paper are in ``shared/design/amgan.md``; the paper gives no zone geometry, so the geometry below
-is ours.
+Spatially-Aware Conditional GANs", ECCV 2020 workshops, Sec. 3.1, 3.3, 3.4 and Fig. 2. The paper
+gives no zone geometry, so the geometry below is ours; the location maps (Sec. 3.4) are defined with G
+in :mod:`faceage.amgan.model`.
 
 The map (Sec. 3.1): every clinical-sign zone is filled with that sign's normalised score in [0, 1],
 the rest of the face with the normalised apparent age (:func:`faceage.data.ages.normalize_age`), the
@@ -77,6 +77,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceage.amgan.model import location_maps
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 from faceage.filters import gaussian_blur
@@ -294,31 +295,6 @@ def build_aging_map(
 
 # ----------------------------------------------------------------------------------------------
 # Location maps and patches
-
-
-def location_maps(height: int, width: int, margin: int = 0) -> torch.Tensor:
-    """X and Y ramps over the full image, ``[2, height, width]`` float32, from -1 to +1 (Sec. 3.4).
-
-    Channel 0 (X) grows left to right, channel 1 (Y) top to bottom; the first and last pixel
-    centres are exactly -1 and +1. A 1-pixel side gets 0. ``margin`` > 0 extends both ramps by that
-    many pixels on every side, with the same step (values beyond -1 and +1): the location maps of the
-    image padded for G's context (:func:`faceage.amgan.model.generate`), ``[2, height + 2 margin,
-    width + 2 margin]``.
-    """
-    for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise BadParameterError(f"{name} must be an int >= 1, got {v!r}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
-        raise BadParameterError(f"margin must be an int >= 0, got {margin!r}")
-
-    def ramp(n):
-        if n == 1:
-            return torch.zeros(1 + 2 * margin)
-        out = torch.arange(1, margin + 1, dtype=torch.float32) * (2.0 / (n - 1))
-        return torch.cat([-1.0 - out.flip(0), torch.linspace(-1.0, 1.0, n), 1.0 + out])
-    ys, xs = ramp(height), ramp(width)
-    h, w = len(ys), len(xs)
-    return torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)]).contiguous()
 
 
 def crop_patch(tensor, top: int, left: int, size: int):

@@ -29,6 +29,7 @@ import torch
 
 from faceage.age.classifier import AgeClassifier
 from faceage.checkpoint import load_checkpoint
+from faceage.config import from_dict
 from faceage.cusp.mask import SIGMA_MAX, blur_skip, check_sigma, cusp_mask
 from faceage.cusp.model import CUSPConfig, CUSPGenerator
 from faceage.edit.photo_editor import (  # noqa: F401  (check_age, pick_device, to_tensor: re-exported)
@@ -143,7 +144,7 @@ def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path
     if not isinstance(manifest.get("net"), dict):
         raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
                               f"{manifest.get('kind', 'unknown')}): not CUSP weights")
-    T = CUSPGenerator(CUSPConfig.from_dict(manifest["net"]))
+    T = CUSPGenerator(from_dict(CUSPConfig, manifest["net"], where="[net]"))
     load_weights_into(T, tensors, path, "CUSP")
     return T, path, manifest
 

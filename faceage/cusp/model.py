@@ -1,7 +1,7 @@
 """CUSP networks: E_s, E_c, E_a, the generator G and the discriminator D, in one file.
 
 Gomez-Trenado et al., "Custom Structure Preservation in Face Aging", ECCV 2022, Sec. 3.1 (Fig. 2).
-Written from the paper; facts about the released code are in ``shared/design/cusp.md``.
+Written from the paper; where the authors' released code differs, the choice is named below.
 
 Data flow (Sec. 3.1):
     s   = E_s(X)                       style vector, global-average-pooled (no spatial information)
@@ -27,14 +27,13 @@ training draws the global batch's noise on every rank and keeps its own rows; se
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceage.data.ages import AGE_GROUPS
-
+NUM_AGE_GROUPS = 10  # D's age-group classes: len(faceage.data.ages.AGE_GROUPS) (tests/test_cusp.py checks)
 MAX_AGE = 100  # E_a's input covers ages 0..MAX_AGE (soft one-hot of MAX_AGE + 1 bins)
 SQRT2 = math.sqrt(2.0)
 
@@ -58,12 +57,6 @@ class CUSPConfig:
             raise ValueError(f"resolution {self.resolution} must be divisible by 2**n_down={2**self.n_down}")
         if self.n_down < 3:
             raise ValueError("n_down must be >= 3 (the skip feature sits at 1/4 resolution)")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CUSPConfig":
-        """Build from a plain dict, ignoring unknown keys."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -365,7 +358,7 @@ class Discriminator(nn.Module):
         self.conv = EqualConv2d(ch, ch, 3)
         self.fc = EqualLinear(ch * res * res, ch, activate=True)
         self.out = EqualLinear(ch, 1)
-        self.embed = nn.Embedding(len(AGE_GROUPS), ch)
+        self.embed = nn.Embedding(NUM_AGE_GROUPS, ch)
         nn.init.normal_(self.embed.weight, std=1.0)
 
     def forward(self, x, group: torch.Tensor):

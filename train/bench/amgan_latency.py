@@ -3,7 +3,7 @@
     PYTHONPATH=. python train/bench/amgan_latency.py [--weights assets/amgan_utkface128.safetensors] [--threads 2]
 
 Issue #8 (c): the whole image in one fully convolutional pass (:func:`faceage.amgan.model.generate`, as
-the editor runs it: location maps made and G's context margin padded), and the tiled path
+the editor runs it, location maps made), and the tiled path
 (:func:`faceage.amgan.model.generate_tiled`, 256 px tiles, 64 px overlap) for images too large for
 memory. Each mode runs in its own child process so its peak RSS is its own (the target: within 4 GiB).
 The generator is the shipped one when its weights exist, else the default ``AMGANConfig`` with random
@@ -53,7 +53,7 @@ def run_mode(mode: str, weights: Path, size: int, threads: int, repeats: int) ->
         for _ in range(repeats):
             t = time.perf_counter()
             if mode == "full":
-                generate(G, image, amap)  # what the editor runs: location maps and G's context margin
+                generate(G, image, amap)  # what the editor runs, location maps made
             else:
                 generate_tiled(G, image, amap, tile=256, overlap=64)
             times.append(time.perf_counter() - t)

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
-from faceage.amgan import model as amgan
+from train import amgan_losses
 from train.amgan_data import with_sign_labels
-from train.amgan_trainer import AMGANTrainer, requires_grad, weighted_sum
+from train.amgan_trainer import AMGANTrainer, weighted_sum
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.ema import requires_grad
 from train.train import newest_checkpoint
 
 
@@ -43,7 +44,7 @@ def load_run(run: Path, config: Path) -> tuple[AMGANTrainer, str]:
         print(f"(no checkpoint in {run}: fresh networks of {config}, D is an untrained critic)")
         return AMGANTrainer(load_config(config), torch.device("cpu")), f"fresh init ({config})"
     path, tensors, manifest = found
-    trainer = AMGANTrainer(TrainConfig.from_dict(manifest["config"]), torch.device("cpu"))
+    trainer = AMGANTrainer(TrainConfig.from_dict(manifest["config"], saved=True), torch.device("cpu"))
     trainer.load_state(tensors, manifest["trainer"], manifest["step"])
     return trainer, f"{path} (step {manifest['step']})"
 
@@ -103,7 +104,7 @@ def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Ten
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, default=Path("runs/amgan128cpu"))
-    p.add_argument("--config", type=Path, default=Path("train/configs/amgan_128_cpu.toml"),
+    p.add_argument("--config", type=Path, default=Path("train/configs/amgan_utkface128.toml"),
                    help="the networks' config when the run has no checkpoint")
     p.add_argument("--packed", type=Path, default=Path("packed/utkface_test_128.safetensors"))
     p.add_argument("--n", type=int, default=8)
@@ -122,8 +123,8 @@ def main(argv=None) -> int:
     requires_grad(tr.D, False)
     terms, out = tr.generator_terms(b)
     fake = out["fake"]
-    mask = amgan.attention_loss(out["att_fake"], 1.0, 0.0) + amgan.attention_loss(out["att_cyc"], 1.0, 0.0)
-    tv = amgan.attention_loss(out["att_fake"], 0.0, 1.0) + amgan.attention_loss(out["att_cyc"], 0.0, 1.0)
+    mask = amgan_losses.attention_loss(out["att_fake"], 1.0, 0.0) + amgan_losses.attention_loss(out["att_cyc"], 1.0, 0.0)
+    tv = amgan_losses.attention_loss(out["att_fake"], 0.0, 1.0) + amgan_losses.attention_loss(out["att_cyc"], 0.0, 1.0)
     parts = {"att.mask": (mask, t.lambda_mask), "att.tv": (tv, t.lambda_tv)}
     g = table("G step (d/d G's parameters; d/d fake patches)", terms, tr.generator_weights(),
               list(tr.G.parameters()), fake, parts)
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         requires_grad(tr.D, True)
         d_terms = tr.discriminator_terms(b, fake.detach())
         eps = torch.rand(len(x), generator=tr.rng)  # as AMGANTrainer._gradient_penalty_grads draws them
-        d_terms["gp"] = amgan.gradient_penalty(tr.D, b["I_p"], fake.detach(), eps)
+        d_terms["gp"] = amgan_losses.gradient_penalty(tr.D, b["I_p"], fake.detach(), eps)
         table("D step (d/d D's parameters)", d_terms, {**tr.discriminator_weights(), "gp": t.lambda_gp},
               list(tr.D.parameters()), None)
 

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     for variant in a.variant or [""]:
         cfg = load_config(a.config, [*a.set, *variant.split()])
         device = pick_device(cfg.device)
-        key = (cfg.model, cfg.data, cfg.net.get("resolution", 128))
+        key = (cfg.model, cfg.data, cfg.net.resolution)
         if key not in datasets:
             datasets[key] = load_dataset(cfg, key[2])
         ips, peak = measure(cfg, datasets[key], device, a.warmup, a.steps)
