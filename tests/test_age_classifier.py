@@ -195,7 +195,7 @@ def test_missing_and_foreign_weights(tmp_path):
 def test_asset_matches_the_installed_onnx(model):
     pytest.importorskip("onnx")
     _package_runtime()
-    from train.export_classifier import state_dict_from_onnx
+    from train.age.export_classifier import state_dict_from_onnx
 
     onnx_path = ac.package_models_dir() / "age-v1.onnx"
     exported = state_dict_from_onnx(onnx_path, AgeClassifier())

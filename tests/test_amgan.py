@@ -22,7 +22,7 @@ from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
 from faceage.amgan.model import AGE_GRID, AMGANConfig, AMGANDiscriminator, AMGANGenerator, generate_tiled
-from train.amgan_losses import (
+from train.amgan.losses import (
     age_loss,
     attention_loss,
     critic_loss,
@@ -274,7 +274,7 @@ def test_losses_are_sane():
 
 
 def test_colour_shift_loss_charges_tints_not_brightness_or_fine_texture():
-    from train.amgan_losses import colour_shift_loss
+    from train.amgan.losses import colour_shift_loss
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
@@ -328,7 +328,7 @@ def test_generator_losses_decrease_against_a_fixed_discriminator():
 
 
 def test_shift_consistency_loss_is_zero_for_content_and_charges_a_pattern_fixed_to_the_crop():
-    from train.amgan_losses import shift_consistency_loss
+    from train.amgan.losses import shift_consistency_loss
 
     g = torch.Generator().manual_seed(0)
     face = torch.rand(4, 3, 80, 80, generator=g)

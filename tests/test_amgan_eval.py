@@ -1,12 +1,12 @@
-"""train.eval_amgan's locality measure, on changes whose place we know."""
+"""train.eval.amgan's locality measure, on changes whose place we know."""
 
 import torch
 
 from faceage.amgan.maps import SIGNS
 from faceage.amgan.model import AMGANConfig
-from train.sign_scores import template_zone_masks
-from train.amgan_maps import MapBasis
-from train.eval_amgan import chroma_share, locality, map_reference
+from train.amgan.sign_scores import template_zone_masks
+from train.amgan.maps import MapBasis
+from train.eval.amgan import chroma_share, locality, map_reference
 
 
 def test_locality_scores_a_change_by_where_it_lies():
@@ -61,8 +61,8 @@ class _ReadsChannelZero(_StandIn):
 
 def test_other_channel_response_tells_which_channel_g_reads():
     from faceage.amgan.maps import SIGN_CHANNEL
-    from train.sign_scores import SignCalibration, masked_measures
-    from train.eval_amgan import Runner, other_channel_response, raised_labels, texture_response
+    from train.amgan.sign_scores import SignCalibration, masked_measures
+    from train.eval.amgan import Runner, other_channel_response, raised_labels, texture_response
 
     g = torch.Generator().manual_seed(0)
     x = torch.zeros(6, 3, 64, 64)
@@ -97,7 +97,7 @@ class _ContentLines(_StandIn):
 
 
 def test_crop_consistency_and_grid_share_tell_grid_lines_from_face_lines():
-    from train.eval_amgan import Runner, crop_consistency, line_measures
+    from train.eval.amgan import Runner, crop_consistency, line_measures
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 64, 64, generator=g) * 1.2 - 0.6

@@ -1,4 +1,4 @@
-"""AMGAN zone placement from each face's own landmarks (train.amgan_placement)."""
+"""AMGAN zone placement from each face's own landmarks (train.amgan.placement)."""
 
 import math
 from types import SimpleNamespace
@@ -9,9 +9,9 @@ import torch
 
 from faceage.amgan.maps import SIGNS
 from faceage.face.align import template_points
-from train import amgan_placement
-from train.amgan_maps import MapBasis
-from train.amgan_placement import IDENTITY, PlacedMaps, face_theta, packed_placement, place
+from train.amgan import placement as amgan_placement
+from train.amgan.maps import MapBasis
+from train.amgan.placement import IDENTITY, PlacedMaps, face_theta, packed_placement, place
 
 S = 64
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,13 +91,13 @@ def test_missing_cache_without_dlib_says_how_to_make_it(tmp_path, monkeypatch):
     pack = SimpleNamespace(path=tmp_path / "p.safetensors", names=["a.jpg"], size=S)
     from faceage.data.utkface import DatasetError
 
-    with pytest.raises(DatasetError, match="python -m train.amgan_placement"):
+    with pytest.raises(DatasetError, match="python -m train.amgan.placement"):
         packed_placement(pack)
 
 
 def test_training_items_carry_the_placement_and_reach_the_maps():
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
     from train.config import load_config
 

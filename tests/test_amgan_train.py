@@ -12,7 +12,7 @@ from faceage.errors import BadParameterError
 from faceage.face.align import template_points
 from faceage.amgan.editor import net_config
 from faceage.amgan.model import AMGANGenerator
-from train.sign_scores import (
+from train.amgan.sign_scores import (
     IMAGE_WEIGHT,
     SignCalibration,
     blend_with_age,
@@ -21,7 +21,7 @@ from train.sign_scores import (
     template_zone_masks,
     zone_measures,
 )
-from train.amgan_maps import MapBasis, crop_batch, patch_centres, sample_targets
+from train.amgan.maps import MapBasis, crop_batch, patch_centres, sample_targets
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "train/configs/amgan_tiny.toml"
@@ -95,8 +95,8 @@ def test_achromatic_ridge_energy_counts_grey_lines_and_not_single_channel_marks(
 def test_achromatic_judge_calibrates_on_its_own_measure_and_keeps_the_labels():
     """The items' calibration (the sign and edit terms' judge) is the achromatic measure's CDF over the same
     faces; the labels stay the luminance measure's. The removed ``judge`` option reads only as "achromatic"."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainConfig
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainConfig
     from train.batches import SyntheticFaces
 
     base = SyntheticFaces(n=16, size=64, seed=0)
@@ -117,7 +117,7 @@ def test_shipped_manifest_parses_with_its_removed_options_at_their_defaults():
     """The shipped file's network and [amgan] configs load: the options it holds that were removed since
     (d_map_layer, context, lambda_colour, ...) are at the values that mean what the code now does."""
     from faceage.amgan.editor import net_config
-    from train.amgan_trainer import AMGANTrainConfig
+    from train.amgan.trainer import AMGANTrainConfig
 
     manifest = load_checkpoint(REPO / "assets/amgan_utkface128.safetensors")[1]
     net = net_config(manifest["config"])
@@ -207,14 +207,14 @@ def _cfg(steps: int, *extra):
 
 
 def test_amgan_trainer_refuses_flips():
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.trainer import AMGANTrainer
 
     with pytest.raises(ValueError, match="augment_flip"):
         AMGANTrainer(_cfg(1, "augment_flip=true"), torch.device("cpu"))
 
 
 def test_attention_bias_init_starts_the_mask_low_in_G_and_its_ema():
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.trainer import AMGANTrainer
 
     tr = AMGANTrainer(_cfg(1, "amgan.attention_bias_init=-3.0"), torch.device("cpu"))
     for G in (tr.G, tr.G_ema):
@@ -228,8 +228,8 @@ def test_attention_bias_init_starts_the_mask_low_in_G_and_its_ema():
 def test_tiny_training_run_losses_move_the_right_way():
     """Against their start: D's aging-map and location regressions fall, the cycle loss falls, and the
     critic ranks real patches above fakes (E[D(fake)] - E[D(real)] < 0)."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     cfg = _cfg(60, "amgan.lr_d=0.002", "amgan.lr_decay=false")
@@ -298,7 +298,7 @@ def _ddp_worker(rank: int, world: int, port: int, run: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as tdist
 
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.trainer import AMGANTrainer
     from train.train import train
 
     step_once = AMGANTrainer.train_step
@@ -328,9 +328,9 @@ def test_two_processes_match_one_process(tmp_path, free_port):
 
 
 def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
-    """train.amgan_maps.sample_sign_edits / outside_edit, the inputs of amgan.lambda_local."""
-    from train.sign_scores import template_zone_masks
-    from train.amgan_maps import MapBasis, outside_edit, sample_sign_edits
+    """train.amgan.maps.sample_sign_edits / outside_edit, the inputs of amgan.lambda_local."""
+    from train.amgan.sign_scores import template_zone_masks
+    from train.amgan.maps import MapBasis, outside_edit, sample_sign_edits
 
     s = torch.rand(200, len(SIGNS))
     e = sample_sign_edits(torch.Generator().manual_seed(0), s)
@@ -352,7 +352,7 @@ def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
 
 
 def test_zone_leak_loss_charges_change_outside_only():
-    from train.amgan_losses import zone_leak_loss
+    from train.amgan.losses import zone_leak_loss
 
     base = torch.rand(2, 3, 16, 16)
     outside = torch.ones(2, 1, 16, 16)
@@ -383,8 +383,8 @@ def _fit_one_term(tr, b: dict, term: str, steps: int, lr: float) -> list[float]:
 def test_locality_term_pairs_maps_that_agree_outside_and_its_gradient_cuts_the_leak():
     """amgan.lambda_local (ours, default 0): prepare() adds an edited target map that differs from the
     target only where out_p is 0, and the term's gradient makes G keep a sign's effect in its zone."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
@@ -424,8 +424,8 @@ def test_soft_cdf_and_masked_measures_agree_with_the_label_code():
 def _textured_trainer(option: str):
     """A trainer with a texture term on (``option``), whole-face patches, that refuses to train without the
     labels' calibration; then given it. -> (trainer, its first batch from prepare(), the raw batch)."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     ds = with_sign_labels(SyntheticFaces(n=32, size=64, seed=0))
@@ -476,8 +476,8 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
 def test_tone_term_charges_a_blotch_not_fine_lines():
     """amgan.edit_tone_loss (ours): a uniform change of a zone costs its size; lines one pixel apart of the
     same amplitude cost almost nothing; prepare() gives the edited sign without lambda_edit's targets."""
-    from train.amgan_losses import edit_tone_loss
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.losses import edit_tone_loss
+    from train.amgan.trainer import AMGANTrainer
 
     zone = torch.zeros(1, 1, 32, 32)
     zone[..., 8:24, 8:24] = 1
@@ -495,9 +495,9 @@ def test_tone_term_charges_a_blotch_not_fine_lines():
 
 
 def test_cover_table_and_covered_edit_weights():
-    """train.amgan_maps.cover_table / covered_edit_weights, and sample_sign_edits drawing by weight."""
-    from train.sign_scores import template_zone_masks
-    from train.amgan_maps import cover_table, covered_edit_weights, crop_batch, sample_patches, sample_sign_edits
+    """train.amgan.maps.cover_table / covered_edit_weights, and sample_sign_edits drawing by weight."""
+    from train.amgan.sign_scores import template_zone_masks
+    from train.amgan.maps import cover_table, covered_edit_weights, crop_batch, sample_patches, sample_sign_edits
 
     zones = template_zone_masks(64)
     table = cover_table(zones, 32)
@@ -528,7 +528,7 @@ def test_cover_table_and_covered_edit_weights():
 def test_edits_are_drawn_where_the_patch_shows_them():
     """Every edited sign's zone is covered enough by its patch (covered_edit_weights), also on 32-px patches
     of 64-px faces, where a uniform draw would often pick a zone the patch does not show."""
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     tr = AMGANTrainer(_cfg(2, "amgan.lambda_tone=1.0", "batch=64"), torch.device("cpu"))
@@ -541,8 +541,8 @@ def test_edits_are_drawn_where_the_patch_shows_them():
 def test_per_sign_terms_wait_for_their_step():
     """amgan.per_sign_from (ours, default 0): before that step G's loss has no per-sign term and no edit pair
     or zone patches are drawn; from it on, all four are on with their weights."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import PER_SIGN_TERMS, AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import PER_SIGN_TERMS, AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     ds = with_sign_labels(SyntheticFaces(n=16, size=64, seed=0))
@@ -564,8 +564,8 @@ def test_per_sign_terms_wait_for_their_step():
 def test_trainer_warns_once_when_g_becomes_the_identity(monkeypatch, caplog):
     """With A saturated at 1 (G copies its input) for IDENTITY_STEPS steps the trainer logs one warning;
     a G that paints (A at its start value, 0.12) logs none."""
-    import train.amgan_trainer as at
-    from train.amgan_data import with_sign_labels
+    import train.amgan.trainer as at
+    from train.amgan.data import with_sign_labels
     from train.batches import SyntheticFaces, get_batch
 
     monkeypatch.setattr(at, "IDENTITY_STEPS", 2)
@@ -580,7 +580,7 @@ def test_trainer_warns_once_when_g_becomes_the_identity(monkeypatch, caplog):
 
 
 def test_shift_corners_move_within_the_limit_and_stay_in_the_image():
-    from train.amgan_maps import sample_patches, shift_corners
+    from train.amgan.maps import sample_patches, shift_corners
 
     g = torch.Generator().manual_seed(0)
     corners = sample_patches(g, 2000, 128, 64)
@@ -593,8 +593,8 @@ def test_shift_corners_move_within_the_limit_and_stay_in_the_image():
 def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree():
     """amgan.lambda_shift (ours, default 0): prepare() adds a second crop whose pixels are the first's,
     moved by offset_q, and the term's gradient makes G's attention and colour agree where they overlap."""
-    from train.amgan_data import with_sign_labels
-    from train.amgan_trainer import AMGANTrainer
+    from train.amgan.data import with_sign_labels
+    from train.amgan.trainer import AMGANTrainer
     from train.batches import SyntheticFaces, get_batch
 
     x, age, signs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([20.0, 60.0]), torch.rand(2, len(SIGNS))
@@ -624,7 +624,7 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
 def test_shift_consistency_loss_is_the_mean_gap_over_the_shared_inner_pixels():
     """The batched loss against a pixel-by-pixel count: a pixel of crop a at (i, j) is b's (i - dy, j - dx),
     both at least ``margin`` from their crop's border; a pair that shares no such pixel adds nothing."""
-    from train.amgan_losses import shift_consistency_loss
+    from train.amgan.losses import shift_consistency_loss
 
     g = torch.Generator().manual_seed(0)
     P, margin = 12, 2

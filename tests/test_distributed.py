@@ -49,7 +49,7 @@ def _worker(rank: int, world: int, port: int, run: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as tdist
 
-    from train.cusp_trainer import CUSPTrainer
+    from train.cusp.trainer import CUSPTrainer
     from train.train import train
 
     step_once, checked = CUSPTrainer.train_step, []

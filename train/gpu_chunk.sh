@@ -13,7 +13,7 @@
 #
 # Here, once (needs ../shared):
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 70 --out packed/gpu/utkface_train_128.safetensors
-#   python -m train.amgan_placement packed/utkface_train_128.safetensors   # dlib, ~11 min; the GPU has no dlib
+#   python -m train.amgan.placement packed/utkface_train_128.safetensors   # dlib, ~11 min; the GPU has no dlib
 #   cp packed/utkface_train_128.placement.safetensors packed/gpu/     # AMGAN's zone placements (0.5 MB)
 # The sign-label cache can stay here (recomputed there in seconds). Check the carry: tracked files + packed/gpu
 # must stay under 64 MiB (31.5 MiB tracked + 32.1 MiB for a quality-75 pack did not fit: hence quality 70).

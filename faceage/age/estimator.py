@@ -3,7 +3,7 @@
 CUSP's classifier C (:mod:`faceage.age.classifier`) drives both the mask M and the
 age loss L_C, so an edit can fool C without looking older to anyone else: C cannot judge
 the edits. The CUSP paper (Sec. 4) judges with a separate estimator; faceage trains its own
-(:mod:`train.train_estimator`) on the UTKFace training split, with an architecture unlike C's:
+(:mod:`train.age.train_estimator`) on the UTKFace training split, with an architecture unlike C's:
 
     C: dlib ResNet-10, 64-px dlib face chips (5-point alignment), frozen affine "batch norm", 81 age bins
     A: plain VGG-style CNN with live batch norm, the whole canonical 200x200 UTKFace frame resized
@@ -80,7 +80,7 @@ class AgeEstimator(nn.Module):
         path = Path(path) if path else DEFAULT_WEIGHTS
         if not path.is_file():
             raise MissingWeightsError(
-                f"no age estimator weights at {path}; train them with `python -m train.train_estimator` "
+                f"no age estimator weights at {path}; train them with `python -m train.age.train_estimator` "
                 "or restore assets/ from the repository"
             )
         tensors, info = load_checkpoint(path)

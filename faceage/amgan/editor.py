@@ -224,7 +224,7 @@ class AMGANEditor(PhotoEditor):
         stored with the weights). G is fully convolutional, so any multiple of its stride works.
         """
         path = weights_path(weights, DEFAULT_WEIGHTS, "AMGAN", (
-            "They are trained by train/amgan_trainer.py (python -m train.train --config "
+            "They are trained by train/amgan/trainer.py (python -m train.train --config "
             "train/configs/amgan_utkface128.toml) and exported by python -m train.export; or pass your own "
             "(CLI: --weights)."))
         tensors, manifest = load_checkpoint(path)

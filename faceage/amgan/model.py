@@ -2,7 +2,7 @@
 
 Despois, Flament, Perrot, "AgingMapGAN (AMGAN)", ECCV 2020 workshops, Sec. 3.2-3.6 (Fig. 3, Fig. 4).
 Written from the paper and the building blocks it cites (StarGAN, SPADE, GANimation). The aging maps
-are built in :mod:`faceage.amgan.maps`; the losses (Eq. 1-4) are in :mod:`train.amgan_losses`.
+are built in :mod:`faceage.amgan.maps`; the losses (Eq. 1-4) are in :mod:`train.amgan.losses`.
 
 Data flow (Sec. 3.2, Fig. 3):
     cond     = concat(A_p, X_p, Y_p)                       aging map patch + location map patches

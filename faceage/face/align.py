@@ -3,7 +3,7 @@
 Every model in faceage is trained on UTKFace crops, so a face from any photo must be
 framed the way UTKFace framed its faces. ``TEMPLATE_68`` is where dlib's 68 landmarks
 fall, on average, in that frame: measured on UTKFace *training* crops with the same
-detector (``train/measure_template.py``; the numbers and how they were obtained are in
+detector (``train/face/measure_template.py``; the numbers and how they were obtained are in
 ``template_utkface68.json``). A face is aligned by the least-squares similarity transform
 (Umeyama 1991: rotation, uniform scale, translation; never a reflection) from its
 landmarks to the template, scaled to the crop side S.

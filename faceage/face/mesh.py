@@ -6,7 +6,7 @@ dlib's 68-point predictor puts the jaw line on the background, plus a face-prese
 that rejects a detector's false positives. faceage's canonical frame stays the 68-point
 template (``align.TEMPLATE_68``, dlib's layout): each of the 68 points is a fixed weighted sum
 of a few mesh points, fitted on UTKFace training crops against dlib's own points
-(``train/fit_mesh68.py`` writes ``mesh68_utkface.json``; its residual is in the file and in
+(``train/face/fit_mesh68.py`` writes ``mesh68_utkface.json``; its residual is in the file and in
 ``docs/foundation.md``).
 
 Recipe (MediaPipe's published one): a square region around the face, side ``1.5 x`` the
@@ -37,7 +37,7 @@ from faceage.errors import MissingWeightsError
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "face"
 MESH_FILE = ASSETS / "face_landmark.tflite"
 MAPPING_FILE = Path(__file__).with_name("mesh68_utkface.json")
-"""Written by ``train/fit_mesh68.py``: the mesh -> 68 mapping, and the mesh's own template in the canonical
+"""Written by ``train/face/fit_mesh68.py``: the mesh -> 68 mapping, and the mesh's own template in the canonical
 frame (its mean on UTKFace training crops) with the mesh points alignment fits (the steadiest ones)."""
 
 INPUT = 192
@@ -111,7 +111,7 @@ def _run(img: np.ndarray, centre, side: float, angle: float) -> tuple[np.ndarray
     x, m = _region(img, centre, side, angle)
     raw, logit = _interpreter()(x)
     pts = raw.reshape(468, 3).astype(np.float64)
-    mirror = _fitted().get("mirror")  # absent only while train/fit_mesh68.py makes the first fit
+    mirror = _fitted().get("mirror")  # absent only while train/face/fit_mesh68.py makes the first fit
     if mirror is not None:  # the mesh of the mirrored region, mirrored back and averaged: half the jitter
         flipped, _ = _interpreter()(np.ascontiguousarray(x[:, ::-1]))  # presence: the unmirrored pass's (measured)
         pts = (pts + flipped.reshape(468, 3).astype(np.float64)[mirror] * [-1, 1, 1] + [FLIP_X, 0, 0]) / 2

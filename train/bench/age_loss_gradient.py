@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from faceage.age.classifier import AGE_WEIGHTS, AgeClassifier
-from train.losses import mean_variance_loss
+from train.cusp.losses import mean_variance_loss
 
 
 def faces(packed: Path, n: int) -> torch.Tensor:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from train import amgan_losses
-from train.amgan_data import with_sign_labels
-from train.amgan_trainer import AMGANTrainer, weighted_sum
+from train.amgan import losses as amgan_losses
+from train.amgan.data import with_sign_labels
+from train.amgan.trainer import AMGANTrainer, weighted_sum
 from train.batches import SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
 from train.ema import requires_grad

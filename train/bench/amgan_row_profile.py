@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python train/bench/amgan_row_profile.py [--weights W] [--n 8] [--shift 8]
 
-On ``n`` test faces (the packed test split, see train/eval_amgan.py): the change made by raising the
+On ``n`` test faces (the packed test split, see train/eval/amgan.py): the change made by raising the
 forehead sign to 1.0 in each face's own map, with the zones drawn on the template landmarks and again on
 landmarks moved ``shift`` px down; and the change between uniform age-only maps of 70 and 30 (no zone
 edges inside the face). Per mille of the [0, 1] range, rows 0-39. A stripe that stays at the same row
@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 from faceage.amgan.maps import SIGNS  # noqa: E402
 from faceage.data.ages import normalize_age  # noqa: E402
 from faceage.face.align import template_points  # noqa: E402
-from train.eval_amgan import Runner, load_generator, test_faces  # noqa: E402
+from train.eval.amgan import Runner, load_generator, test_faces  # noqa: E402
 
 
 def row_profile(before: torch.Tensor, after: torch.Tensor, rows: int = 40) -> list[int]:

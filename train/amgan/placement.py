@@ -1,7 +1,7 @@
 """Where each training face's aging-map zones go: the face's own landmarks, not the template's.
 
 The paper places every sign's zone from the landmarks of the face it labels (Sec. 3.3). UTKFace crops
-are aligned, so the zones of the template landmarks (:class:`train.amgan_maps.MapBasis`) land near the
+are aligned, so the zones of the template landmarks (:class:`train.amgan.maps.MapBasis`) land near the
 right place, but at the *same pixels for every face*, while the landmarks of the aligned crops still
 spread by 4-6 px (brows, mouth) to 10 px (jaw) at 128 px (``faceage/face/template_utkface68.json``,
 ``mean_deviation_px`` at 200 px). With fixed zones, every zone edge sits at one fixed value of the X/Y
@@ -12,16 +12,16 @@ landmarks (:class:`faceage.amgan.editor.AMGANSession`).
 
 Choice (ours): each face's map is the template map moved by the *similarity* (shift, scale, rotation)
 that fits the template's alignment points to the face's own dlib landmarks. It keeps the batched
-basis of :class:`~train.amgan_maps.MapBasis` (one ``grid_sample`` per batch, so the GPU stays fed) and
+basis of :class:`~train.amgan.maps.MapBasis` (one ``grid_sample`` per batch, so the GPU stays fed) and
 leaves out the non-rigid part of a face's shape, which the map's blur (Sec. 3.3: "not penalised for
 imprecise zone edges") absorbs. The similarities are stored as ``affine_grid`` matrices in normalised
 coordinates, so they hold at any resolution, cached beside the packed split
 (``<pack>.placement.safetensors``) like the sign labels. dlib runs here, once (about 30 ms a face);
 the GPU machine has no dlib and reads the cache, which travels with the pack. A face dlib misses keeps
 the template placement (the identity matrix). The weak sign labels are still measured in the template
-zones (:mod:`train.sign_scores`).
+zones (:mod:`train.amgan.sign_scores`).
 
-    python -m train.amgan_placement packed/utkface_train_128.safetensors
+    python -m train.amgan.placement packed/utkface_train_128.safetensors
 """
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ def place(maps: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> t
 
 
 class PlacedMaps:
-    """Aging maps of faces with their own zone placements: :class:`~train.amgan_maps.MapBasis` drawn on a
+    """Aging maps of faces with their own zone placements: :class:`~train.amgan.maps.MapBasis` drawn on a
     canvas ``margin`` pixels wider on every side than the crop (a quarter of the side by default), moved
     per face by :func:`place`."""
 
     def __init__(self, size: int, margin: int | None = None):
         from faceage.face.align import template_points
-        from train.amgan_maps import MapBasis
+        from train.amgan.maps import MapBasis
 
         self.size = size
         self.margin = size // 4 if margin is None else margin
@@ -120,7 +120,7 @@ def packed_placement(dataset, cache: str | Path | None = None) -> torch.Tensor:
     """theta ``[N, 2, 3]`` of every face of a PackedFaces, read from its cache (computed and written
     there first if missing or made for other faces)."""
     from faceage.checkpoint import load_checkpoint, save_checkpoint
-    from train.sign_scores import digest_names
+    from train.amgan.sign_scores import digest_names
 
     cache = Path(cache) if cache is not None else placement_path(dataset.path)
     digest = digest_names(dataset.names)
@@ -135,7 +135,7 @@ def packed_placement(dataset, cache: str | Path | None = None) -> torch.Tensor:
         from faceage.data.utkface import DatasetError
 
         raise DatasetError(f"{cache} is missing and dlib cannot be imported here ({e}): make it where dlib is, "
-                           f"with `python -m train.amgan_placement {dataset.path}`, and bring it beside the pack") from None
+                           f"with `python -m train.amgan.placement {dataset.path}`, and bring it beside the pack") from None
     save_checkpoint(cache, {"theta": theta, "found": found},
                     {"kind": "amgan-placement", "names_sha": digest, "count": len(theta),
                      "found": int(found.sum()), "size": dataset.size})

@@ -13,8 +13,8 @@ modules in module order, each conv's kernel, stride and padding is checked again
 module, and a ``Gemm`` weight (``transB=0``: stored ``[in, out]``) is transposed to torch's
 ``[out, in]``.
 
-    PYTHONPATH=. python train/export_classifier.py                 # both exports
-    PYTHONPATH=. python train/export_classifier.py --measure-chip --limit 1000
+    PYTHONPATH=. python train/age/export_classifier.py                 # both exports
+    PYTHONPATH=. python train/age/export_classifier.py --measure-chip --limit 1000
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.age.classifier import (  # noqa: E402
     AGE_WEIGHTS,

@@ -1,6 +1,6 @@
 """One AgingMapGAN training step (Sec. 3.5, Eq. 1-4): patches, G step with cycle, D step with GP, EMA.
 
-Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod:`train.sign_scores`):
+Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod:`train.amgan.sign_scores`):
     A_s     = aging map of the face's own labels     A_t = map of sampled target labels (amgan_maps)
     corners = random patch corners; I_p, A_s,p, A_t,p, X_p, Y_p = the same crop of each (Sec. 3.1)
     fake    = G(I_p | A_t,p, X_p, Y_p)               cyc = G(fake | A_s,p, X_p, Y_p)
@@ -9,7 +9,7 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
               + l_local |G(I_p | A'_t,p) - fake| beyond the edited zone (A'_t: A_t with one sign's score
                 moved: the per-sign locality the paper shows but does not train for)
               + l_sign |CDF(texture of fake in zone z) - texture part of the target score of z| (the weak
-                labels' measure, :mod:`train.sign_scores`, as a fixed judge of G)
+                labels' measure, :mod:`train.amgan.sign_scores`, as a fixed judge of G)
               + l_edit |CDF(texture of G(I_p | A'_t,p) in zone k) - CDF(texture of fake in zone k) - the change of
                 k's texture part| for the edited sign k (the relative twin of l_sign)
               + l_tone |low-pass(G(I_p | A'_t,p) - fake)| in zone k (a sign changes texture, not tone)
@@ -19,15 +19,15 @@ Per step, with a batch of aligned faces x, their ages and weak sign labels (:mod
 The last five G terms are ours (0, off, by default: the paper's objective); the shipped weights use them all
 (train/configs/amgan_utkface128.toml). G and D are both updated every step (no n_critic), Adam(0, 0.99),
 lr_G = 7e-5, lr_D = 2e-4, both decayed linearly to 0 at ``cfg.steps`` (Sec. 3.5); the EMA of G is what
-ships (Sec. 3.6). The losses are in :mod:`train.amgan_losses`.
+ships (Sec. 3.6). The losses are in :mod:`train.amgan.losses`.
 
 Choices where the paper is silent (ours): D_Age and D_Loc learn on real patches and judge fakes (as
-StarGAN's class head); the cycle loss is :func:`train.amgan_losses.cycle_loss` (no pretrained
+StarGAN's class head); the cycle loss is :func:`train.amgan.losses.cycle_loss` (no pretrained
 perceptual network offline); GANimation's attention weights 0.1 / 1e-5; target maps are age-only with
 probability ``uniform_prob`` (0.3), else per-sign ``0.5 U(0,1) + 0.5 age`` like the weak labels; target
 ages uniform in [0, 90]; EMA half-life ``ema_half_life_images``; no horizontal flips (the labels are per
 side of the face, a flip would swap them). With ``face_placement``, each face's maps put the zones
-where its own landmarks say (:mod:`train.amgan_placement`: a similarity fit; the paper's per-face
+where its own landmarks say (:mod:`train.amgan.placement`: a similarity fit; the paper's per-face
 boxes, Sec. 3.3), not where the template's are.
 
 Multi-process (``train.distributed``): G's two passes run in one forward of a DDP-wrapped
@@ -50,14 +50,14 @@ from faceage.checkpoint import load_training_state, training_state
 from faceage.config import from_dict
 from faceage.data.ages import normalize_age
 from faceage.amgan.model import AMGANDiscriminator, AMGANGenerator, generate, location_maps
-from train import amgan_losses as losses
-from train.amgan_losses import AMGANTrainDefaults
-from train.amgan_maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, outside_edit, patch_centres,
+from train.amgan import losses
+from train.amgan.losses import AMGANTrainDefaults
+from train.amgan.maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, outside_edit, patch_centres,
                               sample_patches, sample_sign_edits, sample_targets, shift_corners)
-from train.amgan_placement import PlacedMaps
+from train.amgan.placement import PlacedMaps
 from train.distributed import Dist
 from train.ema import ema_decay, ema_update, make_ema, requires_grad
-from train.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
+from train.amgan.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 
 log = logging.getLogger("faceage.train")
 
@@ -91,16 +91,16 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     # ours: start A at sigmoid(b) (None: PyTorch's default init). While A ~ 1 the colour head C gets almost
     # no gradient and G stays the identity; a low start (-2: A = 0.12) makes C learn the face first
     attention_bias_init: float | None = None
-    # ours: place each face's zones from its own landmarks (train.amgan_placement; the paper's per-face
+    # ours: place each face's zones from its own landmarks (train.amgan.placement; the paper's per-face
     # boxes, Sec. 3.3) instead of the template's for every face. Off in the shipped weights; kept for the
     # GPU run of issue #32 (train/gpu_chunk.sh)
     face_placement: bool = False
     # ours: weight of amgan_losses.zone_leak_loss: each step also edits one sign of each target map, drawn
     # among the signs whose zone has at least ``sign_min_cover`` of its area in the step's patch, each
-    # weighted by 1 / P(covered) so all signs are drawn equally often (train.amgan_maps.covered_edit_weights),
+    # weighted by 1 / P(covered) so all signs are drawn equally often (train.amgan.maps.covered_edit_weights),
     # and charges G for the change it makes beyond that sign's zone and a margin of 2 map-blur sigmas
     lambda_local: float = 0.0
-    # ours: weight of the sign term: the texture judge (train.sign_scores: the achromatic ridge energy, the
+    # ours: weight of the sign term: the texture judge (train.amgan.sign_scores: the achromatic ridge energy, the
     # smallest of the R, G and B ones, in each zone, through its CDF over the training split) on G's fake
     # patch, L1 against the texture part of the target score, (s - (1 - image_weight) a) / image_weight
     # clamped to [0, 1], for each zone with at least ``sign_min_cover`` of its area in the patch. A fixed
@@ -253,7 +253,7 @@ class AMGANTrainer:
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
         """One step's patches and targets: draws targets and corners, maps, crops (Sec. 3.1).
 
-        ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan_placement`); None: the template's.
+        ``theta`` [N, 2, 3]: each face's zone placement (:mod:`train.amgan.placement`); None: the template's.
 
         -> ``I_p`` (image patches), ``As_p`` / ``At_p`` (own / target aging-map patches), ``xy`` (patch
         centres, D_Loc's target), ``I_g``, ``As_g``, ``At_g`` (G's inputs: the same patches) and ``L_g`` (the

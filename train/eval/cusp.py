@@ -1,11 +1,11 @@
 """Evaluate CUSP checkpoints on the fixed UTKFace test split: the CUSP paper's tasks, offline.
 
-    python -m train.evaluate --out docs/eval                       # the shipped weights, N = 1000
-    python -m train.evaluate --n 100 --sweep-n 40 --out docs/eval   # what docs/eval was made with (CPU)
-    python -m train.evaluate --weights runs/x/export.safetensors --baseline old=assets/old.safetensors
+    python -m train.eval.cusp --out docs/eval                       # the shipped weights, N = 1000
+    python -m train.eval.cusp --n 100 --sweep-n 40 --out docs/eval   # what docs/eval was made with (CPU)
+    python -m train.eval.cusp --weights runs/x/export.safetensors --baseline old=assets/old.safetensors
 
 Methods: every CUSP weights file given, plus the identity copy (output = input) as a baseline on every
-table. Judges (train/metrics.py): estimator A for age (not C, which CUSP trains against), dlib's
+table. Judges (train/eval/metrics.py): estimator A for age (not C, which CUSP trains against), dlib's
 128-d embeddings for identity, dlib's gender classifier, Inception features for KID/FID.
 
 Tasks (paper Sec. 4.1):
@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from faceage.cusp.mask import PRESETS, blur_skip, cusp_mask
 from faceage.data.ages import AGE_GROUPS, GROUP_NAMES, age_to_group, group_centre
-from train import metrics
-from train.metrics import Judges
+from train.eval import metrics
+from train.eval.metrics import Judges
 
 SWEEP_SIGMAS = (0.0, 2.0, 4.0, 6.0, 8.0)
 YOUNG, OLD_TARGET, OLD_REAL = (20, 29), 60.0, (58, 62)
@@ -284,7 +284,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/eval"))
     a = p.parse_args(argv)
     from faceage.errors import FaceAgeError
-    from train.eval_report import write_report
+    from train.eval.report import write_report
 
     torch.manual_seed(a.seed)
     n, sweep_n = (min(a.n, a.limit), min(a.sweep_n, a.limit)) if a.limit else (a.n, a.sweep_n)
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ev.results["estimator"] = {"name": "A (faceage/age/estimator.py)", **{k: judges.estimator_info.get(k) for k in ("test_mae_years", "n_test")}}
-    ev.results["command"] = "python -m train.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
+    ev.results["command"] = "python -m train.eval.cusp " + " ".join(argv if argv is not None else sys.argv[1:])
     for m in [*methods, Identity()]:
         ev.run(m)
     write_report(ev.results, a.out, example_grid(methods[0], ev.faces.x[:: max(1, n // 6)][:6]))

@@ -1,6 +1,6 @@
 """AgingMapGAN's training losses (Despois et al. 2020, Sec. 3.5, Eq. 1-4), our added terms, and Adam.
 
-The networks are in :mod:`faceage.amgan.model`; :mod:`train.amgan_trainer` weighs these terms into one
+The networks are in :mod:`faceage.amgan.model`; :mod:`train.amgan.trainer` weighs these terms into one
 step. Each term is a small pure function of G's and D's outputs:
 
     critic_loss, generator_adv_loss, gradient_penalty     L_WGAN with gradient penalty (Eq. 1)
@@ -114,7 +114,7 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 
 
 def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 8) -> torch.Tensor:
-    """The evaluation's colour-cast measure (``train.eval_amgan``), not a training term: L1 between the
+    """The evaluation's colour-cast measure (``train.eval.amgan``), not a training term: L1 between the
     chroma of the edit and of its input, both averaged over ``pool`` x ``pool`` blocks. It charges a tint spread over a region (the colour cast that a short
     run used to move D's aging-map estimate) and leaves luminance (wrinkles, shadows, greying hair's
     brightness) and fine colour texture free."""
@@ -159,7 +159,7 @@ def shift_consistency_loss(a: torch.Tensor, b: torch.Tensor, offset: torch.Tenso
     convolutional G should give the same pixel whichever crop it sits in (the premise of Sec. 3.6: train on
     patches, infer on the whole image). With strided convolutions and zero padding it need not: without
     this term a CPU-trained G drew horizontal lines on the rows 1-8 of every 16 counted from the crop's top
-    (``train.eval_amgan.crop_consistency`` measures it). 0 where no pixel overlaps."""
+    (``train.eval.amgan.crop_consistency`` measures it). 0 where no pixel overlaps."""
     n, ch, P = a.shape[0], a.shape[1], a.shape[-1]
     i = torch.arange(P, device=a.device)
     dy, dx = offset.to(a.device).long().unbind(1)

@@ -68,7 +68,7 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
     The age is uniform in ``age_range`` years. With probability ``uniform_prob`` the map is age-only
     (every sign = the age, Sec. 5.4); otherwise every sign is drawn independently as
     ``image_weight * U(0, 1) + (1 - image_weight) * age``, the distribution of the weak labels
-    (:mod:`train.sign_scores`) when the texture CDF is uniform.
+    (:mod:`train.amgan.sign_scores`) when the texture CDF is uniform.
     """
     lo, hi = age_range
     a = normalize_age(lo + (hi - lo) * torch.rand(n, generator=rng))
@@ -82,7 +82,7 @@ def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float],
 def sample_sign_edits(rng: torch.Generator, scores: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``scores`` [n, Z] with one random sign per row moved away from its value: by a share in
     [0.25, 1] of the way to the farther end of [0, 1] (so by at least 0.125). The pair of maps
-    (before, after) is what :func:`train.amgan_losses.zone_leak_loss` compares.
+    (before, after) is what :func:`train.amgan.losses.zone_leak_loss` compares.
 
     The sign is uniform over the Z signs, or drawn in proportion to ``weights`` [n, Z] (>= 0; a row
     of zeros draws uniformly), e.g. :func:`covered_edit_weights`."""

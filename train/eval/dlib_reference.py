@@ -3,7 +3,7 @@
 ``faceage/face/template_utkface68.json`` (the alignment template) holds where dlib's HOG detector and
 68-point predictor put the landmarks on UTKFace's training crops. faceage now finds faces with YuNet
 and the Face Mesh (``faceage/face/detect.py``); the mesh -> 68 mapping is fitted to these reference
-points (``train/fit_mesh68.py``) so the template keeps its meaning. Needs the ``eval`` extra (dlib).
+points (``train/face/fit_mesh68.py``) so the template keeps its meaning. Needs the ``eval`` extra (dlib).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from train.metrics import dlib_models
+from train.eval.metrics import dlib_models
 
 PAD = 0.25
 """Border (fraction of the side) added around a tight crop: dlib's HOG window needs context."""

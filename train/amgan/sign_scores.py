@@ -23,7 +23,7 @@ values vary independently of age and per-sign control has something to learn fro
 
 Landmarks. UTKFace's crops are aligned, so the zones are placed from the template landmarks
 :func:`faceage.face.align.template_points` scaled to the crop, not from per-face detection. Training
-can place each face's map zones from its own landmarks (:mod:`train.amgan_placement`: dlib took 10.7
+can place each face's map zones from its own landmarks (:mod:`train.amgan.placement`: dlib took 10.7
 minutes for the 21,346 training crops at 128 px); on those crops the zones then move by a median 0.7 px
 at the crop centre (90th percentile 1.5 px), well inside the map's blur, so the labels keep the
 template zones. The measure is crude: it also fires on hair strands, beard, glasses rims and shadows.

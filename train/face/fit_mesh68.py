@@ -7,12 +7,12 @@ on frontal faces the mapped points sit where dlib's would and the template keeps
 turned face they follow the mesh, which stays on the face.
 
 1. N training crops spread evenly over the split (never the test split);
-2. on each: dlib's 68 points (``train/dlib_reference.py``) and the mesh of the face nearest the centre;
+2. on each: dlib's 68 points (``train/eval/dlib_reference.py``) and the mesh of the face nearest the centre;
 3. the first half fits the weights, the second half reports the held-out error (px, 200-px frame);
 4. the mean mesh of the first half is the mesh's template; alignment fits its ``--align-points`` steadiest
    points (the nearest their mean: eyes, nose, brows; not the jaw line, not the lips).
 
-    PYTHONPATH=. python train/fit_mesh68.py          # N = 1000, K = 4
+    PYTHONPATH=. python train/face/fit_mesh68.py          # N = 1000, K = 4
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.data.utkface import SOURCE_SIZE, UTKFace  # noqa: E402
 from faceage.face.detect import find_meshes  # noqa: E402
 from faceage.face.mesh import MAPPING_FILE  # noqa: E402
 from faceage.io import load_image  # noqa: E402
-from train.dlib_reference import dlib_landmarks  # noqa: E402
-from train.measure_template import spread  # noqa: E402
+from train.eval.dlib_reference import dlib_landmarks  # noqa: E402
+from train.face.measure_template import spread  # noqa: E402
 
 
 def collect(faces: UTKFace, positions) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +101,7 @@ def main(argv=None) -> None:
         "format": "faceage.mesh68",
         "version": 1,
         "what": "each iBUG 68-point landmark = sum_k weight[j][k] * mesh point index[j][k] (MediaPipe Face Mesh, 468 points)",
-        "reference": "dlib HOG + shape_predictor_68_face_landmarks.dat on UTKFace training crops (train/dlib_reference.py)",
+        "reference": "dlib HOG + shape_predictor_68_face_landmarks.dat on UTKFace training crops (train/eval/dlib_reference.py)",
         "fitted_on": f"{half} UTKFace training crops spread evenly over the split; held out: {len(refs) - half}",
         "measured_on": datetime.date.today().isoformat(),
         "held_out_error_px_200": {"mean": round(float(err.mean()), 3), "median": round(float(np.median(err)), 3),

@@ -37,7 +37,7 @@ from faceage.cusp.mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.data.ages import age_to_group
 from faceage.age.classifier import AGE_WEIGHTS
 from faceage.cusp.model import CUSPGenerator, Discriminator
-from train import losses
+from train.cusp import losses
 from train.distributed import Dist
 from train.ema import ema_decay, ema_update, make_ema, requires_grad
 

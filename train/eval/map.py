@@ -11,7 +11,7 @@ reads it), against the map that is the face's age everywhere. Per sign, over fac
 Writes ``report.md`` and ``results.json`` into ``--out`` and the figure ``--figure`` (one real face with each
 sign raised alone, and a uniform young-to-old row).
 
-    python -m train.eval_map --out docs/eval/map --figure docs/map_signs.png
+    python -m train.eval.map --out docs/eval/map --figure docs/map_signs.png
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from faceage.errors import NoFaceError
 from faceage.io import load_image
 from faceage.cusp.map_render import MapRenderer
 from faceage.edit.progression import labelled
-from train.eval_real import canonical, manifest, resolve
-from train.metrics import Judges
+from train.eval.real import canonical, manifest, resolve
+from train.eval.metrics import Judges
 
 PRESET = PRESETS["custom preservation"]
 FIGURE_PHOTO = "smile"
@@ -129,7 +129,7 @@ def figure(editor, path: Path, size: int = 160) -> None:
 def report(result: dict) -> str:
     lines = [f"# Per-sign aging rendered by CUSP ({result['date']})", "",
              f"Each sign raised alone to 1.0, the rest of the map at the face's own age (C's reading); preset "
-             f"{PRESET}, detail path; reproduce with `python -m train.eval_map --out docs/eval/map`. Locality: share of "
+             f"{PRESET}, detail path; reproduce with `python -m train.eval.map --out docs/eval/map`. Locality: share of "
              "the change (canonical 128-px frame) inside the sign's zone / inside the zone plus a band of twice the "
              "map's blur. A: estimator A's age with the sign raised minus with the age-only map.", ""]
     for name, key in (("Real photos", "real"), ("UTKFace test faces", "test")):

@@ -1,14 +1,14 @@
 """The real-photo evaluation: edits of ordinary photos (not UTKFace crops), judged at the photo's own detail.
 
-    python -m train.eval_real --out docs/eval/real                 # CUSP, both paths, targets 8 20 40 60 80
-    python -m train.eval_real --model amgan --out docs/eval/real/amgan
+    python -m train.eval.real --out docs/eval/real                 # CUSP, both paths, targets 8 20 40 60 80
+    python -m train.eval.real --model amgan --out docs/eval/real/amgan
 
 The photos are real photographs that ship in registry packages (``train/real_photos/manifest.json``:
 package, version, path, licence). Those whose licence allows it are committed in ``train/real_photos/``;
 the others are read from the installed package and skipped, with a line saying how to install it,
 when it is absent. Every face dlib finds is edited to each target age by both paths ("detail": the
 model's change applied to the photo's own pixels, the default; "replace": the generated face pasted
-back), and judged per face (train/metrics.py's judges never train the models):
+back), and judged per face (train/eval/metrics.py's judges never train the models):
 
 * identity: dlib's 128-d distance from the input face (same person < 0.6; re-saving a photo ~0.05);
 * age: estimator A's reading of the output (A is never used to make an edit), and classifier C's (the one
@@ -47,9 +47,9 @@ from faceage.face.align import TEMPLATE_SIZE, warp_to_crop
 from faceage.edit.paste import face_mask, photo_window, rescaled_frame
 from faceage.edit.transfer import change_mask
 from faceage.io import load_image
-from train.metrics import Judges
+from train.eval.metrics import Judges
 
-PHOTOS = Path(__file__).resolve().parent / "real_photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "real_photos"
 TARGETS = (8, 20, 40, 60, 80)
 PATHS = ("detail", "replace")
 FIGURE = (("grace_hopper", (50, 25)), ("luispedro", (55, 80)))  # the README's picture: photos, ages
@@ -288,8 +288,8 @@ def report(result: dict) -> str:
              f"(`train/real_photos/manifest.json`), weights `{result['weights']}` "
              f"({(result['weights_sha256'] or '')[:8]})"
              + (f", preset {tuple(result['preset'])}" if result["preset"] else "") + "; reproduce with "
-             + ("`python -m train.eval_real --out docs/eval/real`" if result["model"] == "cusp"
-                else f"`python -m train.eval_real --model {result['model']} --out docs/eval/real_{result['model']}`")
+             + ("`python -m train.eval.real --out docs/eval/real`" if result["model"] == "cusp"
+                else f"`python -m train.eval.real --model {result['model']} --out docs/eval/real_{result['model']}`")
              + " (the photos of other packages: `train/real_photos/fetch.sh` first).", ""]
     if result["skipped"]:
         skipped = "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"])

@@ -1,5 +1,5 @@
-"""AMGAN's training items: a face, its age, its weak sign labels (:mod:`train.sign_scores`) and, with
-``placement``, where its zones go (:mod:`train.amgan_placement`)."""
+"""AMGAN's training items: a face, its age, its weak sign labels (:mod:`train.amgan.sign_scores`) and, with
+``placement``, where its zones go (:mod:`train.amgan.placement`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from train.sign_scores import SignCalibration, compute_labels, labels_path, packed_labels
+from train.amgan.sign_scores import SignCalibration, compute_labels, labels_path, packed_labels
 
 log = logging.getLogger("faceage.train")
 
@@ -50,7 +50,7 @@ def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
         log.info("achromatic judge's calibration: %s", labels_path(base.path, True))
         theta = None
         if placement:
-            from train.amgan_placement import packed_placement, placement_path
+            from train.amgan.placement import packed_placement, placement_path
 
             theta = packed_placement(base)
             log.info("zone placement: %s", placement_path(base.path))
@@ -62,7 +62,7 @@ def with_sign_labels(base, placement: bool = False) -> SignLabelledFaces:
     cal = compute_labels(images, ages, achromatic=True)[2]
     theta = None
     if placement:
-        from train.amgan_placement import IDENTITY
+        from train.amgan.placement import IDENTITY
 
         theta = IDENTITY.expand(len(base), 2, 3).clone()
     return SignLabelledFaces(base, scores, theta, cal)

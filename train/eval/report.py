@@ -1,4 +1,4 @@
-"""Write an evaluation (train/evaluate.py) to disk: results.json, report.md and PNG plots."""
+"""Write an evaluation (train/eval/cusp.py) to disk: results.json, report.md and PNG plots."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def report(res: dict) -> str:
     real, est = res["real"], res.get("estimator", {})
     lines = [
         "# faceage evaluation on the UTKFace test split", "",
-        f"Command: `{res.get('command', 'python -m train.evaluate')}`. Every figure is in `results.json`.", "",
+        f"Command: `{res.get('command', 'python -m train.eval.cusp')}`. Every figure is in `results.json`.", "",
         f"- Faces: {res['n_faces']} of the {res['n_test_split']} test-split faces, spread evenly over the split (all ages), at {res['resolution']} px.",
         f"- Age judge: estimator A, not used in training; its MAE on the {res['n_test_split']} real test faces is "
         f"{real['estimator_mae_on_test_split']:.2f} years (manifest: {est.get('test_mae_years')}). *Corrected* MAE is "

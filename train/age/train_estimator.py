@@ -2,7 +2,7 @@
 
     python -m train.pack_data --split train --size 128 --out packed/utkface_train_128.safetensors
     python -m train.pack_data --split test --size 128 --out packed/utkface_test_128.safetensors
-    python -m train.train_estimator --train packed/utkface_train_128.safetensors \
+    python -m train.age.train_estimator --train packed/utkface_train_128.safetensors \
         --test packed/utkface_test_128.safetensors --epochs 8 --out assets/age_estimator_A.safetensors
 
 The last ``--val`` faces of a fixed shuffle of the training split are held out to pick the best

