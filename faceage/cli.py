@@ -8,6 +8,7 @@
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif ages.gif] [--mp4 ages.mp4]
     faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli_amgan
     faceage amgan photo.jpg --map painted.png -o out.png               # a painted map (from amgan-map)
+    faceage video in.mp4 --age 70 -o out.mp4                          # a clip: faceage.cli_video
 
 Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
 3 missing weights, 4 some files of a folder failed (one line per file). No traceback for any of them.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceage import cli_amgan
+from faceage import cli_amgan, cli_video
 from faceage.cli_paths import inputs, output_names, side_output
 from faceage.errors import FaceAgeError, MissingWeightsError
 from faceage.photo_editor import DEFAULT_MODE, MODES
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
                    "folder of photos: a folder, one <name>.mp4 in it for each photo)")
     cli_amgan.add_commands(sub, common, how)
+    cli_video.add_command(sub)
     return p
 
 
@@ -127,6 +129,8 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "video":
+        return cli_video.run(args)
     from faceage.editor import CUSPEditor, check_age, check_controls
 
     amgan = args.cmd in cli_amgan.COMMANDS
