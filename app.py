@@ -52,6 +52,7 @@ from faceage.photo_editor import DEFAULT_MODE, parse_ages, resize_square  # noqa
 from faceage.provenance import edit_metadata, weights_note  # noqa: E402
 from faceage.session_cache import SessionCache  # noqa: E402
 from faceage.ui_amgan import AMGANPanel, build_amgan_tab, how_changed  # noqa: E402
+from faceage.ui_video import build_video_tab  # noqa: E402
 
 MAX_SESSIONS = 8  # photos kept in the server-side cache (LRU)
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
@@ -487,6 +488,8 @@ def build(app: App) -> gr.Blocks:
             with gr.Tab("Per clinical sign: paintable aging map", id="amgan", elem_id="amgan_tab") as t:
                 build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
                                 loaded=example_loaded, tab=t, how=[mode, source_age], sigmas=[sigma_m, sigma_g])
+            with gr.Tab("Video", id="video", elem_id="video_tab"):
+                build_video_tab(app)
         inputs = [photo, face_index, age, sigma_m, sigma_g, mode, source_age]
         model = dict(concurrency_id="model")
         new_photo = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

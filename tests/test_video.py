@@ -212,3 +212,33 @@ def test_cli_video(clip, tmp_path, capsys):
     assert main(["video", str(bad), "--age", "70", "-o", str(tmp_path / "o2.mp4")]) == 2
     assert "not a video" in capsys.readouterr().err
     assert not (tmp_path / "o2.mp4").exists()
+
+
+def test_app_video_tab_preview_and_errors(app_server, clip, tmp_path):
+    """The Video tab through the API (tiny weights): the preview is the first second, a bad file a message."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_server[0], verbose=False)
+    video, status = client.predict(handle_file(str(clip)), 70, 8, 4.5, "detail", "", -1, api_name="/video_preview")
+    path = video["video"] if isinstance(video, dict) else video
+    assert probe(path).frames == 10 and "Preview" in status
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(AppError, match="not a video"):
+        client.predict(handle_file(str(bad)), 70, 8, 4.5, "detail", "", -1, api_name="/video_edit")
+
+
+def test_video_tab_runs_nothing_until_used(app_server):
+    """No event of the page's load touches the Video tab, and its editor is made only on the first click."""
+    import app
+    from faceage.ui_video import VideoPanel
+
+    demo = app.build(app_server[1])
+    video_ids = {c["id"] for c in demo.config["components"]
+                 if str(c.get("props", {}).get("elem_id", "")).startswith("video_")}
+    assert len(video_ids) >= 10
+    for dep in demo.config["dependencies"]:
+        if any(t[1] == "load" for t in dep["targets"]):
+            assert not video_ids & set(dep["inputs"] + dep["outputs"]), dep["api_name"]
+    assert VideoPanel(editor=object(), missing=None)._editor is None

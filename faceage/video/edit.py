@@ -88,6 +88,8 @@ class VideoResult:
     stages: dict[str, float] = field(default_factory=dict)
     """Milliseconds per frame in each of ``STAGES``."""
     flicker: Flicker = field(default_factory=Flicker)
+    detections: int = 0
+    """How many frames the face detector ran on (the mesh followed the faces on the others)."""
 
     @property
     def fps(self) -> float:
@@ -192,7 +194,8 @@ class VideoEditor:
         elapsed = time.perf_counter() - start
         stages = {k: 1000 * v / max(done, 1) for k, v in clock.items()}
         return VideoResult(Path(dst), info, done, tracker.all_tracks(),
-                           {i: e.source_age for i, e in sorted(edits.items())}, elapsed, stages, flicker)
+                           {i: e.source_age for i, e in sorted(edits.items())}, elapsed, stages, flicker,
+                           tracker.detections)
 
     def _prepare(self, rgb: np.ndarray, tr: Track, age, sigma_m, sigma_g, mode, ages) -> _TrackEdit:
         """The track's network work, once: align, mask and encoders, own age, the two decodes, the change."""
