@@ -40,11 +40,12 @@ class CropChange:
         self.crop = aligned.crop if aligned.size == self.size else None
         self.landmarks = aligned.landmarks * (self.size / aligned.size)
         self.replace = recon is None
-        if self.replace:
+        if self.replace:  # the edited crop itself, under the paste-back's own mask
             self.edited = _to_uint8(edit)
+            self.mask = _at_size(face_mask(aligned), self.size)
             return
         mask = face_mask(aligned, forehead=FOREHEAD)
-        self.mask = mask if aligned.size == self.size else cv2.resize(mask, (self.size, self.size))
+        self.mask = _at_size(mask, self.size)
         flow = dense_flow(_to_uint8(edit), _to_uint8(recon))
         self.flow = flow if flow.any() else None
         if self.flow is not None:
@@ -77,12 +78,12 @@ class CropChange:
         the face that ``matrix`` (photo -> crop) aligns in ``frame``. Returns the window it wrote
         ``(box, alpha)``, None if the face is outside the frame."""
         aligned = self.at(matrix, frame.shape)
-        if self.replace:
-            out[...] = paste_back(out, self.edited, aligned)
-            return None
         window = photo_window(self.mask, aligned, self.size, frame.shape[:2])
         if window is None:
             return None
+        if self.replace:
+            out[...] = paste_back(out, self.edited, aligned, mask=self.mask)
+            return window[0], window[2]
         (x0, y0, x1, y1), local, alpha = window
         size = (x1 - x0, y1 - y0)
         warp = lambda a, how: cv2.warpAffine(a, local, size, flags=how | cv2.WARP_INVERSE_MAP,  # noqa: E731
@@ -108,3 +109,7 @@ class CropChange:
         np.clip(base, 0, 255, out=base)
         region[...] = base
         return (x0, y0, x1, y1), alpha
+
+
+def _at_size(mask: np.ndarray, size: int) -> np.ndarray:
+    return mask if mask.shape[0] == size else cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
