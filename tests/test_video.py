@@ -242,3 +242,26 @@ def test_video_tab_runs_nothing_until_used(app_server):
         if any(t[1] == "load" for t in dep["targets"]):
             assert not video_ids & set(dep["inputs"] + dep["outputs"]), dep["api_name"]
     assert VideoPanel(editor=object(), missing=None)._editor is None
+
+
+def test_full_colour_range_is_kept(ved, tmp_path):
+    """A full-range (0-255 luma) clip comes out full range, its untouched pixels at the same grey levels
+    (read as limited range they would be off by ~10 levels)."""
+    frames = moving_photo(6)
+    src = tmp_path / "full.mp4"
+    with av.open(str(src), "w") as box:
+        v = box.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        v.codec_context.color_range = 2  # JPEG: full range
+        for f in frames:
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(
+                format="yuv420p", src_color_range="JPEG", dst_color_range="JPEG")
+            vf.color_range = 2
+            box.mux(v.encode(vf))
+        box.mux(v.encode(None))
+    out = tmp_path / "out.mp4"
+    ved.edit(src, out, 70)
+    with av.open(str(out)) as box:
+        assert box.streams.video[0].codec_context.color_range == 2
+    first = next(read_frames(out))[0]
+    assert abs(float(first[:20, :20].mean()) - float(frames[0][:20, :20].mean())) < 3

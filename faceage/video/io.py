@@ -12,7 +12,8 @@ matrix, and ``VideoWriter`` converts back to the same, tagging the output with t
 primaries and transfer.
 
 ``VideoWriter`` encodes H.264 (libx264, yuv420p, ``+faststart``: plays in every browser) at the input's time
-base, each frame at its input timestamp (same frame rate and count), and copies the input's audio packets
+base, each frame at its input timestamp (same frame rate and count; a frame of odd width or height loses its
+last column or row, which yuv420p cannot hold), and copies the input's audio packets
 as they are (no re-encoding; any other audio codec than MP4 carries is re-encoded to AAC). It writes to a
 temporary file in the output's folder and renames it onto the output only when the whole clip is done
 (``faceage.io.atomic_write``): a failure or a cancel leaves nothing.

@@ -163,7 +163,7 @@ class Tracker:
 
         found: dict[int, np.ndarray] = {}
         for tr in self.tracks:
-            if tr.missed == 0 or tr.missed <= 2:  # a face just lost may still be where it was
+            if tr.missed <= 2:  # a face just lost (hidden for a frame or two) may still be where it was
                 fit = follow_mesh(frame, tr.points)
                 if fit.presence >= PRESENCE:
                     found[tr.id] = fit.points[:, :2]
