@@ -47,9 +47,10 @@ def run(args) -> int:
     bar = None
     try:
         from faceage.editor import check_controls
-        from faceage.video.io import probe
+        from faceage.video.io import check_output, probe
 
         check_controls(args.age, args.sigma_m, args.sigma_g)
+        check_output(args.output)
         info = probe(args.input)  # a bad file is refused before the weights load
         print(f"faceage: {args.input.name}: {info.describe()}", file=sys.stderr)
         editor = VideoEditor.load(args.weights, device=args.device)
@@ -67,7 +68,8 @@ def run(args) -> int:
     except (FaceAgeError, OSError) as e:
         if bar is not None:
             bar.close()
-        print(f"faceage: {args.input.name}: {e}", file=sys.stderr)
+        said = str(e)
+        print(f"faceage: {said}" if args.input.name in said else f"faceage: {args.input.name}: {said}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("faceage: interrupted: nothing was written", file=sys.stderr)

@@ -28,7 +28,7 @@ from faceage.errors import CancelledError, FaceAgeError
 from faceage.photo_editor import DEFAULT_MODE, parse_ages
 
 MAX_SECONDS = 30.0
-"""Longest clip the app takes (a CPU Space edits 720p at about 15-20 frames/s: ``docs/benchmarks.md``)."""
+"""Longest clip the app takes (2 CPU cores edit 720p at about 20-30 frames/s: ``docs/benchmarks.md``)."""
 MAX_PIXELS = 1280 * 720
 """Largest frame the app takes (720p, either way up)."""
 PREVIEW_SECONDS = 1.0
@@ -110,7 +110,7 @@ def build_video_tab(app) -> VideoPanel:
     """The Video tab's controls and events, inside the current ``gr.Tab`` (``app``: the app's ``App``)."""
     panel = VideoPanel(app.editor, app.missing)
     gr.Markdown(f"Age the faces of a clip. **Limits here (a CPU Space): up to {MAX_SECONDS:g} s, up to 720p "
-                f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 15-20 frames/s at 720p, so "
+                f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 20-30 frames/s at 720p on 2 cores, so "
                 "try the one-second preview first. Faces are tracked through the clip; each face's edit is made "
                 "once, where it first appears. The audio, frame rate and rotation are kept.", elem_id="video_about")
     with gr.Row():

@@ -201,10 +201,11 @@ class VideoEditor:
         """The track's network work, once: align, mask and encoders, own age, the two decodes, the change."""
         from faceage.editor import decode_age
         from faceage.face.align import align_face
+        from faceage.face.mesh import MeshFit
         from faceage.video.change import CropChange
 
         ed = self.editor
-        aligned = align_face(rgb, _landmarks68(tr.smooth), ed.resolution, tr.smooth)
+        aligned = align_face(rgb, MeshFit(tr.smooth, 1.0).landmarks68, ed.resolution, tr.smooth)
         with ed._lock:
             state = ed.prepare(to_tensor(aligned.crop, ed.device), aligned)
         state.read_age = ed.read_age(state.x)
@@ -212,14 +213,6 @@ class VideoEditor:
         edit = to_levels(ed._decode([state], decode_age(age, mode), sigma_m, sigma_g)[0][0])
         recon = None if mode == "replace" else to_levels(ed._decode([state], own, sigma_m, sigma_g)[0][0])
         return _TrackEdit(CropChange(aligned, rgb, edit, recon), own)
-
-
-def _landmarks68(mesh: np.ndarray) -> np.ndarray:
-    """The 68 points of dlib's layout from mesh points (the detector's own mapping)."""
-    from faceage.face.mesh import _mapping
-
-    index, weight = _mapping()
-    return (mesh[index] * weight[..., None]).sum(1).astype(np.float32)
 
 
 def _source_ages(source_age) -> Callable[[int, float], float]:

@@ -185,6 +185,17 @@ def to_rgb(frame) -> np.ndarray:
                           dst_color_range="JPEG").to_ndarray()
 
 
+def check_output(path) -> Path:
+    """``path`` as a Path if it can take the output (an MP4 name in a folder that exists), else a
+    BadParameterError."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise BadParameterError(f"the output must be an MP4 file ({', '.join(OUTPUT_SUFFIXES)}), got {path.name}")
+    if not path.parent.is_dir():
+        raise BadParameterError(f"the output's folder {path.parent} does not exist")
+    return path
+
+
 class VideoWriter:
     """H.264 MP4 writer that keeps the input's timing, rotation, colour tags and audio (module doc).
 
@@ -193,12 +204,7 @@ class VideoWriter:
     """
 
     def __init__(self, path, source: VideoInfo, end_time: float | None = None):
-        path = Path(path)
-        if path.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise BadParameterError(f"the output must be an MP4 file ({', '.join(OUTPUT_SUFFIXES)}), got {path.name}")
-        if not path.parent.is_dir():
-            raise BadParameterError(f"the output's folder {path.parent} does not exist")
-        self.path, self.source, self.end_time = path, source, end_time
+        self.path, self.source, self.end_time = check_output(path), source, end_time
         self._atomic = None
 
     def __enter__(self) -> "VideoWriter":
