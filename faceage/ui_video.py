@@ -133,7 +133,7 @@ def build_video_tab(app) -> VideoPanel:
         preview = gr.Button("Preview the first second", elem_id="video_preview")
         run = gr.Button("Edit the whole clip", variant="primary", elem_id="video_run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="video_cancel")
-    status = gr.Markdown("", elem_id="video_status")
+    status = gr.Markdown("", label="status", elem_id="video_status")
     inputs = [video, age, sigma_m, sigma_g, mode, source_age, face]
     model = dict(concurrency_id="model")
     runs = [preview.click(panel.preview, inputs, [result, status], api_name="video_preview", **model),

@@ -206,9 +206,9 @@ class VideoEditor:
 
         ed = self.editor
         aligned = align_face(rgb, MeshFit(tr.smooth, 1.0).landmarks68, ed.resolution, tr.smooth)
-        with ed._lock:
+        with ed._lock:  # as PhotoEditor.open: one model call at a time (the app serves several users)
             state = ed.prepare(to_tensor(aligned.crop, ed.device), aligned)
-        state.read_age = ed.read_age(state.x)
+            state.read_age = ed.read_age(state.x)
         own = ages(tr.id, state.read_age)
         edit = to_levels(ed._decode([state], decode_age(age, mode), sigma_m, sigma_g)[0][0])
         recon = None if mode == "replace" else to_levels(ed._decode([state], own, sigma_m, sigma_g)[0][0])
