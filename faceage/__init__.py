@@ -18,4 +18,8 @@ def __getattr__(name):
         from faceage.amgan.editor import AMGANEditor
 
         return AMGANEditor
+    if name in ("VideoEditor", "edit_video"):
+        from faceage import video
+
+        return getattr(video, name)
     raise AttributeError(name)

@@ -30,3 +30,11 @@ class MissingWeightsError(FaceAgeError, FileNotFoundError):
 
 class CheckpointError(FaceAgeError):
     """A checkpoint is corrupt, truncated or of the wrong kind."""
+
+
+class BadVideoError(FaceAgeError, ValueError):
+    """The input is not a readable video, or is outside the documented limits (``faceage.video.io``)."""
+
+
+class CancelledError(FaceAgeError):
+    """A long job (a video edit) was cancelled by its caller; nothing was written."""

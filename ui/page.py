@@ -19,6 +19,7 @@ from ui.examples import ENV as EXAMPLES_ENV
 from ui.examples import MAX_EXAMPLES
 from ui.server import FACE_VIEW_HEIGHT, THUMBNAIL, App
 from ui.session_cache import face_choice
+from ui.video_tab import build_video_tab
 
 QUEUE_SIZE = 32  # requests waiting beyond this are refused ("queue is full") instead of piling up
 # Gradio's slider fires `release` on pointer-up only: a key released on a focused slider stands for one too,
@@ -130,6 +131,8 @@ def build(app: App) -> gr.Blocks:
             with gr.Tab("Per clinical sign: paintable aging map", id="amgan", elem_id="amgan_tab") as t:
                 build_amgan_tab(app.amgan, photo, face_index, slider=NumberSlider, canvas=PaintCanvas,
                                 loaded=example_loaded, tab=t, how=[mode, source_age], sigmas=[sigma_m, sigma_g])
+            with gr.Tab("Video", id="video", elem_id="video_tab"):
+                build_video_tab(app)
         inputs = [photo, face_index, age, sigma_m, sigma_g, mode, source_age]
         model = dict(concurrency_id="model")
         new_photo = [photo.upload(app.edit, inputs, [result, mask], api_name="edit_photo", **model)]

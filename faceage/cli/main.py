@@ -8,6 +8,7 @@
     faceage progression photo.jpg --ages 10 30 50 70 -o strip.png [--gif ages.gif] [--mp4 ages.mp4]
     faceage amgan photo.jpg --age 60 --sign forehead=0.8 -o out.png   # AgingMapGAN: faceage.cli.amgan
     faceage amgan photo.jpg --map painted.png -o out.png               # a painted map (from amgan-map)
+    faceage video in.mp4 --age 70 -o out.mp4                          # a clip: faceage.cli.video
 
 Exit codes: 0 ok, 2 bad usage or bad input (one line on stderr says what and what to do),
 3 missing weights, 4 some files of a folder failed (one line per file). No traceback for any of them.
@@ -23,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceage.cli import amgan as cli_amgan
+from faceage.cli import video as cli_video
 from faceage.cli.how import add_how, edit_how
 from faceage.cli.paths import inputs, output_names, side_output
 from faceage.cusp.editor import CUSPEditor, check_age, check_controls
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
                    "folder of photos: a folder, one <name>.mp4 in it for each photo)")
     cli_amgan.add_commands(sub, common, add_how)
+    cli_video.add_command(sub)
     return p
 
 
@@ -104,6 +107,8 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "video":
+        return cli_video.run(args)
     amgan = args.cmd in cli_amgan.COMMANDS
     try:
         for a in getattr(args, "source_age", None) or []:

@@ -91,6 +91,17 @@ def fit_mesh(img: np.ndarray, centre, side: float, angle: float) -> MeshFit:
     return MeshFit(points, presence)
 
 
+def follow_mesh(img: np.ndarray, points: np.ndarray) -> MeshFit:
+    """The mesh on the face whose previous points (``(468, 2+)``, e.g. one video frame earlier) are ``points``:
+    one pass on the region they span (the second pass of :func:`fit_mesh`), with its face-presence score.
+    What video tracking runs between detections (``faceage.video.track``)."""
+    pts = np.asarray(points, np.float64)[:, :2]
+    lo, hi = pts.min(0), pts.max(0)
+    d = pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]
+    return MeshFit(*_run(img, (lo + hi) / 2, float((hi - lo).max()) * SECOND_SCALE,
+                         float(np.degrees(np.arctan2(d[1], d[0])))))
+
+
 def _region(img: np.ndarray, centre, side: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """The mesh's input (the rotated square region, [0, 1]) and the image -> input map."""
     cx, cy = float(centre[0]), float(centre[1])
