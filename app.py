@@ -6,12 +6,13 @@ Per photo, detection, alignment, the CUSP mask and the encoders run once (cached
 session); a slider move only re-runs the skip blur and the decoder. Slider events use
 ``trigger_mode="always_last"`` so stale results are dropped.
 
-Outputs: the chosen face before/after (streamed while a slider moves: ``.input`` with ``always_last``,
-the face alone), the whole photo before/after, a pinned result to compare with (A/B), the settings as
-text (``faceage.settings``: copied, pasted, URL parameters or a result PNG restore them), the full-resolution result as a PNG whose text chunks carry the
-settings (``faceage.provenance``), the mask M with the effect of the skip blur, and on request an age
-progression (strip, GIF, MP4; ``faceage.edit.progression``). The example gallery is gathered at start-up
-(``ui.examples``: ``$FACEAGE_EXAMPLES``, else the UTKFace test split when present) and never shipped.
+Outputs: the chosen face before/after (streamed while a slider moves: ``.input`` with ``always_last``, the
+face alone), the whole photo before/after, a pinned result to compare with (A/B), the settings as text
+(``faceage.settings``: copied, pasted, URL parameters or a result PNG restore them), the full-resolution
+result as a PNG whose text chunks carry the settings (``faceage.provenance``), the mask M with the effect of
+the skip blur, and on request an age progression (strip, GIF, MP4; ``faceage.edit.progression``). The example
+gallery is gathered at start-up (``ui.examples``: ``$FACEAGE_EXAMPLES``, else the UTKFace test split when
+present) and never shipped.
 
 Bad input gets a ``gr.Error`` that says what was wrong and what to do, never a server error: the
 upload is read by ``faceage.io`` (limits, modes, EXIF), not decoded by Gradio first, and numbers sent

@@ -32,11 +32,14 @@ def from_dict(cls: type[T], d: dict, retired: dict[str, Any] | None = None, wher
             kept[key] = value
         elif key in retired:
             if value != retired[key]:
-                raise ValueError(f"{where}option {key}={value!r} was removed (only {retired[key]!r}, off, is "
-                                 "still read): these settings need an older faceage")
+                raise ValueError(
+                    f"{where}option {key}={value!r} was removed (only {retired[key]!r}, off, is "
+                    "still read): these settings need an older faceage"
+                )
         else:
-            raise ValueError(f"unknown {where}keys: {sorted(set(d) - names - set(retired))}; "
-                             f"valid keys: {sorted(names)}")
+            raise ValueError(
+                f"unknown {where}keys: {sorted(set(d) - names - set(retired))}; valid keys: {sorted(names)}"
+            )
     hints = typing.get_type_hints(cls)
     for key, value in kept.items():
         if isinstance(value, list) and tuple in (hints[key], typing.get_origin(hints[key])):

@@ -30,8 +30,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
@@ -55,7 +56,7 @@ WHITE = (255, 255, 255)
 if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
 
 _MB = 1024 * 1024
 
@@ -77,7 +78,7 @@ def load_image(src: ImageSource) -> np.ndarray:
     return _to_rgb_array(pil)
 
 
-def save_png(img: Union[np.ndarray, Image.Image], path: Union[str, os.PathLike], metadata: dict | None = None) -> Path:
+def save_png(img: np.ndarray | Image.Image, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write ``img`` to ``path`` as PNG with ``metadata`` as text chunks, atomically.
 
     Values that are not strings are stored as JSON. Keys must be 1-79 Latin-1 characters
@@ -245,9 +246,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise BadImageError(
-            f"A numpy image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {arr.shape}."
-        )
+        raise BadImageError(f"A numpy image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {arr.shape}.")
     if arr.dtype == np.uint16:
         arr = _scale_16_to_8(arr)
     elif arr.dtype != np.uint8:
@@ -284,9 +283,7 @@ def _to_rgb_array(pil: Image.Image) -> np.ndarray:
         elif pil.mode != "RGB":
             pil = pil.convert("RGB")  # L, 1, CMYK, YCbCr, HSV
     except (ValueError, OSError) as e:
-        raise BadImageError(
-            f"Cannot convert a {mode} image to RGB ({e}): re-save it as an RGB JPEG or PNG."
-        ) from e
+        raise BadImageError(f"Cannot convert a {mode} image to RGB ({e}): re-save it as an RGB JPEG or PNG.") from e
     return np.array(pil, dtype=np.uint8, copy=True)
 
 

@@ -44,8 +44,9 @@ def amgan_metadata(editor, age, signs, face=None, painted=False, **extra) -> dic
     """``model_metadata`` plus the controls of an AgingMapGAN edit: the target age and sign scores, or
     ``painted_map`` true when a painted map replaced them (it holds the scores), and the crop side."""
     controls = {"age": None, "signs": {}} if painted else {"age": float(age), "signs": dict(signs or {})}
-    return model_metadata(editor, face, model="amgan", **controls, painted_map=bool(painted),
-                          resolution=editor.resolution, **extra)
+    return model_metadata(
+        editor, face, model="amgan", **controls, painted_map=bool(painted), resolution=editor.resolution, **extra
+    )
 
 
 def weights_info(path: Path, manifest: dict) -> dict:

@@ -22,8 +22,13 @@ KEYS = ("age", "sigma_m", "sigma_g", "mode", "face", "source_age")
 
 def to_text(age, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="", face=-1) -> str:
     """The settings of an edit as a URL query string (``face``: -1 or None = every face)."""
-    values = {"age": f"{float(age):g}", "sigma_m": f"{float(sigma_m):g}", "sigma_g": f"{float(sigma_g):g}",
-              "mode": mode, "face": "all" if face in (None, -1) else str(int(face))}
+    values = {
+        "age": f"{float(age):g}",
+        "sigma_m": f"{float(sigma_m):g}",
+        "sigma_g": f"{float(sigma_g):g}",
+        "mode": mode,
+        "face": "all" if face in (None, -1) else str(int(face)),
+    }
     if str(source_age or "").strip():
         values["source_age"] = ",".join(p.strip() for p in str(source_age).split(","))
     return urllib.parse.urlencode(values, safe=",")
@@ -38,13 +43,17 @@ def parse(text) -> dict:
     query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     if not pairs:
-        raise BadParameterError(f"no settings in {text!r}: paste what the settings box showed, e.g. "
-                                "age=70&sigma_m=8&sigma_g=4.5&mode=detail&face=all")
+        raise BadParameterError(
+            f"no settings in {text!r}: paste what the settings box showed, e.g. "
+            "age=70&sigma_m=8&sigma_g=4.5&mode=detail&face=all"
+        )
     raw = dict(pairs)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
-        raise BadParameterError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in "
-                                f"{text!r}: the settings are {', '.join(KEYS)}")
+        raise BadParameterError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in "
+            f"{text!r}: the settings are {', '.join(KEYS)}"
+        )
     out = {}
     numbers = {k: raw[k] for k in ("age", "sigma_m", "sigma_g") if k in raw}
     if numbers:
@@ -71,13 +80,18 @@ def from_png(path) -> dict:
         raise BadParameterError(f"cannot read that file as a PNG ({e}): give a result PNG faceage saved") from None
     if chunks.get("model") != "cusp" or "age" not in chunks:
         what = f"made by faceage's {chunks['model']} model" if "model" in chunks else "not made by faceage"
-        raise BadParameterError(f"that PNG holds no CUSP settings ({what}): give a PNG the CUSP tab or "
-                                "`faceage edit` saved")
+        raise BadParameterError(
+            f"that PNG holds no CUSP settings ({what}): give a PNG the CUSP tab or `faceage edit` saved"
+        )
     age = json.loads(chunks["age"])
     if isinstance(age, list):
         raise BadParameterError("that PNG is an age progression (several ages): restore from a single edit's PNG")
-    values = {"age": age, "sigma_m": json.loads(chunks.get("sigma_m", "0")),
-              "sigma_g": json.loads(chunks.get("sigma_g", "0")), "face": chunks.get("face", "all")}
+    values = {
+        "age": age,
+        "sigma_m": json.loads(chunks.get("sigma_m", "0")),
+        "sigma_g": json.loads(chunks.get("sigma_g", "0")),
+        "face": chunks.get("face", "all"),
+    }
     if "mode" in chunks:
         values["mode"] = chunks["mode"]
     ages = json.loads(chunks["source_ages"]) if chunks.get("source_ages") not in (None, "null") else None

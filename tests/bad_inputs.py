@@ -12,9 +12,9 @@ import io
 import itertools
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -111,7 +111,7 @@ def gray(rgb: np.ndarray) -> np.ndarray:
 
 def no_face(rgb: np.ndarray) -> np.ndarray:
     """A photo-sized colour pattern with nothing like a face in it."""
-    yy, xx = np.mgrid[0: rgb.shape[0], 0: rgb.shape[1]]
+    yy, xx = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]]
     return np.stack([yy % 256, xx % 256, (xx + yy) % 256], axis=2).astype(np.uint8)
 
 
@@ -125,7 +125,7 @@ def cut_by_border(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, 250:])
 
 
-def png(rgb: np.ndarray, mode: Optional[str] = None) -> bytes:
+def png(rgb: np.ndarray, mode: str | None = None) -> bytes:
     """``rgb`` as a PNG (converted to ``mode`` first if given)."""
     img = Image.fromarray(rgb)
     return encode(img.convert(mode) if mode else img, "PNG")
@@ -142,11 +142,11 @@ class FileCase:
     suffix: str
     make: Callable[[np.ndarray], bytes]
     """From the face photo to the file's bytes."""
-    error: Optional[type] = None
+    error: type | None = None
     """The ``FaceAgeError`` subclass expected; None for a valid photo that must be edited."""
     words: tuple[str, ...] = ()
     """Fragments of the message, lower case: what was wrong, then what to do."""
-    expected: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    expected: Callable[[np.ndarray], np.ndarray] | None = None
     """Valid photos: from the face photo to the upright RGB image the file must load as."""
     tol: float = 0.0
     """Valid photos: mean absolute difference allowed from ``expected`` (lossy formats)."""
@@ -168,20 +168,37 @@ class FileCase:
 FILES: list[FileCase] = [
     FileCase("0-byte", ".jpg", lambda f: b"", BadImageError, ("empty", "pick the file again")),
     FileCase("truncated-jpeg", ".jpg", truncated_jpeg, BadImageError, ("truncated", "upload the original")),
-    FileCase("not-an-image", ".jpg", lambda f: b"Dear reader, this is a letter, not a photo.\n" * 40,
-             BadImageError, ("not an image", "use a jpeg, png")),
+    FileCase(
+        "not-an-image",
+        ".jpg",
+        lambda f: b"Dear reader, this is a letter, not a photo.\n" * 40,
+        BadImageError,
+        ("not an image", "use a jpeg, png"),
+    ),
     FileCase("decompression-bomb", ".png", lambda f: bomb_png(), BadImageError, ("too large", "downscale")),
     FileCase("huge-photo", ".png", lambda f: huge_png(), BadImageError, ("too large", "downscale")),
-    FileCase("over-max-bytes", ".jpg", lambda f: encode(Image.fromarray(f), "JPEG"), BadImageError,
-             ("too big", "downscale"), size=MAX_BYTES + 5 * 2**20),
+    FileCase(
+        "over-max-bytes",
+        ".jpg",
+        lambda f: encode(Image.fromarray(f), "JPEG"),
+        BadImageError,
+        ("too big", "downscale"),
+        size=MAX_BYTES + 5 * 2**20,
+    ),
     FileCase("8x8", ".png", lambda f: png(f[:8, :8]), BadImageError, ("too small", "use a larger photo")),
     FileCase("no-face", ".png", lambda f: png(no_face(f)), NoFaceError, ("no face", "face is clearly visible")),
-    FileCase("cmyk-jpeg", ".jpg", lambda f: encode(Image.fromarray(f).convert("CMYK"), "JPEG", quality=95),
-             expected=lambda f: f, tol=3.0),
+    FileCase(
+        "cmyk-jpeg",
+        ".jpg",
+        lambda f: encode(Image.fromarray(f).convert("CMYK"), "JPEG", quality=95),
+        expected=lambda f: f,
+        tol=3.0,
+    ),
     FileCase("png-16bit", ".png", png_16bit, expected=lambda f: f),
     FileCase("png-alpha", ".png", lambda f: png(with_transparent_border(f)), expected=white_border),
-    FileCase("palette-gif", ".gif", lambda f: encode(Image.fromarray(f).quantize(256), "GIF"),
-             expected=lambda f: f, tol=6.0),
+    FileCase(
+        "palette-gif", ".gif", lambda f: encode(Image.fromarray(f).quantize(256), "GIF"), expected=lambda f: f, tol=6.0
+    ),
     FileCase("animated-gif", ".gif", animated_gif, expected=lambda f: f, tol=6.0),
     FileCase("exif-rotated", ".jpg", exif_rotated_jpeg, expected=lambda f: f, tol=4.0),
     FileCase("grayscale", ".png", lambda f: png(f, "L"), expected=gray),
@@ -201,7 +218,7 @@ class ParameterCase:
     age: object = 70
     sigma_m: object = 8.0
     sigma_g: object = 4.5
-    face: Optional[int] = None
+    face: int | None = None
     """None: every face."""
     error: type = BadParameterError
     word: str = ""

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.checkpoint import save_checkpoint
 from faceage.amgan.model import AMGANConfig, AMGANGenerator
+from faceage.checkpoint import save_checkpoint
 from faceage.cusp.model import CUSPConfig, CUSPGenerator
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
@@ -83,7 +83,7 @@ def utk_test_crop(i: int = 0) -> np.ndarray:
     from PIL import Image
 
     names = [n for n in (UTK / "test.txt").read_text().split() if n]
-    want = set(names[i * 7: i * 7 + 7])
+    want = set(names[i * 7 : i * 7 + 7])
     for shard in sorted(UTK.glob("*.tar")):
         with tarfile.open(shard) as tf:
             for m in tf:

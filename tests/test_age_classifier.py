@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.errors import CheckpointError, MissingWeightsError
 from faceage.age import classifier as ac
 from faceage.age.classifier import (
     AGE_WEIGHTS,
@@ -27,6 +26,7 @@ from faceage.age.classifier import (
     expected_age,
     normalize_chips,
 )
+from faceage.errors import CheckpointError, MissingWeightsError
 
 REAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 TOLERANCE = 1e-4  # max |p_torch - p_onnxruntime|

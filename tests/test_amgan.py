@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from faceage.amgan.editor import net_config
 from faceage.amgan.maps import (
     MAP_CHANNELS,
     SIGN_CHANNEL,
@@ -17,11 +18,10 @@ from faceage.amgan.maps import (
     patch_location,
     sign_zone_masks,
 )
-from faceage.amgan.editor import net_config
+from faceage.amgan.model import AGE_GRID, AMGANConfig, AMGANDiscriminator, AMGANGenerator, generate_tiled
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.amgan.model import AGE_GRID, AMGANConfig, AMGANDiscriminator, AMGANGenerator, generate_tiled
 from train.amgan.losses import (
     age_loss,
     attention_loss,
@@ -42,6 +42,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
 TINY = dict(g_base=8, g_max=16, n_down=2, n_bottleneck=1, spade_hidden=8, d_base=8, d_max=32, d_layers=3)
 
 
@@ -101,12 +103,15 @@ def test_aging_map_values(lm):
     assert sorted(age_only.unique().tolist()) == [0.0, pytest.approx(0.7)]
 
 
-@pytest.mark.parametrize("scores,msg", [
-    ({"cheeks": 0.5}, "unknown clinical sign"),
-    ({"forehead": 1.5}, "in \\[0, 1\\]"),
-    ({"forehead": float("nan")}, "finite"),
-    ({"forehead": "high"}, "number"),
-])
+@pytest.mark.parametrize(
+    "scores,msg",
+    [
+        ({"cheeks": 0.5}, "unknown clinical sign"),
+        ({"forehead": 1.5}, "in \\[0, 1\\]"),
+        ({"forehead": float("nan")}, "finite"),
+        ({"forehead": "high"}, "number"),
+    ],
+)
 def test_bad_scores_are_refused(lm, scores, msg):
     with pytest.raises(BadParameterError, match=msg):
         build_aging_map(lm, SIZE, scores, age=30)
@@ -336,7 +341,8 @@ def test_shift_consistency_loss_is_zero_for_content_and_charges_a_pattern_fixed_
     offset = torch.tensor([[3, -2], [-5, 4], [7, 0], [0, -9]])
 
     def crop(c):
-        return torch.stack([face[i, :, t:t + 48, j:j + 48] for i, (t, j) in enumerate(c.tolist())])
+        return torch.stack([face[i, :, t : t + 48, j : j + 48] for i, (t, j) in enumerate(c.tolist())])
+
     a, b = crop(corners), crop(corners + offset)
     assert shift_consistency_loss(a, b, offset, margin=4) < 1e-7  # the same pixels wherever the crop starts
     stripes = (torch.arange(48) % 16 < 2).float()[:, None]  # lines on fixed rows of each crop

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from bad_inputs import BAD_FILES
 from PIL import Image
 
-from bad_inputs import BAD_FILES
-from faceage.amgan.maps import map_to_image, sign_zone_masks
 from faceage.amgan.editor import AMGANEditor, as_map
+from faceage.amgan.maps import map_to_image, sign_zone_masks
 from faceage.errors import BadParameterError, CheckpointError, MissingWeightsError
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,18 +94,21 @@ def test_tiled_inference_matches_one_pass(amgan_weights, face_photo):
     assert np.abs(tiled.astype(int) - one).max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(age=60, signs={"cheek": 0.5}), "'cheek'"),
-    (dict(age=60, signs={"forehead": 1.5}), "'forehead'"),
-    (dict(age=60, signs={"glabella": "high"}), "'glabella'"),
-    (dict(age=-3), "target age"),
-    (dict(age=60, painted_map=np.zeros((64, 32, 3), np.uint8)), "square"),
-    (dict(age=60, painted_map=np.zeros((0, 0, 3), np.uint8)), "square"),
-    (dict(age=60, painted_map=np.zeros((64, 64))), "[C, H, W]"),
-    (dict(age=60, painted_map=torch.full((2, 64, 64), 2.0)), "[0, 1]"),
-    (dict(age=60, painted_map=[None, None]), "2 painted maps"),
-    (dict(age=60, painted_map=torch.zeros((1, 0, 0))), "empty"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(age=60, signs={"cheek": 0.5}), "'cheek'"),
+        (dict(age=60, signs={"forehead": 1.5}), "'forehead'"),
+        (dict(age=60, signs={"glabella": "high"}), "'glabella'"),
+        (dict(age=-3), "target age"),
+        (dict(age=60, painted_map=np.zeros((64, 32, 3), np.uint8)), "square"),
+        (dict(age=60, painted_map=np.zeros((0, 0, 3), np.uint8)), "square"),
+        (dict(age=60, painted_map=np.zeros((64, 64))), "[C, H, W]"),
+        (dict(age=60, painted_map=torch.full((2, 64, 64), 2.0)), "[0, 1]"),
+        (dict(age=60, painted_map=[None, None]), "2 painted maps"),
+        (dict(age=60, painted_map=torch.zeros((1, 0, 0))), "empty"),
+    ],
+)
 def test_bad_controls_name_the_bad_one(session, kwargs, words):
     with pytest.raises(BadParameterError) as err:
         session.edit(**kwargs)
@@ -129,7 +131,6 @@ def test_resolution_is_checked(amgan_weights):
         AMGANEditor.load(amgan_weights, resolution=66)
 
 
-
 @pytest.mark.parametrize("case", BAD_FILES, ids=[c.name for c in BAD_FILES])
 def test_bad_files_get_the_same_messages_as_cusp(case, editor, face_photo, tmp_path):
     """The AMGAN editor shares the face pipeline: every bad file of the corpus fails with its message."""
@@ -146,8 +147,11 @@ def test_weights_with_a_removed_option_load_only_at_its_old_default(amgan_weight
 
     tensors, manifest = load_checkpoint(amgan_weights)
     for value in (0, 16):
-        path = save_checkpoint(tmp_path / f"ctx{value}.safetensors", tensors,
-                               dict(manifest, config=dict(manifest["config"], context=value)))
+        path = save_checkpoint(
+            tmp_path / f"ctx{value}.safetensors",
+            tensors,
+            dict(manifest, config=dict(manifest["config"], context=value)),
+        )
         if value == 0:
             assert AMGANEditor.load(path).G.cfg == AMGANEditor.load(amgan_weights).G.cfg
         else:

@@ -4,8 +4,8 @@ import torch
 
 from faceage.amgan.maps import SIGNS
 from faceage.amgan.model import AMGANConfig
-from train.amgan.sign_scores import template_zone_masks
 from train.amgan.maps import MapBasis
+from train.amgan.sign_scores import template_zone_masks
 from train.eval.amgan import chroma_share, locality, map_reference
 
 
@@ -75,8 +75,11 @@ def test_other_channel_response_tells_which_channel_g_reads():
     normal = texture_response(own, [run(x, ages, r) for r in raised_labels(labels)], cal)["texture_response"]
     moved = other_channel_response(run, x, ages, labels, own, cal)
     for sign in SIGNS:
-        read, ignored = (normal[sign]["own_zone"], moved[sign]) if SIGN_CHANNEL[sign] == 0 else (
-            moved[sign], normal[sign]["own_zone"])
+        read, ignored = (
+            (normal[sign]["own_zone"], moved[sign])
+            if SIGN_CHANNEL[sign] == 0
+            else (moved[sign], normal[sign]["own_zone"])
+        )
         assert read > 0.1 and abs(ignored) < 0.02, (sign, read, ignored)
 
 

@@ -49,7 +49,7 @@ def test_placed_template_map_is_the_map_drawn_on_the_faces_landmarks(move):
     pts = _moved(template_points(S), **move)
     placed = PlacedMaps(S).maps(*_targets(3), face_theta(pts, S).expand(3, 2, 3))
     m = S // 4  # the face's own zones drawn on the same wider canvas, cropped
-    want = MapBasis(S + 2 * m, pts + m).maps(*_targets(3))[..., m:m + S, m:m + S]
+    want = MapBasis(S + 2 * m, pts + m).maps(*_targets(3))[..., m : m + S, m : m + S]
     err = (placed - want).abs()
     unplaced = (PlacedMaps(S).maps(*_targets(3), IDENTITY.expand(3, 2, 3)) - want).abs().mean()
     # left: resampling a blurred zone edge (bilinear) against rasterising it turned
@@ -110,7 +110,11 @@ def test_training_items_carry_the_placement_and_reach_the_maps():
     def prepared(th):
         return AMGANTrainer(cfg, torch.device("cpu")).prepare(x, age, signs, th)  # same seed: same draws
 
-    same, moved, plain = prepared(theta), prepared(torch.tensor([[1.0, 0, 0.2], [0, 1.0, 0]]).expand(4, 2, 3)), prepared(None)
+    same, moved, plain = (
+        prepared(theta),
+        prepared(torch.tensor([[1.0, 0, 0.2], [0, 1.0, 0]]).expand(4, 2, 3)),
+        prepared(None),
+    )
     # the template placement: the plain map but near the crop's edges (the wider canvas, see PlacedMaps)
     near = (same["As_p"] - plain["As_p"]).abs().mean()
     assert near < 2e-3 and torch.equal(same["I_p"], plain["I_p"])

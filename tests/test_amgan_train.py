@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from faceage.amgan.editor import net_config
 from faceage.amgan.maps import SIGNS, build_aging_map, patch_location
+from faceage.amgan.model import AMGANGenerator
 from faceage.checkpoint import load_checkpoint
 from faceage.errors import BadParameterError
 from faceage.face.align import template_points
-from faceage.amgan.editor import net_config
-from faceage.amgan.model import AMGANGenerator
+from train.amgan.maps import MapBasis, crop_batch, patch_centres, sample_targets
 from train.amgan.sign_scores import (
     IMAGE_WEIGHT,
     SignCalibration,
@@ -21,7 +22,6 @@ from train.amgan.sign_scores import (
     template_zone_masks,
     zone_measures,
 )
-from train.amgan.maps import MapBasis, crop_batch, patch_centres, sample_targets
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "train/configs/amgan_tiny.toml"
@@ -62,7 +62,7 @@ def test_zone_with_drawn_lines_scores_higher_than_flat():
     fh = SIGNS.index("forehead")
     lined = torch.stack([_draw_lines(f, zones[fh]) for f in faces[:3]])
     raw = zone_measures(torch.cat([lined, faces[3:]]), zones)
-    assert (raw[:3, fh].min() > 3 * raw[3:, fh].max()), raw[:, fh]
+    assert raw[:3, fh].min() > 3 * raw[3:, fh].max(), raw[:, fh]
     # the lines are only in the forehead: the under-eye zones do not see them
     ue = SIGNS.index("under_eye_right")
     assert raw[:3, ue].max() < raw[:3, fh].min()
@@ -293,8 +293,9 @@ DDP_OVERRIDES = ["batch=4", "log_every=1", "ckpt_every=2", "sample_every=1000"]
 def _ddp_worker(rank: int, world: int, port: int, run: str) -> None:
     import os
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     import torch.distributed as tdist
 
@@ -329,8 +330,8 @@ def test_two_processes_match_one_process(tmp_path, free_port):
 
 def test_sign_edits_move_one_sign_and_the_outside_mask_spares_its_zone():
     """train.amgan.maps.sample_sign_edits / outside_edit, the inputs of amgan.lambda_local."""
-    from train.amgan.sign_scores import template_zone_masks
     from train.amgan.maps import MapBasis, outside_edit, sample_sign_edits
+    from train.amgan.sign_scores import template_zone_masks
 
     s = torch.rand(200, len(SIGNS))
     e = sample_sign_edits(torch.Generator().manual_seed(0), s)
@@ -465,6 +466,7 @@ def test_edit_term_targets_the_edited_signs_step_and_its_gradient_follows_it():
 
     def part(s):
         return ((s - 0.5 * a_t[:, None]) / 0.5).clamp(0, 1)
+
     rows = torch.arange(8)
     torch.testing.assert_close(b["dU_e"], part(s_e)[rows, b["k_e"]] - part(s_t)[rows, b["k_e"]])
     assert tr.train_step(*batch)["G/edit"] > 0
@@ -496,8 +498,8 @@ def test_tone_term_charges_a_blotch_not_fine_lines():
 
 def test_cover_table_and_covered_edit_weights():
     """train.amgan.maps.cover_table / covered_edit_weights, and sample_sign_edits drawing by weight."""
-    from train.amgan.sign_scores import template_zone_masks
     from train.amgan.maps import cover_table, covered_edit_weights, crop_batch, sample_patches, sample_sign_edits
+    from train.amgan.sign_scores import template_zone_masks
 
     zones = template_zone_masks(64)
     table = cover_table(zones, 32)
@@ -532,8 +534,7 @@ def test_edits_are_drawn_where_the_patch_shows_them():
     from train.batches import SyntheticFaces, get_batch
 
     tr = AMGANTrainer(_cfg(2, "amgan.lambda_tone=1.0", "batch=64"), torch.device("cpu"))
-    b = tr.prepare(*get_batch(SyntheticFaces(n=64, size=64, seed=0), 0, 64, 0, False)[:2],
-                   torch.rand(64, len(SIGNS)))
+    b = tr.prepare(*get_batch(SyntheticFaces(n=64, size=64, seed=0), 0, 64, 0, False)[:2], torch.rand(64, len(SIGNS)))
     seen = b["Z_valid"].gather(1, b["k_e"][:, None])[:, 0]
     assert seen.min() == 1
 
@@ -546,9 +547,18 @@ def test_per_sign_terms_wait_for_their_step():
     from train.batches import SyntheticFaces, get_batch
 
     ds = with_sign_labels(SyntheticFaces(n=16, size=64, seed=0))
-    tr = AMGANTrainer(_cfg(4, "amgan.per_sign_from=2", "amgan.patch=64", "amgan.lambda_local=3.0",
-                           "amgan.lambda_sign=1.0", "amgan.lambda_edit=2.0", "amgan.lambda_tone=4.0"),
-                      torch.device("cpu"))
+    tr = AMGANTrainer(
+        _cfg(
+            4,
+            "amgan.per_sign_from=2",
+            "amgan.patch=64",
+            "amgan.lambda_local=3.0",
+            "amgan.lambda_sign=1.0",
+            "amgan.lambda_edit=2.0",
+            "amgan.lambda_tone=4.0",
+        ),
+        torch.device("cpu"),
+    )
     tr.calibration = ds.calibration
     x, age, signs = get_batch(ds, 0, 4, 0, False)
     for step in range(4):
@@ -601,8 +611,9 @@ def test_shift_term_pairs_two_crops_of_one_face_and_its_gradient_makes_g_agree()
     tr = AMGANTrainer(_cfg(2), torch.device("cpu"))
     assert "I_q" not in tr.prepare(x, age, signs) and tr.train_step(x, age, signs)["G/shift"] == 0
 
-    tr = AMGANTrainer(_cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_max=6", "amgan.shift_margin=4"),
-                      torch.device("cpu"))
+    tr = AMGANTrainer(
+        _cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_max=6", "amgan.shift_margin=4"), torch.device("cpu")
+    )
     assert tr.generator_weights()["shift"] == 5.0 and tr.train_step(x, age, signs)["G/shift"] > 0
     late = AMGANTrainer(_cfg(2, "amgan.lambda_shift=5.0", "amgan.shift_from=1"), torch.device("cpu"))
     assert late.generator_weights()["shift"] == 0 and "I_q" not in late.prepare(x, age, signs)
@@ -639,5 +650,3 @@ def test_shift_consistency_loss_is_the_mean_gap_over_the_shared_inner_pixels():
                     count += a.shape[1]
     assert float(shift_consistency_loss(a, b, offset, margin)) == pytest.approx(total / count, rel=1e-5)
     assert float(shift_consistency_loss(a[3:], b[3:], offset[3:], margin)) == 0.0
-
-

@@ -64,6 +64,6 @@ def test_presets_grid():
     grid = np.asarray(Image.open(app.App().presets_grid(str(photo), -1, 70)))
     side = grid.shape[0]
     assert grid.shape[1] == side * (1 + len(PRESETS))
-    tiles = [grid[:, i * side:(i + 1) * side].astype(int) for i in range(1 + len(PRESETS))]
+    tiles = [grid[:, i * side : (i + 1) * side].astype(int) for i in range(1 + len(PRESETS))]
     assert all(np.abs(t - tiles[0]).mean() > 0.5 for t in tiles[1:])  # every preset changed the face
     assert np.abs(tiles[1] - tiles[3]).mean() > 0.5  # high and low preservation differ

@@ -1,7 +1,6 @@
 """The app's AgingMapGAN tab through gradio_client on localhost (tiny random weights, a real face)."""
 
 import os
-
 from pathlib import Path
 
 import numpy as np
@@ -53,25 +52,34 @@ def test_the_api_names_every_parameter(client):
         labels = [r.get("label") or "" for r in endpoint["returns"]]
         assert not [x for x in labels if x.startswith("value_") or len(x) > 40], (name, labels)  # short names
     edit = {p["parameter_name"]: p for p in api["/amgan_edit"]["parameters"]}
-    assert list(edit)[4:4 + len(SIGNS)] == list(SIGNS)
+    assert list(edit)[4 : 4 + len(SIGNS)] == list(SIGNS)
     assert edit["aging_map"]["parameter_has_default"] and edit["forehead"]["parameter_default"] == 0.6
     assert [p["parameter_name"] for p in api["/edit"]["parameters"]] == [
-        "photo", "face_index", "age", "sigma_m", "sigma_g", "mode", "source_age"]
+        "photo",
+        "face_index",
+        "age",
+        "sigma_m",
+        "sigma_g",
+        "mode",
+        "source_age",
+    ]
 
 
 def test_a_program_can_call_amgan_by_sign_name(client, photo):
     from gradio_client import handle_file
 
-    (_, after), _, _ = client.predict(handle_file(str(photo)), follow_age=False, forehead=1.0, mode="replace",
-                                      api_name="/amgan_edit")
+    (_, after), _, _ = client.predict(
+        handle_file(str(photo)), follow_age=False, forehead=1.0, mode="replace", api_name="/amgan_edit"
+    )
     assert Path(after).is_file()
 
 
 def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     from gradio_client import handle_file
 
-    (before, plain), download, attention, canvas = client.predict(handle_file(str(photo)), -1, 60, True,
-                                                                  *SCORES, "detail", None, "amgan", api_name="/amgan_reset")
+    (before, plain), download, attention, canvas = client.predict(
+        handle_file(str(photo)), -1, 60, True, *SCORES, "detail", None, "amgan", api_name="/amgan_reset"
+    )
     b, a = rgb(before), rgb(plain)
     assert np.array_equal(b, face_photo) and a.shape == face_photo.shape
     assert np.array_equal(rgb(download), a)  # the download is the full-resolution result, with its settings
@@ -85,17 +93,23 @@ def test_edit_signs_and_painted_map(client, photo, face_photo, tmp_path):
     background = rgb(canvas["background"])  # the map over the face, 4x the 64-px crop
     assert background.shape == (256, 256, 3) and not canvas["layers"]
 
-    (_, raised), download, _ = client.predict(handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None,
-                                           "detail", None, "amgan", api_name="/amgan_edit")  # the forehead raised alone
+    (_, raised), download, _ = client.predict(
+        handle_file(str(photo)), -1, 60, False, 1.0, *SCORES[1:], None, "detail", None, "amgan", api_name="/amgan_edit"
+    )  # the forehead raised alone
     assert '"forehead": 1.0' in Image.open(download).text["signs"]
     assert np.any(rgb(raised) != a)
 
     layer = np.zeros((256, 256, 4), np.uint8)
     layer[20:80, 60:200] = 255  # a white stroke across the forehead
     Image.fromarray(layer).save(tmp_path / "layer.png")
-    value = {"background": handle_file(canvas["background"]), "layers": [handle_file(str(tmp_path / "layer.png"))],
-             "composite": None}
-    (_, painted), _, _ = client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit")
+    value = {
+        "background": handle_file(canvas["background"]),
+        "layers": [handle_file(str(tmp_path / "layer.png"))],
+        "composite": None,
+    }
+    (_, painted), _, _ = client.predict(
+        handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit"
+    )
     ys, _ = np.nonzero(np.any(rgb(painted) != a, axis=2))
     assert len(ys) > 500
     assert np.median(ys) < 240  # above the middle of the face (rows 90..390): where the forehead was painted
@@ -108,16 +122,33 @@ def test_errors_are_messages(client, photo, tmp_path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
     with pytest.raises(AppError, match="No face"):
-        client.predict(handle_file(str(blank)), -1, 60, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit")
+        client.predict(
+            handle_file(str(blank)), -1, 60, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit"
+        )
     with pytest.raises(AppError, match="Forehead wrinkles must be a number from 0 to 1"):
-        client.predict(handle_file(str(photo)), -1, 60, False, 1.7, *SCORES[1:], None, "detail", None, "amgan", api_name="/amgan_edit")
-    (_, after), _, _ = client.predict(handle_file(str(photo)), -1, 30, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit")
+        client.predict(
+            handle_file(str(photo)),
+            -1,
+            60,
+            False,
+            1.7,
+            *SCORES[1:],
+            None,
+            "detail",
+            None,
+            "amgan",
+            api_name="/amgan_edit",
+        )
+    (_, after), _, _ = client.predict(
+        handle_file(str(photo)), -1, 30, True, *SCORES, None, "detail", None, "amgan", api_name="/amgan_edit"
+    )
     assert Image.open(after).size == (640, 480)  # the server still serves
 
 
 def test_missing_amgan_weights_keep_the_page_working(tiny_weights, tmp_path):
-    import app
     import gradio as gr
+
+    import app
 
     a = app.App(tiny_weights, amgan_weights=tmp_path / "absent.safetensors")
     assert a.editor is not None and a.amgan.editor is None and "AMGAN weights not found" in a.amgan.missing
@@ -137,7 +168,9 @@ def test_unreadable_painted_layer_is_a_message(client, photo, tmp_path):
     junk.write_bytes(b"not an image at all")
     value = {"background": None, "layers": [handle_file(str(junk))], "composite": None}
     with pytest.raises(AppError, match="painted aging map could not be read"):
-        client.predict(handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit")
+        client.predict(
+            handle_file(str(photo)), -1, 60, True, *SCORES, value, "detail", None, "amgan", api_name="/amgan_edit"
+        )
 
 
 def test_the_cusp_renderer_is_the_default_and_a_sign_acts_in_its_zone(client, photo, face_photo):

@@ -28,9 +28,10 @@ def photo_file(face_photo, tmp_path):
 
 
 def test_download_is_the_full_resolution_edit_with_its_settings(client, photo_file, tiny_weights):
+    from gradio_client import handle_file
+
     import faceage
     from faceage.checkpoint import load_checkpoint
-    from gradio_client import handle_file
 
     (_, after), _ = client.predict(handle_file(str(photo_file)), *ARGS, api_name="/edit")
     path = client.predict(handle_file(str(photo_file)), *ARGS, api_name="/download")
@@ -60,14 +61,17 @@ def test_progression_strip_gif_and_files(client, photo_file):
     s = np.asarray(Image.open(strip).convert("RGB"))
     side = s.shape[0]  # the face at its own resolution in the photo (above the tiny model's 64 px)
     assert s.shape == (side, side * n, 3) and side > 64
-    tiles = [s[:, i * side:(i + 1) * side] for i in range(n)]
+    tiles = [s[:, i * side : (i + 1) * side] for i in range(n)]
     assert all(np.any(tiles[0] != t) for t in tiles[1:])  # each age gives another face
     assert json.loads(Image.open(strip).text["age"]) == [float(a) for a in DEFAULT_AGES]
     anim = Image.open(gif)
     assert anim.format == "GIF" and anim.n_frames == 2 * n - 2  # up the ages and back down
     names = {os.path.basename(f if isinstance(f, str) else f["path"]) for f in files}
-    assert {"faceage_progression.gif", "faceage_progression.png"} <= names <= {
-        "faceage_progression.gif", "faceage_progression.png", "faceage_progression.mp4"}
+    assert (
+        {"faceage_progression.gif", "faceage_progression.png"}
+        <= names
+        <= {"faceage_progression.gif", "faceage_progression.png", "faceage_progression.mp4"}
+    )
 
 
 def test_progression_needs_a_photo(client):
@@ -95,7 +99,9 @@ def test_examples_from_a_folder_or_none(tmp_path, monkeypatch, tiny_weights):
 
     a = app.App(tiny_weights)  # start-up reads the variable
     assert [label for _, label in a.examples] == ["a_young", "b_old"]
-    assert _elem_ids(app.build(a)) >= {"examples", "cusp_weights", "amgan_weights"} and "no_examples" not in _elem_ids(app.build(a))
+    assert _elem_ids(app.build(a)) >= {"examples", "cusp_weights", "amgan_weights"} and "no_examples" not in _elem_ids(
+        app.build(a)
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -124,7 +130,7 @@ def test_examples_from_the_utkface_test_split(tmp_path):
     ages = [int(label.split()[-1]) for _, label in found]
     assert ages == sorted(ages) and ages[-1] - ages[0] >= 50  # young to old
     assert len({a // 10 for a in ages}) == len(ages)  # one per decade
-    for (path, label), age in zip(found, ages):
+    for (path, _label), age in zip(found, ages):
         assert os.path.dirname(path) == str(tmp_path)  # copied out of the shards, never into the repository
         assert os.path.basename(path) in test_names  # a test-split face, never a training one
         assert parse_name(os.path.basename(path)).age == age

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_inputs import BAD_FILES, PARAMETERS, VALID_FILES
 from PIL import Image
 
-from bad_inputs import BAD_FILES, PARAMETERS, VALID_FILES
 from faceage.cusp.editor import CUSPEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def assert_valid_edit(case, face_photo, loaded: np.ndarray, out: np.ndarray) -> 
     assert np.abs(loaded.astype(float) - expected).mean() <= case.tol
     assert out.shape == loaded.shape and out.dtype == np.uint8
     assert np.array_equal(out[:40], loaded[:40])  # the background above the faces is untouched
-    n = round(case.faces ** 0.5)  # many-faces is an n x n tiling: every tile's face was edited
+    n = round(case.faces**0.5)  # many-faces is an n x n tiling: every tile's face was edited
     for band_out, band_in in zip(np.array_split(out, n, 0), np.array_split(loaded, n, 0)):
         for tile_out, tile_in in zip(np.array_split(band_out, n, 1), np.array_split(band_in, n, 1)):
             assert np.any(tile_out != tile_in)
@@ -96,8 +96,14 @@ def test_api_bad_parameter(case, editor, session, face_photo):
 
 def cli(weights, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "faceage.cli", "--weights", str(weights), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "faceage.cli", "--weights", str(weights), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(run: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -128,8 +134,20 @@ def test_cli_bad_parameter(case, tiny_weights, face_photo, tmp_path):
     src = tmp_path / "photo.png"
     Image.fromarray(face_photo).save(src)
     face = [] if case.face is None else ["--face", case.face]
-    run = cli(tiny_weights, "edit", src, "--age", case.age, "--sigma-m", case.sigma_m, "--sigma-g", case.sigma_g,
-              *face, "-o", tmp_path / "out.png")
+    run = cli(
+        tiny_weights,
+        "edit",
+        src,
+        "--age",
+        case.age,
+        "--sigma-m",
+        case.sigma_m,
+        "--sigma-g",
+        case.sigma_g,
+        *face,
+        "-o",
+        tmp_path / "out.png",
+    )
     assert_one_line_error(run, case.word)
 
 
@@ -154,8 +172,9 @@ def app_edit(client, photo, face=-1, age=AGE, sigma_m=SIGMA_M, sigma_g=SIGMA_G):
     """``/edit`` through gradio_client: ((before, after), mask) as arrays."""
     from gradio_client import handle_file
 
-    (before, after), mask = client.predict(None if photo is None else handle_file(str(photo)),
-                                           face, age, sigma_m, sigma_g, api_name="/edit")
+    (before, after), mask = client.predict(
+        None if photo is None else handle_file(str(photo)), face, age, sigma_m, sigma_g, api_name="/edit"
+    )
     return (rgb(before), rgb(after)), rgb(mask)
 
 
@@ -176,8 +195,19 @@ def app_error_raw(url: str, photo: Path, face, age, sigma_m, sigma_g) -> str:
     with httpx.Client(base_url=url, timeout=120) as http:
         with open(photo, "rb") as f:
             path = http.post("gradio_api/upload", files={"files": f}).raise_for_status().json()[0]
-        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, face, age, sigma_m, sigma_g,
-                                    "detail", None]})
+        body = json.dumps(
+            {
+                "data": [
+                    {"path": path, "meta": {"_type": "gradio.FileData"}},
+                    face,
+                    age,
+                    sigma_m,
+                    sigma_g,
+                    "detail",
+                    None,
+                ]
+            }
+        )
         call = http.post("gradio_api/call/edit", content=body, headers={"content-type": "application/json"})
         stream = http.get(f"gradio_api/call/edit/{call.raise_for_status().json()['event_id']}").text
     event, data = stream.strip().split("\n")[-2:]
@@ -205,10 +235,11 @@ def test_app_valid_odd_file(case, client, face_photo, tmp_path):
 
 @by_name(PARAMETERS)
 def test_app_bad_parameter(case, client, app_server, face_photo, good_photo):
-    values = dict(face=-1 if case.face is None else case.face, age=case.age, sigma_m=case.sigma_m,
-                  sigma_g=case.sigma_g)
+    values = dict(face=-1 if case.face is None else case.face, age=case.age, sigma_m=case.sigma_m, sigma_g=case.sigma_g)
     strict_json = all(isinstance(v, (int, str)) or np.isfinite(v) for v in values.values())
-    message = app_error(client, good_photo, **values) if strict_json else app_error_raw(app_server[0], good_photo, **values)
+    message = (
+        app_error(client, good_photo, **values) if strict_json else app_error_raw(app_server[0], good_photo, **values)
+    )
     assert_says(message, case.word)
     assert_still_serves(client, good_photo, face_photo)
 

@@ -19,12 +19,20 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 120_000  # generous: CI machines may share their CPUs
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} absent (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} absent (apt-get install chromium)"),
+]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
 
 RESULT_SRCS = "() => [...document.querySelectorAll('#result img')].map(e => e.src)"
@@ -54,8 +62,9 @@ def page():
 
 def _local(url: str) -> bool:
     u = urllib.parse.urlsplit(url)
-    return u.scheme in ("blob", "data") or (u.scheme in ("http", "https", "ws", "wss")
-                                            and u.hostname in ("127.0.0.1", "localhost"))
+    return u.scheme in ("blob", "data") or (
+        u.scheme in ("http", "https", "ws", "wss") and u.hostname in ("127.0.0.1", "localhost")
+    )
 
 
 def _images(page, srcs) -> list[np.ndarray]:
@@ -275,7 +284,9 @@ def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
 
     url, app_obj = served
     src = upload_face(page, url, face_photo, tmp_path)
-    page.wait_for_function("() => document.querySelector('#settings textarea, #settings input').value.startsWith('age=70')")
+    page.wait_for_function(
+        "() => document.querySelector('#settings textarea, #settings input').value.startsWith('age=70')"
+    )
     page.locator("#compare_box").click()  # open the accordion
     page.click("#pin")
     page.wait_for_function("() => document.querySelector('#pinned_note').innerText.includes('age=70')")
@@ -291,8 +302,10 @@ def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
     page.wait_for_function("() => document.querySelectorAll('#compare img').length === 2")
 
     def compare_has_new():
-        imgs = [np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB"))
-                for u in page.evaluate("() => [...document.querySelectorAll('#compare img')].map(e => e.src)")]
+        imgs = [
+            np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB"))
+            for u in page.evaluate("() => [...document.querySelectorAll('#compare img')].map(e => e.src)")
+        ]
         return any(np.array_equal(i, expected) for i in imgs) and not all(np.array_equal(i, expected) for i in imgs)
 
     for _ in range(100):

@@ -1,4 +1,5 @@
-"""`faceage amgan`, `faceage amgan-map` and `faceage map` run as a user runs them (a subprocess), tiny random weights."""
+"""`faceage amgan`, `faceage amgan-map` and `faceage map` run as a user runs them (a subprocess), tiny random
+weights."""
 
 import json
 import os
@@ -14,10 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def faceage(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "faceage.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "faceage.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def rgb(path) -> np.ndarray:
@@ -33,9 +43,23 @@ def photo(face_photo, tmp_path_factory) -> Path:
 
 def test_signs_map_export_and_painted_map(amgan_weights, photo, face_photo, tmp_path):
     w = ("--weights", amgan_weights)
-    run = faceage(*w, "amgan", photo, "--age", 60, "--sign", "forehead=0.8", "--sign", "nasolabial_left=0.5",
-                  "-o", tmp_path / "signs.png", "--save-map", tmp_path / "used.png",
-                  "--save-attention", tmp_path / "att" / "a.png")
+    run = faceage(
+        *w,
+        "amgan",
+        photo,
+        "--age",
+        60,
+        "--sign",
+        "forehead=0.8",
+        "--sign",
+        "nasolabial_left=0.5",
+        "-o",
+        tmp_path / "signs.png",
+        "--save-map",
+        tmp_path / "used.png",
+        "--save-attention",
+        tmp_path / "att" / "a.png",
+    )
     assert run.returncode == 0, run.stderr
     out = Image.open(tmp_path / "signs.png")
     assert out.size == (640, 480) and out.text["model"] == "amgan" and '"forehead": 0.8' in out.text["signs"]
@@ -58,15 +82,18 @@ def test_signs_map_export_and_painted_map(amgan_weights, photo, face_photo, tmp_
     assert np.any(painted != plain) and np.array_equal(painted[:40], plain[:40])
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (("--age", 60, "--sign", "cheek=0.5"), 2, "'cheek'"),
-    (("--age", 60, "--sign", "forehead=1.5"), 2, "'forehead'"),
-    (("--age", 60, "--sign", "forehead"), 2, "NAME=SCORE"),
-    ((), 2, "--age"),
-    (("--map", "absent.png"), 2, "absent.png"),
-    (("--age", 60, "--weights-missing"), 3, "AMGAN weights not found"),
-    (("--age", 60, "--output-jpg"), 2, "name the output .png"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (("--age", 60, "--sign", "cheek=0.5"), 2, "'cheek'"),
+        (("--age", 60, "--sign", "forehead=1.5"), 2, "'forehead'"),
+        (("--age", 60, "--sign", "forehead"), 2, "NAME=SCORE"),
+        ((), 2, "--age"),
+        (("--map", "absent.png"), 2, "absent.png"),
+        (("--age", 60, "--weights-missing"), 3, "AMGAN weights not found"),
+        (("--age", 60, "--output-jpg"), 2, "name the output .png"),
+    ],
+)
 def test_errors_are_one_line_with_exit_codes(amgan_weights, photo, tmp_path, args, code, words):
     weights = tmp_path / "none.safetensors" if "--weights-missing" in args else amgan_weights
     out = tmp_path / ("x.jpg" if "--output-jpg" in args else "x.png")
@@ -82,8 +109,18 @@ def test_folder_batch_with_a_bad_file(amgan_weights, photo, tmp_path):
     folder.mkdir()
     (folder / "a.png").write_bytes(photo.read_bytes())
     (folder / "b.jpg").write_bytes(b"not an image")
-    run = faceage("--weights", amgan_weights, "amgan", folder, "--age", 70, "-o", tmp_path / "out",
-                  "--save-map", tmp_path / "maps")
+    run = faceage(
+        "--weights",
+        amgan_weights,
+        "amgan",
+        folder,
+        "--age",
+        70,
+        "-o",
+        tmp_path / "out",
+        "--save-map",
+        tmp_path / "maps",
+    )
     assert run.returncode == 4, run.stderr  # some files failed: one line each, the others done
     assert "b.jpg" in run.stderr and "Traceback" not in run.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
@@ -91,8 +128,20 @@ def test_folder_batch_with_a_bad_file(amgan_weights, photo, tmp_path):
 
 
 def test_side_outputs_that_would_overwrite_each_other_are_refused(amgan_weights, photo, tmp_path):
-    run = faceage("--weights", amgan_weights, "amgan", photo, "--age", 60, "-o", tmp_path / "x.png",
-                  "--save-map", tmp_path / "side.png", "--save-attention", tmp_path / "side.png")
+    run = faceage(
+        "--weights",
+        amgan_weights,
+        "amgan",
+        photo,
+        "--age",
+        60,
+        "-o",
+        tmp_path / "x.png",
+        "--save-map",
+        tmp_path / "side.png",
+        "--save-attention",
+        tmp_path / "side.png",
+    )
     assert run.returncode == 2 and "--save-map and --save-attention name the same path" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "x.png").exists()
 
@@ -114,13 +163,15 @@ def test_folder_outputs_never_overwrite_photos_or_each_other(amgan_weights, phot
     (tmp_path / "file.png").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     for src, out, words, *side in (
-            (folder, folder, "is the input folder"), (folder, tmp_path / "file.png", "is a file"),
-            (tmp_path / "empty", tmp_path / "out2", "no photos in"),
-            (folder, tmp_path / "out2", "/in is the input folder", "--save-map", folder),
-            (folder, tmp_path / "out2", "-o and --save-map name the same path", "--save-map", tmp_path / "out2"),
-            (folder, tmp_path / "out2", "names a folder", "--save-attention", tmp_path / "att.png"),
-            (photo, tmp_path / "out2.png", "name the output .png", "--save-map", tmp_path / "map.jpg"),
-            (photo, photo, "is the input photo")):
+        (folder, folder, "is the input folder"),
+        (folder, tmp_path / "file.png", "is a file"),
+        (tmp_path / "empty", tmp_path / "out2", "no photos in"),
+        (folder, tmp_path / "out2", "/in is the input folder", "--save-map", folder),
+        (folder, tmp_path / "out2", "-o and --save-map name the same path", "--save-map", tmp_path / "out2"),
+        (folder, tmp_path / "out2", "names a folder", "--save-attention", tmp_path / "att.png"),
+        (photo, tmp_path / "out2.png", "name the output .png", "--save-map", tmp_path / "map.jpg"),
+        (photo, photo, "is the input photo"),
+    ):
         run = faceage(*w, src, "--age", 70, "-o", out, *side)
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1

@@ -5,15 +5,17 @@ import json
 import pytest
 import torch
 
-from faceage.cusp.mask import blur_skip, guided_backprop, mask_from_saliency, to_feature_sigma
-from faceage.filters import gaussian_blur
 from faceage.age.classifier import GuidedReLU
+from faceage.cusp.mask import blur_skip, guided_backprop, mask_from_saliency, to_feature_sigma
 from faceage.cusp.model import CUSPConfig, CUSPGenerator, Discriminator, age_soft_onehot
+from faceage.filters import gaussian_blur
 
 
 @pytest.mark.parametrize("res,n_down", [(32, 3), (64, 4), (128, 5)])
 def test_shapes_at_each_resolution(res, n_down):
-    cfg = CUSPConfig(resolution=res, n_down=n_down, enc_base=8, enc_max=32, channel_base=16 * res, channel_max=32, age_dim=16)
+    cfg = CUSPConfig(
+        resolution=res, n_down=n_down, enc_base=8, enc_max=32, channel_base=16 * res, channel_max=32, age_dim=16
+    )
     T, D = CUSPGenerator(cfg), Discriminator(cfg)
     x = torch.randn(2, 3, res, res)
     c, f_c, s = T.encode(x)
@@ -130,7 +132,12 @@ def test_init_weights_starts_a_new_run_from_exported_weights(tmp_path):
             assert torch.equal(b[f"{prefix}.{k}"], v), (prefix, k)
     assert any(not torch.equal(fresh[f"T.{k}"], v) for k, v in exported.items())
     # a run's checkpoint works too: its EMA generator is what starts the new run
-    _run(tmp_path, "c", 1, [f"init_weights='{tmp_path / 'a' / 'ckpt-00000004.safetensors'}'", "cusp.lr=0.0", "ckpt_every=1"])
+    _run(
+        tmp_path,
+        "c",
+        1,
+        [f"init_weights='{tmp_path / 'a' / 'ckpt-00000004.safetensors'}'", "cusp.lr=0.0", "ckpt_every=1"],
+    )
     c, _ = load_checkpoint(tmp_path / "c" / "ckpt-00000001.safetensors")
     assert all(torch.equal(c[f"T.{k}"], v) for k, v in exported.items())
 

@@ -95,8 +95,27 @@ def root(tmp_path) -> Path:
 
 
 def test_age_groups_boundaries():
-    bounds = [(0, 0), (2.99, 0), (3, 1), (6, 1), (7, 2), (9.5, 2), (10, 3), (14, 3), (15, 4), (19, 4),
-              (20, 5), (29.9, 5), (30, 6), (40, 7), (49, 7), (50, 8), (69, 8), (70, 9), (116, 9)]
+    bounds = [
+        (0, 0),
+        (2.99, 0),
+        (3, 1),
+        (6, 1),
+        (7, 2),
+        (9.5, 2),
+        (10, 3),
+        (14, 3),
+        (15, 4),
+        (19, 4),
+        (20, 5),
+        (29.9, 5),
+        (30, 6),
+        (40, 7),
+        (49, 7),
+        (50, 8),
+        (69, 8),
+        (70, 9),
+        (116, 9),
+    ]
     for age, group in bounds:
         assert ages.age_to_group(age) == group, age
     assert len(ages.AGE_GROUPS) == ages.NUM_GROUPS == 10
@@ -136,8 +155,14 @@ def test_normalize_age_clips_and_inverts():
 def test_parse_name():
     record = parse_name("25_1_3_20170116174525125.jpg.chip.jpg")
     assert record == utk.Record("25_1_3_20170116174525125.jpg.chip.jpg", 25, 1, 3)
-    for name in MALFORMED + ["25_2_0_20170116174525125.jpg.chip.jpg", "25_0_5_2017.jpg.chip.jpg",
-                             "x_0_0_2017.jpg.chip.jpg", "25_0_0_2017.jpg", "", "dir/25_0_0_2017.jpg.chip.jpg"]:
+    for name in MALFORMED + [
+        "25_2_0_20170116174525125.jpg.chip.jpg",
+        "25_0_5_2017.jpg.chip.jpg",
+        "x_0_0_2017.jpg.chip.jpg",
+        "25_0_0_2017.jpg",
+        "",
+        "dir/25_0_0_2017.jpg.chip.jpg",
+    ]:
         assert parse_name(name) is None, name
 
 
@@ -307,7 +332,7 @@ def test_packed_faces_skip_corrupt_entries_and_malformed_names(root, tmp_path, c
     with safe_open(str(out), framework="pt") as handle:
         metadata = handle.metadata()
     bounds = tensors["offsets"].tolist()
-    tensors["encoded"][bounds[2]:bounds[3]] = 7  # entry 2: bytes that no decoder reads
+    tensors["encoded"][bounds[2] : bounds[3]] = 7  # entry 2: bytes that no decoder reads
     names = json.loads(metadata["names"])
     names[5] = MALFORMED[0]  # entry 5: a name that does not parse
     metadata["names"] = json.dumps(names)

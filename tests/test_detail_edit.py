@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceage.edit.transfer import apply_change, dense_flow, is_single_tone, tone_direction
 from faceage.errors import BadParameterError
 from faceage.face.align import AlignedFace, template_points
-from faceage.edit.transfer import apply_change, dense_flow, is_single_tone, tone_direction
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,13 @@ def test_a_smooth_change_keeps_the_photos_own_detail():
     rng = np.random.default_rng(0)
     crop, photo_side = 128, 256
     matrix = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])
-    aligned = AlignedFace(np.zeros((crop, crop, 3), np.uint8), matrix, crop, template_points(crop).astype(np.float32),
-                          (photo_side, photo_side))
+    aligned = AlignedFace(
+        np.zeros((crop, crop, 3), np.uint8),
+        matrix,
+        crop,
+        template_points(crop).astype(np.float32),
+        (photo_side, photo_side),
+    )
     photo = np.clip(110 + rng.normal(0, 15, (photo_side, photo_side, 1)), 0, 200).repeat(3, 2).astype(np.uint8)
     photo[..., 0] = np.clip(photo[..., 0].astype(int) + 30, 0, 255)  # a colour photo
     recon = cv2.resize(photo, (crop, crop), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -69,8 +74,9 @@ def test_a_smooth_change_keeps_the_photos_own_detail():
 def face_alpha(aligned, side):
     from faceage.edit.transfer import change_mask
 
-    return cv2.warpAffine(change_mask(aligned, aligned.size), aligned.matrix, (side, side),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return cv2.warpAffine(
+        change_mask(aligned, aligned.size), aligned.matrix, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
 
 
 def test_grey_in_grey_out(editor, amgan, face_photo):
@@ -125,7 +131,7 @@ def blob(size: int, cx: float, cy: float, r: float) -> np.ndarray:
 def centroid(img: np.ndarray) -> np.ndarray:
     """Where the dark feature is: the centroid of its core (darker than 150)."""
     dark = np.clip(150 - img[..., 0].astype(np.float32), 0, None)
-    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
     return np.array([(dark * xx).sum(), (dark * yy).sum()]) / dark.sum()
 
 
@@ -134,8 +140,13 @@ def test_flow_moves_the_photos_feature_with_the_model():
     no ghost is left where it was."""
     crop, photo_side = 128, 256
     matrix = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])  # photo -> crop: pixel centres kept
-    aligned = AlignedFace(np.zeros((crop, crop, 3), np.uint8), matrix, crop, template_points(crop).astype(np.float32),
-                          (photo_side, photo_side))
+    aligned = AlignedFace(
+        np.zeros((crop, crop, 3), np.uint8),
+        matrix,
+        crop,
+        template_points(crop).astype(np.float32),
+        (photo_side, photo_side),
+    )
     recon, edit = blob(crop, 64, 70, 6), blob(crop, 69, 70, 6)
     flow = dense_flow(edit.astype(np.uint8), recon.astype(np.uint8))
     assert abs(flow[70, 69, 0] + 5) < 0.5  # edit(p) ~ recon(p + f): the feature came from 5 px to the left

@@ -44,8 +44,9 @@ def _train_here(run: Path, steps: int):
 
 def _worker(rank: int, world: int, port: int, run: str) -> None:
     """One rank: torchrun's environment by hand, then train() with a weights check after each step."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     import torch.distributed as tdist
 
@@ -113,9 +114,23 @@ def test_torchrun_checkpoint_resumes_in_one_process(tmp_path, one_process_run, f
     """torchrun (c10d rendezvous, the multi-node form, on one node) by script path, then 1 process."""
     run = tmp_path / "ddp"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-           "train/train.py", "--config", CONFIG, "--run-dir", str(run), "--set", "steps=2", *OVERRIDES]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "train/train.py",
+        "--config",
+        CONFIG,
+        "--run-dir",
+        str(run),
+        "--set",
+        "steps=2",
+        *OVERRIDES,
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "training on 2 processes (cpu, backend gloo)" in done.stderr

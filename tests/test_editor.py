@@ -66,8 +66,23 @@ def test_cli_edit_mask_progression_and_errors(tiny_weights, face_photo, tmp_path
     out = Image.open(tmp_path / "out.png")
     assert out.size == (640, 480) and out.text["age"] == "70.0"
     assert main([*w, "mask", str(src), "-o", str(tmp_path / "m.png")]) == 0
-    assert main([*w, "progression", str(src), "--ages", "10", "50", "-o", str(tmp_path / "s.png"),
-                 "--gif", str(tmp_path / "s.gif")]) == 0
+    assert (
+        main(
+            [
+                *w,
+                "progression",
+                str(src),
+                "--ages",
+                "10",
+                "50",
+                "-o",
+                str(tmp_path / "s.png"),
+                "--gif",
+                str(tmp_path / "s.gif"),
+            ]
+        )
+        == 0
+    )
     w_strip, h_strip = Image.open(tmp_path / "s.png").size  # the face at its own size in the photo (~300 px)
     assert w_strip == 2 * h_strip and 250 <= h_strip <= 350
     assert main([*w, "edit", str(tmp_path / "absent.jpg"), "--age", "70", "-o", str(tmp_path / "x.png")]) == 2

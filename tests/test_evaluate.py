@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from faceage.checkpoint import save_checkpoint
 from faceage.age.estimator import AgeEstimator, label_distribution
-from train.eval import metrics
+from faceage.checkpoint import save_checkpoint
+from train.age.train_estimator import fit, loss_fn
 from train.batches import SyntheticFaces
+from train.eval import metrics
 from train.eval.cusp import CUSPMethod, Evaluation, Faces, Identity, main, spread
 from train.eval.metrics import Judges
-from train.age.train_estimator import fit, loss_fn
 
 TINY_WIDTHS = (8, 8, 16, 16)
 
@@ -26,7 +26,9 @@ def tiny_estimator(tmp_path_factory):
     faces = synthetic(64)
     net, _ = fit(faces.x, faces.ages, epochs=1, batch=16, widths=TINY_WIDTHS, quiet=True)
     path = tmp_path_factory.mktemp("est") / "A.safetensors"
-    save_checkpoint(path, net.state_dict(), {"kind": "age-estimator", "widths": list(TINY_WIDTHS), "test_mae_years": None})
+    save_checkpoint(
+        path, net.state_dict(), {"kind": "age-estimator", "widths": list(TINY_WIDTHS), "test_mae_years": None}
+    )
     return path
 
 
@@ -77,7 +79,9 @@ def test_identity_copy_scores_exactly_what_copying_gives(tiny_weights, tiny_esti
     # the headline numbers default to the same faces, so their sigma-0 L1 is the reconstruction table's
     gap = cusp["age_gap"]
     assert gap["n_faces"] == 8 and gap["sigma0_own_age_l1"] == pytest.approx(cusp["reconstruction"]["sigma 0"]["l1"])
-    more = Evaluation(test, ev.j, n=4, sweep_n=2, real_per_group=10, realism=False, gap_n=12).age_gap(CUSPMethod("tiny", tiny_weights))
+    more = Evaluation(test, ev.j, n=4, sweep_n=2, real_per_group=10, realism=False, gap_n=12).age_gap(
+        CUSPMethod("tiny", tiny_weights)
+    )
     assert more["n_faces"] == 12 and 0 < more["sigma0_own_age_l1"] and more["sigma0_own_age_psnr"] < 100
 
 
@@ -91,7 +95,10 @@ def test_command_writes_report(tiny_weights, tiny_estimator, tmp_path, monkeypat
     test = synthetic(24)
     monkeypatch.setattr("train.eval.cusp.load_test_faces", lambda size, packed: test)
     out = tmp_path / "eval"
-    assert main(["--weights", str(tiny_weights), "--estimator", str(tiny_estimator), "--limit", "4", "--out", str(out)]) == 0
+    assert (
+        main(["--weights", str(tiny_weights), "--estimator", str(tiny_estimator), "--limit", "4", "--out", str(out)])
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     ident = res["methods"]["identity copy"]["age_groups"]["-"]["mean"]
     assert ident["id_dist"] == 0 and "kid" in ident

@@ -11,10 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from bad_inputs import bomb_png, encode
 from PIL import Image
 
-from bad_inputs import bomb_png, encode
 from faceage import io as faceio
+from faceage.edit.paste import face_mask, paste_back
 from faceage.errors import BadImageError, FaceIndexError, NoFaceError
 from faceage.face.align import (
     ALIGN_SUBSET,
@@ -28,7 +29,6 @@ from faceage.face.align import (
     transform_points,
 )
 from faceage.face.detect import Face, detect_faces
-from faceage.edit.paste import face_mask, paste_back
 from faceage.face.pipeline import choose_faces, faces_in_photo
 from faceage.io import load_image, save_png
 

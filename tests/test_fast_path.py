@@ -11,8 +11,8 @@ import copy
 import numpy as np
 import torch
 
-from faceage.cusp.mask import blur_skip, cusp_mask
 from faceage.cusp.editor import CUSPEditor, to_tensor, to_uint8
+from faceage.cusp.mask import blur_skip, cusp_mask
 
 
 def test_cached_slider_moves_equal_the_plain_uncached_path(tiny_weights, face_photo):

@@ -49,8 +49,11 @@ def test_a_face_in_a_rotated_photo_is_found_with_its_landmarks_in_place(smile, u
     # where the upright landmarks land in the rotated photo (np.rot90 turns counter-clockwise)
     h, w = smile.shape[:2]
     x, y = upright.landmarks[:, 0], upright.landmarks[:, 1]
-    expected = {1: np.column_stack([y, w - 1 - x]), 2: np.column_stack([w - 1 - x, h - 1 - y]),
-                3: np.column_stack([h - 1 - y, x])}[k]
+    expected = {
+        1: np.column_stack([y, w - 1 - x]),
+        2: np.column_stack([w - 1 - x, h - 1 - y]),
+        3: np.column_stack([h - 1 - y, x]),
+    }[k]
     assert np.abs(face.landmarks - expected).mean() < 3.0  # px, on a face ~180 px wide
 
 
@@ -68,23 +71,27 @@ def test_a_turned_face_is_found_with_landmarks_on_it():
     assert len(faces) == 1
     face = faces[0]
     assert 25 <= abs(face.yaw) < TOO_TURNED
-    l, t, r, b = face.box
+    left, t, r, b = face.box
     pad = 0.25 * face.width  # the near jaw line runs to the ear, outside the tight box
-    inside = ((face.landmarks[:, 0] >= l - pad) & (face.landmarks[:, 0] <= r + pad)
-              & (face.landmarks[:, 1] >= t - pad) & (face.landmarks[:, 1] <= b + pad))
+    inside = (
+        (face.landmarks[:, 0] >= left - pad)
+        & (face.landmarks[:, 0] <= r + pad)
+        & (face.landmarks[:, 1] >= t - pad)
+        & (face.landmarks[:, 1] <= b + pad)
+    )
     assert inside.all()  # dlib's 68-point model put this jaw on the background left of the face
 
 
 @pytest.mark.parametrize("width", [40, 56])
 def test_a_small_face_in_a_larger_photo_is_found(smile, upright, width):
-    l, t, r, b = (int(round(v)) for v in upright.box)
-    m = int(0.4 * (r - l))
-    head = smile[max(0, t - m):b + m, max(0, l - m):r + m]
+    left, t, r, b = (int(round(v)) for v in upright.box)
+    m = int(0.4 * (r - left))
+    head = smile[max(0, t - m) : b + m, max(0, left - m) : r + m]
     scale = width / upright.width
     small = cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     photo = backdrop(480, 640)
     y0, x0 = 300, 420
-    photo[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    photo[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
     faces = detect_faces(photo)
     assert len(faces) == 1
     cx, cy = (faces[0].box[0] + faces[0].box[2]) / 2, (faces[0].box[1] + faces[0].box[3]) / 2
@@ -95,7 +102,7 @@ def test_a_face_with_its_mouth_and_nose_covered_is_found_and_aligned(smile, upri
     covered = smile.copy()
     lm = upright.landmarks.astype(int)
     top = lm[29, 1]  # mid-nose down to below the chin: a face mask
-    covered[top:lm[8, 1] + 10, lm[2, 0]:lm[14, 0]] = (70, 110, 160)
+    covered[top : lm[8, 1] + 10, lm[2, 0] : lm[14, 0]] = (70, 110, 160)
     faces = detect_faces(covered)
     assert len(faces) == 1
     eyes = slice(36, 48)
@@ -128,7 +135,9 @@ def test_a_face_turned_too_far_is_named_and_the_others_edited(smile, upright, mo
     assert len(found.aligned) == 2
     assert len(found.notes) == 2
     assert "Face 2 of 3" in found.notes[0] and "turned too far to edit (about 75 degrees" in found.notes[0]
-    assert "Face 3 of 3" in found.notes[1] and "turned about 45 degrees" in found.notes[1] and "weaker" in found.notes[1]
+    assert (
+        "Face 3 of 3" in found.notes[1] and "turned about 45 degrees" in found.notes[1] and "weaker" in found.notes[1]
+    )
     monkeypatch.setattr("faceage.face.pipeline.detect_faces", lambda img: [faces[1]])
     with pytest.raises(NoFaceError, match="turned too far to edit"):
         find_faces(smile, 64)

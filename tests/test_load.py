@@ -46,11 +46,13 @@ def test_20_clients_x_5_edits(app_server, face_photo, tmp_path):
     assert [e.error for e in done if e.error] == []
     assert len(done) == CLIENTS * EDITS
     assert sorted((e.client, e.photo, e.age) for e in done) == sorted(
-        (i, *settings(i, j, len(photos))) for i in range(CLIENTS) for j in range(EDITS))
+        (i, *settings(i, j, len(photos))) for i in range(CLIENTS) for j in range(EDITS)
+    )
     assert all(e.digest == expected[(e.photo, e.age)] for e in done)
 
-    (_, after), _ = Client(url, verbose=False).predict(handle_file(str(photos[1])), -1, AGES[0], SIGMA_M,
-                                                       SIGMA_G, api_name="/edit")
+    (_, after), _ = Client(url, verbose=False).predict(
+        handle_file(str(photos[1])), -1, AGES[0], SIGMA_M, SIGMA_G, api_name="/edit"
+    )
     assert digest(np.asarray(Image.open(after).convert("RGB"))) == expected[(1, AGES[0])]  # still serving
     gc.collect()
     assert rss_mib() - rss_start < RSS_TOLERANCE_MIB, (rss_start, rss_mib())

@@ -30,13 +30,13 @@ def test_canvas_shows_the_map_over_the_face(amap):
     outlined = canvas_picture(face, amap, scale=4, zones={"forehead": zones["forehead"]})
     orange = np.all(outlined == ZONE_COLOUR, axis=2)
     ys, _ = np.nonzero(orange)  # the forehead outline, in the top part of the face only
-    assert orange.sum() > 100 and ys.max() < 4 * 30 and not orange[4 * 40:].any()
+    assert orange.sum() > 100 and ys.max() < 4 * 30 and not orange[4 * 40 :].any()
 
 
 def test_strokes_set_the_map_where_painted_only(amap):
     layer = np.zeros((4 * S, 4 * S, 4), np.uint8)
     assert paint_map(amap, [layer]) is None and paint_map(amap, []) is None  # nothing painted
-    layer[4 * 10:4 * 20, 4 * 20:4 * 44] = (255, 255, 255, 255)  # white on the forehead
+    layer[4 * 10 : 4 * 20, 4 * 20 : 4 * 44] = (255, 255, 255, 255)  # white on the forehead
     painted = paint_map(amap, [layer], template_points(S))
     assert painted.shape == amap.shape
     assert torch.allclose(painted[:, 13:17, 28:36], torch.ones(2, 4, 8), atol=0.02)
@@ -60,6 +60,8 @@ def test_heat_overlay_blends_red_by_the_weight():
     crop = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     assert np.array_equal(heat_overlay(crop, np.zeros((8, 8))), crop)
     full = heat_overlay(crop, np.ones((8, 8)))
-    assert np.array_equal(full, np.round(0.4 * crop.astype(np.float32) + 0.6 * np.array([255, 0, 0], np.float32)).astype(np.uint8))
+    assert np.array_equal(
+        full, np.round(0.4 * crop.astype(np.float32) + 0.6 * np.array([255, 0, 0], np.float32)).astype(np.uint8)
+    )
     half = heat_overlay(crop, np.full((8, 8), 0.5))
     assert (half[..., 0].astype(int) >= crop[..., 0]).all() and (half[..., 1:] <= crop[..., 1:]).all()

@@ -60,8 +60,24 @@ def test_cli_writes_the_settings_and_animations(tiny_weights, face_photo, tmp_pa
     assert (float(text["age"]), float(text["sigma_m"]), float(text["sigma_g"])) == (60, 2, 4.5)
     assert text["source"] == "photo.png" and text["Software"].startswith("faceage ")
 
-    assert main([*w, "progression", str(src), "--ages", "20", "40", "60", "-o", str(tmp_path / "s.png"),
-                 "--gif", str(tmp_path / "s.gif")]) == 0
+    assert (
+        main(
+            [
+                *w,
+                "progression",
+                str(src),
+                "--ages",
+                "20",
+                "40",
+                "60",
+                "-o",
+                str(tmp_path / "s.png"),
+                "--gif",
+                str(tmp_path / "s.gif"),
+            ]
+        )
+        == 0
+    )
     strip = Image.open(tmp_path / "s.png")
     side = strip.size[1]  # each frame: the face at its own resolution in the photo, square
     assert strip.size == (3 * side, side) and side > 64 and json.loads(strip.text["age"]) == [20, 40, 60]

@@ -22,7 +22,9 @@ def test_weights_note_names_the_file_step_and_status(tmp_path):
     w = tmp_path / "model.safetensors"
     (tmp_path / "model.md").write_text("**Status: weak.**")
     note = weights_note(weights_info(w, {"step": 1200}))
-    assert note == "Weights `model.safetensors`, step 1,200. **Status:** weak. Model card: `model.md`, beside the weights."
+    assert (
+        note == "Weights `model.safetensors`, step 1,200. **Status:** weak. Model card: `model.md`, beside the weights."
+    )
     assert weights_note({"file": "x.safetensors"}) == "Weights `x.safetensors`."
 
 

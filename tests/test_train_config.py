@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from faceage.checkpoint import load_checkpoint
-from faceage.data.ages import NUM_GROUPS
 from faceage.cusp.model import NUM_AGE_GROUPS
+from faceage.data.ages import NUM_GROUPS
 from train.amgan.trainer import AMGANTrainConfig, AMGANTrainer
 from train.config import TrainConfig, load_config
 from train.cusp.trainer import CUSPTrainConfig, CUSPTrainer

@@ -26,8 +26,21 @@ CONFIG = "train/configs/cusp_tiny.toml"
 def _start(run: Path, steps: int, extra=()) -> subprocess.Popen:
     """``python -m train.train`` in a subprocess on one thread; its output goes to ``run``.log."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "train.train", "--config", CONFIG, "--run", str(run),
-           "--set", f"steps={steps}", "ckpt_every=3", "log_every=1", "sample_every=1000", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "train.train",
+        "--config",
+        CONFIG,
+        "--run",
+        str(run),
+        "--set",
+        f"steps={steps}",
+        "ckpt_every=3",
+        "log_every=1",
+        "sample_every=1000",
+        *extra,
+    ]
     log = open(f"{run}.log", "ab")
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -69,7 +69,7 @@ def test_face_is_edited_and_rest_untouched(edited, clip):
     after = [f for f, _ in read_frames(out)]
     diff = [np.abs(a.astype(int) - b).mean(2) for a, b in zip(before, after)]
     h, w = diff[0].shape
-    face = np.mean([d[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() for d in diff])
+    face = np.mean([d[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean() for d in diff])
     corner = np.mean([d[:20, :20].mean() for d in diff])
     assert face > 3 * corner + 0.5, (face, corner)
 
@@ -164,13 +164,16 @@ def _damaged(path: Path, clip: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p, c: (p.write_text("not a video"), p)[1], "not a video faceage can read"),
-    (_damaged, "not a video faceage can read"),
-    (lambda p, c: _audio_only(p), "no video stream"),
-    (lambda p, c: _no_frames(p), "no video frames"),
-    (lambda p, c: _variable_rate(p), "variable frame rate"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p, c: (p.write_text("not a video"), p)[1], "not a video faceage can read"),
+        (_damaged, "not a video faceage can read"),
+        (lambda p, c: _audio_only(p), "no video stream"),
+        (lambda p, c: _no_frames(p), "no video frames"),
+        (lambda p, c: _variable_rate(p), "variable frame rate"),
+    ],
+)
 def test_bad_input_is_one_clear_error(ved, clip, tmp_path, make, message):
     src = make(tmp_path / "bad.mp4", clip)
     out = tmp_path / "out.mp4"
@@ -235,8 +238,9 @@ def test_video_tab_runs_nothing_until_used(app_server):
     from ui.video_tab import VideoPanel
 
     demo = app.build(app_server[1])
-    video_ids = {c["id"] for c in demo.config["components"]
-                 if str(c.get("props", {}).get("elem_id", "")).startswith("video_")}
+    video_ids = {
+        c["id"] for c in demo.config["components"] if str(c.get("props", {}).get("elem_id", "")).startswith("video_")
+    }
     assert len(video_ids) >= 10
     for dep in demo.config["dependencies"]:
         if any(t[1] == "load" for t in dep["targets"]):
@@ -255,7 +259,8 @@ def test_full_colour_range_is_kept(ved, tmp_path):
         v.codec_context.color_range = 2  # JPEG: full range
         for f in frames:
             vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(
-                format="yuv420p", src_color_range="JPEG", dst_color_range="JPEG")
+                format="yuv420p", src_color_range="JPEG", dst_color_range="JPEG"
+            )
             vf.color_range = 2
             box.mux(v.encode(vf))
         box.mux(v.encode(None))

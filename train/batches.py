@@ -42,7 +42,7 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     per_epoch = max(1, n // batch)
     epoch, pos = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return perm[pos * batch:(pos + 1) * batch]
+    return perm[pos * batch : (pos + 1) * batch]
 
 
 def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):

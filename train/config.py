@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceage.config import from_dict, to_dict
 from faceage.amgan.model import RETIRED_NET_OPTIONS, AMGANConfig
+from faceage.config import from_dict, to_dict
 from faceage.cusp.model import CUSPConfig
 from train.amgan.trainer import AMGANTrainConfig
 from train.cusp.trainer import CUSPTrainConfig
@@ -35,8 +35,19 @@ MODELS = {"cusp": (CUSPConfig, {}, CUSPTrainConfig), "amgan": (AMGANNet, RETIRED
 """Per model name: its ``[net]`` class, the retired ``[net]`` options still read at their off value, and the
 class of its own table."""
 
-FLAT_CUSP_KEYS = ("lr", "betas", "lambda_r", "lambda_C", "lambda_D", "lambda_cy", "r1_gamma", "r1_every",
-                  "target_age_range", "sigma_zero_prob", "classifier")
+FLAT_CUSP_KEYS = (
+    "lr",
+    "betas",
+    "lambda_r",
+    "lambda_C",
+    "lambda_D",
+    "lambda_cy",
+    "r1_gamma",
+    "r1_every",
+    "target_age_range",
+    "sigma_zero_prob",
+    "classifier",
+)
 """Keys that configs saved before the typed tables held at the top level, for every model: read into
 ``[cusp]`` for a CUSP run, dropped for an AMGAN run (its trainer never read them)."""
 
@@ -86,7 +97,7 @@ class TrainConfig:
         return getattr(self, self.model)
 
     @classmethod
-    def from_dict(cls, d: dict, saved: bool = False) -> "TrainConfig":
+    def from_dict(cls, d: dict, saved: bool = False) -> TrainConfig:
         """From a TOML document with its overrides, or (``saved``) a checkpoint's or manifest's ``config``,
         which may also be in the flat layout written before the typed tables (:data:`FLAT_CUSP_KEYS`)."""
         d = dict(d)
@@ -96,9 +107,14 @@ class TrainConfig:
         net_cls, retired_net, own_cls = MODELS[model]
         flat = {k: d.pop(k) for k in FLAT_CUSP_KEYS if k in d}
         if flat and not saved:
-            raise ValueError(f"top-level keys {sorted(flat)} are CUSP loss/optimiser settings: "
-                             + ("write them under [cusp] (--set cusp.KEY=VALUE)" if model == "cusp"
-                                else "an AMGAN run has its own under [amgan]"))
+            raise ValueError(
+                f"top-level keys {sorted(flat)} are CUSP loss/optimiser settings: "
+                + (
+                    "write them under [cusp] (--set cusp.KEY=VALUE)"
+                    if model == "cusp"
+                    else "an AMGAN run has its own under [amgan]"
+                )
+            )
         own = d.pop(model, None) or {}
         if model == "cusp" and flat:
             if own:

@@ -80,8 +80,10 @@ class Dist:
     def local_size(self, global_batch: int) -> int:
         """Rows of the global batch this rank trains on; the batch must split evenly."""
         if global_batch % self.world:
-            raise ValueError(f"the global batch ({global_batch}) must be divisible by the number of "
-                             f"processes ({self.world}): set batch to a multiple of {self.world}")
+            raise ValueError(
+                f"the global batch ({global_batch}) must be divisible by the number of "
+                f"processes ({self.world}): set batch to a multiple of {self.world}"
+            )
         return global_batch // self.world
 
     def local(self, t: torch.Tensor, chunks: int = 1) -> torch.Tensor:
@@ -119,7 +121,7 @@ class Dist:
         flat /= self.world
         offset = 0
         for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
     # -- scalars ---------------------------------------------------------------------------------
@@ -148,8 +150,9 @@ class Dist:
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
         lo, hi = -int(t[1]), int(t[0])
         if lo != hi:
-            raise RuntimeError(f"ranks disagree on the {what} ({lo} .. {hi}): is the run folder on storage "
-                               "that every node can read?")
+            raise RuntimeError(
+                f"ranks disagree on the {what} ({lo} .. {hi}): is the run folder on storage that every node can read?"
+            )
 
     def barrier(self) -> None:
         if self.enabled:
@@ -186,6 +189,8 @@ def init_distributed(device: torch.device, timeout_minutes: float = 30.0) -> Dis
         backend = "nccl" if device.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
     if tdist.get_world_size() != world or tdist.get_rank() != rank:
-        raise RuntimeError(f"process group (rank {tdist.get_rank()} of {tdist.get_world_size()}) does not "
-                           f"match the environment (RANK={rank}, WORLD_SIZE={world})")
+        raise RuntimeError(
+            f"process group (rank {tdist.get_rank()} of {tdist.get_world_size()}) does not "
+            f"match the environment (RANK={rank}, WORLD_SIZE={world})"
+        )
     return Dist(rank=rank, world=world, local_rank=local_rank, device=device, owns_group=owns)

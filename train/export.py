@@ -29,8 +29,13 @@ from train.train import checkpoints
 def _amgan_info(manifest: dict, cfg: dict) -> dict:
     net = net_config(cfg["net"]).to_dict()
     amgan = manifest.get("trainer", {}).get("amgan", cfg.get("amgan", {}))
-    return {"kind": "amgan-generator", "config": net, "resolution": int(cfg["net"].get("resolution", 128)),
-            "patch": int(amgan.get("patch", 64)), "amgan_train": amgan}
+    return {
+        "kind": "amgan-generator",
+        "config": net,
+        "resolution": int(cfg["net"].get("resolution", 128)),
+        "patch": int(amgan.get("patch", 64)),
+        "amgan_train": amgan,
+    }
 
 
 def half(tensors: dict) -> dict:
@@ -38,16 +43,22 @@ def half(tensors: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
-def export(run: Path, out: Path, hardware: str | None = None, minutes: float | None = None,
-           half_precision: bool = False) -> dict:
+def export(
+    run: Path, out: Path, hardware: str | None = None, minutes: float | None = None, half_precision: bool = False
+) -> dict:
     """Write the EMA generator of the newest checkpoint of ``run`` to ``out`` with its config and step."""
     ckpts = checkpoints(run)
     if not ckpts:
         raise FileNotFoundError(f"no checkpoints in {run}")
     tensors, manifest = load_checkpoint(ckpts[-1])
     cfg = manifest["config"]
-    common = {"step": manifest["step"], "batch": cfg["batch"], "images_seen": manifest["step"] * cfg["batch"],
-              "train_config": cfg, "source_checkpoint": ckpts[-1].name}
+    common = {
+        "step": manifest["step"],
+        "batch": cfg["batch"],
+        "images_seen": manifest["step"] * cfg["batch"],
+        "train_config": cfg,
+        "source_checkpoint": ckpts[-1].name,
+    }
     if hardware:
         common["hardware"] = hardware
     if minutes is not None:

@@ -39,11 +39,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
-from faceage.data.utkface import PackedFaces
-from faceage.cusp.editor import pick_device
-from faceage.errors import CheckpointError, FaceAgeError
 from faceage.age.classifier import AgeClassifier
+from faceage.checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from faceage.cusp.editor import pick_device
+from faceage.data.utkface import PackedFaces
+from faceage.errors import CheckpointError, FaceAgeError
 from train.amgan.data import with_sign_labels
 from train.amgan.trainer import AMGANTrainer
 from train.batches import SyntheticFaces, get_batch
@@ -76,8 +76,13 @@ def _images(cfg: TrainConfig, resolution: int):
     ds = PackedFaces(cfg.data)
     if ds.size != resolution:
         raise RunSetupError(f"{cfg.data} holds {ds.size}px faces but the model is {resolution}px: repack the data")
-    log.info("data: %d faces from %s (%d unreadable and %d malformed entries skipped)",
-             len(ds), cfg.data, ds.skipped_reads, ds.skipped_names)
+    log.info(
+        "data: %d faces from %s (%d unreadable and %d malformed entries skipped)",
+        len(ds),
+        cfg.data,
+        ds.skipped_reads,
+        ds.skipped_names,
+    )
     return ds
 
 
@@ -134,21 +139,25 @@ def init_from_weights(trainer, path: str | Path) -> dict:
     elif kind == f"{model}-generator":
         net = manifest.get("net") or manifest.get("config")
     else:
-        raise RunSetupError(f"{path} holds {kind or 'unknown'} weights, not a {model} generator: give a file "
-                            f"written by python -m train.export, or a checkpoint of a {model} run")
+        raise RunSetupError(
+            f"{path} holds {kind or 'unknown'} weights, not a {model} generator: give a file "
+            f"written by python -m train.export, or a checkpoint of a {model} run"
+        )
     live, ema = trainer.generators()
     try:
         live.load_state_dict(tensors)
     except RuntimeError as e:  # missing/unexpected keys or shape mismatches: another network config
-        raise RunSetupError(f"{path} does not fit this config's network ({' '.join(str(e).split())[:300]}); "
-                            f"use the [net] settings it was trained with: {net}") from None
+        raise RunSetupError(
+            f"{path} does not fit this config's network ({' '.join(str(e).split())[:300]}); "
+            f"use the [net] settings it was trained with: {net}"
+        ) from None
     ema.load_state_dict(live.state_dict())
     log.info("initialised the generator from %s (trained %s steps)", path, manifest.get("step", "?"))
     return manifest
 
 
 def checkpoint_step(path: Path) -> int:
-    return int(path.name[len("ckpt-"):].split(".")[0])
+    return int(path.name[len("ckpt-") :].split(".")[0])
 
 
 def write_checkpoint(trainer, cfg: TrainConfig, run: Path, step: int) -> Path:
@@ -158,10 +167,13 @@ def write_checkpoint(trainer, cfg: TrainConfig, run: Path, step: int) -> Path:
     not counted, so the checkpoints this run can fall back to are never pruned in their favour.
     """
     tensors, info = trainer.state_tensors()
-    path = save_checkpoint(run / f"ckpt-{step:08d}.safetensors", tensors,
-                           {"kind": f"{cfg.model}-train", "step": step, "config": cfg.to_dict(), "trainer": info})
+    path = save_checkpoint(
+        run / f"ckpt-{step:08d}.safetensors",
+        tensors,
+        {"kind": f"{cfg.model}-train", "step": step, "config": cfg.to_dict(), "trainer": info},
+    )
     older = [p for p in checkpoints(run) if checkpoint_step(p) <= step]
-    for old in older[:-cfg.keep_ckpts]:
+    for old in older[: -cfg.keep_ckpts]:
         old.unlink()
     return path
 
@@ -219,8 +231,13 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
     if start == 0 and cfg.init_weights:
         init_from_weights(trainer, cfg.init_weights)
     if dist.enabled:
-        log.info("training on %d processes (%s, backend %s): %d images per process and step",
-                 dist.world, dist.device.type, torch.distributed.get_backend(), cfg.batch // dist.world)
+        log.info(
+            "training on %d processes (%s, backend %s): %d images per process and step",
+            dist.world,
+            dist.device.type,
+            torch.distributed.get_backend(),
+            cfg.batch // dist.world,
+        )
     writer = jsonl = fixed = None
     if is_main:
         clean_after_kill(run, start)
@@ -231,7 +248,9 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
         jsonl = open(run / "stats.jsonl", "a")
     t0, stats, step = time.time(), {}, start
     try:
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet or not is_main, desc=cfg.model)
+        bar = tqdm(
+            range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet or not is_main, desc=cfg.model
+        )
         for step in bar:
             x, age, *labels = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
             stats = trainer.train_step(x, age, *labels)
@@ -267,16 +286,28 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="TOML config, e.g. train/configs/cusp_tiny.toml")
-    p.add_argument("--run", "--run-dir", dest="run", required=True,
-                   help="run folder (created; resumed if it has checkpoints); under torchrun spell it --run-dir "
-                        "(torchrun's own parser takes --run for its --run-path)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides: steps=100, net.resolution=64, cusp.lambda_C=0.01, amgan.patch=32")
+    p.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=True,
+        help="run folder (created; resumed if it has checkpoints); under torchrun spell it --run-dir "
+        "(torchrun's own parser takes --run for its --run-path)",
+    )
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides: steps=100, net.resolution=64, cusp.lambda_C=0.01, amgan.patch=32",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
     rank = env_rank()  # rank 0 logs; the others only report errors
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR,
-                        format=f"%(asctime)s {f'[rank {rank}] ' if rank else ''}%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.ERROR,
+        format=f"%(asctime)s {f'[rank {rank}] ' if rank else ''}%(name)s: %(message)s",
+    )
     try:
         cfg = load_config(args.config, args.set)
         Dist(world=env_world()).local_size(cfg.batch)  # the global batch must split over the processes

@@ -30,11 +30,10 @@ def face_crop(name: str, box: tuple[float, float, float, float] | None = None) -
     if box is None:
         return img
     h, w = img.shape[:2]
-    return img[int(box[1] * h):int(box[3] * h), int(box[0] * w):int(box[2] * w)]
+    return img[int(box[1] * h) : int(box[3] * h), int(box[0] * w) : int(box[2] * w)]
 
 
-def place(canvas: np.ndarray, img: np.ndarray, centre, height: float, angle: float = 0.0,
-          gain: float = 1.0) -> None:
+def place(canvas: np.ndarray, img: np.ndarray, centre, height: float, angle: float = 0.0, gain: float = 1.0) -> None:
     """Draw ``img`` onto ``canvas`` (in place) centred at ``centre``, ``height`` px tall, rotated by ``angle``
     degrees, its brightness times ``gain``."""
     h, w = img.shape[:2]
@@ -47,8 +46,9 @@ def place(canvas: np.ndarray, img: np.ndarray, centre, height: float, angle: flo
     canvas[inside] = np.clip(warped[inside].astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
-def moving_photo(n: int, size=(320, 240), name: str = "smile.jpg", still: bool = False, noise: float = 2.0,
-                 seed: int = 0) -> list[np.ndarray]:
+def moving_photo(
+    n: int, size=(320, 240), name: str = "smile.jpg", still: bool = False, noise: float = 2.0, seed: int = 0
+) -> list[np.ndarray]:
     """``n`` frames of ``name`` moved, zoomed, rotated and brightened over the clip (``still``: the same frame
     each time, with only camera-like noise of ``noise`` grey levels, for flicker)."""
     W, H = size
@@ -59,8 +59,14 @@ def moving_photo(n: int, size=(320, 240), name: str = "smile.jpg", still: bool =
     for i in range(n):
         t = 0.0 if still else i / max(n - 1, 1)
         canvas = bg.copy()
-        place(canvas, img, (W * (0.45 + 0.1 * t), H * (0.5 + 0.05 * np.sin(3 * t))), H * (0.85 + 0.15 * t),
-              angle=8 * np.sin(2 * np.pi * t), gain=1.0 + 0.15 * np.sin(2 * np.pi * t))
+        place(
+            canvas,
+            img,
+            (W * (0.45 + 0.1 * t), H * (0.5 + 0.05 * np.sin(3 * t))),
+            H * (0.85 + 0.15 * t),
+            angle=8 * np.sin(2 * np.pi * t),
+            gain=1.0 + 0.15 * np.sin(2 * np.pi * t),
+        )
         if noise:
             canvas = np.clip(canvas + rng.normal(0, noise, canvas.shape), 0, 255).astype(np.uint8)
         frames.append(canvas)
@@ -86,8 +92,14 @@ def crossing_faces(n: int, size=(480, 240)) -> tuple[list[np.ndarray], list[tupl
     return frames, centres
 
 
-def write_clip(path, frames: list[np.ndarray], fps: int = 10, audio_hz: float | None = None,
-               rotation: int = 0, lossless: bool = False) -> Path:
+def write_clip(
+    path,
+    frames: list[np.ndarray],
+    fps: int = 10,
+    audio_hz: float | None = None,
+    rotation: int = 0,
+    lossless: bool = False,
+) -> Path:
     """Write ``frames`` as an MP4 at ``fps`` (yuv420p H.264), with a sine of ``audio_hz`` Hz as AAC (48 kHz
     mono, the clip's duration) when given, and a display rotation tag when ``rotation``. ``lossless``: keep the
     frames' noise exactly (x264 at qp 0), as a camera's noise survives its own encoder; by default x264's
@@ -113,7 +125,7 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 10, audio_hz: float | 
         if a is not None:
             samples = sine(audio_hz, len(frames) / fps)
             for i in range(0, len(samples), 1024):
-                chunk = samples[None, i:i + 1024]
+                chunk = samples[None, i : i + 1024]
                 fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
                 fr.sample_rate, fr.pts, fr.time_base = 48000, i, Fraction(1, 48000)
                 box.mux(a.encode(fr))

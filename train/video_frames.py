@@ -36,8 +36,14 @@ def main() -> None:
         after = [f for f, _ in read_frames(result.path)]
     pick = [0, 10, 20, 29]
     sheet = np.vstack([np.hstack([before[i] for i in pick]), np.hstack([after[i] for i in pick])])
-    save_png(sheet, a.output, {"about": f"faceage video: frames {pick} of a clip (top) and aged to {a.age:g} (bottom)",
-                               "summary": result.summary()})
+    save_png(
+        sheet,
+        a.output,
+        {
+            "about": f"faceage video: frames {pick} of a clip (top) and aged to {a.age:g} (bottom)",
+            "summary": result.summary(),
+        },
+    )
     print(f"{a.output}: {result.summary()}")
 
 

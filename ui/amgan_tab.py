@@ -93,10 +93,12 @@ class AMGANPanel(EditorSessions):
         face = session.faces[0]
         painted = paint_map(session.aging_map(age, signs), layers, face.landmarks)
         source_age = parse_ages(source_age)
-        out, attention = session.edit_with_attention(age, signs, [painted] + [None] * (len(session.faces) - 1),
-                                                     mode=mode, source_age=source_age)
-        meta = amgan_metadata(self.editor, age, signs, face_index, painted_strokes=painted is not None,
-                              **session.how(mode, source_age))
+        out, attention = session.edit_with_attention(
+            age, signs, [painted] + [None] * (len(session.faces) - 1), mode=mode, source_age=source_age
+        )
+        meta = amgan_metadata(
+            self.editor, age, signs, face_index, painted_strokes=painted is not None, **session.how(mode, source_age)
+        )
         download = self.outputs(out, meta, name=f"faceage_amgan_age{float(age):g}.png")
         preview = self.outputs(for_display(heat_overlay(face.crop, 1 - attention[0])))
         return (self.outputs(session.photo), self.outputs(out)), download, preview
@@ -131,7 +133,7 @@ class AMGANPanel(EditorSessions):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self._run(photo, face_index, age, follow_age, scores, t, refresh=True)
 
-    def _run(self, photo, face_index, age, follow_age, scores, t: "Inputs", refresh: bool):
+    def _run(self, photo, face_index, age, follow_age, scores, t: Inputs, refresh: bool):
         try:
             signs = self.signs(follow_age, scores)
             face = face_choice(face_index)
@@ -156,7 +158,7 @@ class AMGANPanel(EditorSessions):
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
 
-    def _render(self, session, age, signs, t: "Inputs", face_index):
+    def _render(self, session, age, signs, t: Inputs, face_index):
         """The CUSP renderer's ((before, after), download, preview: where the map departs from the age), with
         the CUSP tab's sigmas."""
 
@@ -167,13 +169,22 @@ class AMGANPanel(EditorSessions):
             maps = session.map_renderer = MapRenderer(session)  # its ladders live as long as the session
         face = session.faces[0]
         layers = (canvas or {}).get("layers") or []
-        painted = paint_map(build_aging_map(face.aligned.landmarks, face.x.shape[-1], signs, age), layers,
-                            face.aligned.landmarks)
+        painted = paint_map(
+            build_aging_map(face.aligned.landmarks, face.x.shape[-1], signs, age), layers, face.aligned.landmarks
+        )
         source_age = parse_ages(source_age)
         out = maps.render(age, signs, sigma_m, sigma_g, painted, mode, source_age)
-        meta = model_metadata(session.editor, face_index, model="cusp_map", age=float(age), signs=dict(signs),
-                              painted_map=painted is not None, sigma_m=sigma_m, sigma_g=sigma_g,
-                              **session.how(mode, source_age))
+        meta = model_metadata(
+            session.editor,
+            face_index,
+            model="cusp_map",
+            age=float(age),
+            signs=dict(signs),
+            painted_map=painted is not None,
+            sigma_m=sigma_m,
+            sigma_g=sigma_g,
+            **session.how(mode, source_age),
+        )
         download = self.outputs(out, meta, name=f"faceage_map_age{float(age):g}.png")
         departure = np.abs(maps.age_map(0, age, signs, painted) - float(age)) / 100.0
         preview = self.outputs(for_display(heat_overlay(face.aligned.crop, np.clip(departure * 2, 0, 1))))
@@ -185,17 +196,22 @@ def named(fn, canvas: bool = True):
     program sees (``gradio_client``'s ``view_api()``) has the sign names as parameters, the painted map
     optional and every control's default: Gradio reads parameter names and defaults from the signature."""
     P = inspect.Parameter
-    params = [P("photo", P.POSITIONAL_OR_KEYWORD), P("face_index", P.POSITIONAL_OR_KEYWORD, default=-1),
-              P("age", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_AGE),
-              P("follow_age", P.POSITIONAL_OR_KEYWORD, default=True)]
+    params = [
+        P("photo", P.POSITIONAL_OR_KEYWORD),
+        P("face_index", P.POSITIONAL_OR_KEYWORD, default=-1),
+        P("age", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_AGE),
+        P("follow_age", P.POSITIONAL_OR_KEYWORD, default=True),
+    ]
     params += [P(sign, P.POSITIONAL_OR_KEYWORD, default=DEFAULT_SCORE) for sign in SIGNS]
     if canvas:
         params.append(P("aging_map", P.POSITIONAL_OR_KEYWORD, default=None))
-    params += [P("mode", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_MODE),
-               P("source_age", P.POSITIONAL_OR_KEYWORD, default=""),
-               P("renderer", P.POSITIONAL_OR_KEYWORD, default="cusp"),
-               P("sigma_m", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_m),
-               P("sigma_g", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_g)]
+    params += [
+        P("mode", P.POSITIONAL_OR_KEYWORD, default=DEFAULT_MODE),
+        P("source_age", P.POSITIONAL_OR_KEYWORD, default=""),
+        P("renderer", P.POSITIONAL_OR_KEYWORD, default="cusp"),
+        P("sigma_m", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_m),
+        P("sigma_g", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_g),
+    ]
 
     @functools.wraps(fn)
     def handler(*args):
@@ -219,7 +235,7 @@ class Inputs(NamedTuple):
 def _inputs(rest, canvas: bool = True) -> tuple[list, Inputs]:
     """(the sign scores, the rest as :class:`Inputs`) of a handler's trailing inputs; missing ones default."""
     rest = list(rest)
-    scores, tail = rest[:len(SIGNS)], rest[len(SIGNS):]
+    scores, tail = rest[: len(SIGNS)], rest[len(SIGNS) :]
     return scores, Inputs(*tail) if canvas else Inputs(None, *tail)
 
 
@@ -234,8 +250,9 @@ def _follow(age, follow, *scores):
     return [age / 100 if follow else x for x in scores]
 
 
-def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider, canvas=gr.ImageEditor,
-                    loaded=None, tab=None, sigmas=()) -> None:
+def build_amgan_tab(
+    panel: AMGANPanel, photo, face_index, how, slider=gr.Slider, canvas=gr.ImageEditor, loaded=None, tab=None, sigmas=()
+) -> None:
     """The AMGAN controls, inside the current Blocks context.
 
     ``photo`` and ``face_index`` are the page's shared inputs, ``how`` its edit mode radio and face's own age
@@ -245,45 +262,59 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
     photo in ``photo`` (the example gallery); ``tab``: the gr.Tab holding these controls: AMGAN runs on a
     new photo only once it has been opened.
     """
-    gr.Markdown("The map (sliders, or paint on it) says how old each part of the face should look. By default "
-                "CUSP's own decodes render it (a ladder of ages per face, blended pixel by pixel); the AgingMapGAN "
-                "network can render it instead.", elem_id="amgan_about")
+    gr.Markdown(
+        "The map (sliders, or paint on it) says how old each part of the face should look. By default "
+        "CUSP's own decodes render it (a ladder of ages per face, blended pixel by pixel); the AgingMapGAN "
+        "network can render it instead.",
+        elem_id="amgan_about",
+    )
     if panel.missing:
         gr.Markdown(f"**AgingMapGAN weights not loaded:** {html.escape(panel.missing)}", elem_id="amgan_missing")
     else:
         gr.Markdown(weights_note(panel.editor.info), elem_id="amgan_weights")
     choices = panel.renderers
-    renderer = gr.Radio(choices, value=choices[0][1] if choices else None, label="Render the map with",
-                        elem_id="amgan_renderer")
+    renderer = gr.Radio(
+        choices, value=choices[0][1] if choices else None, label="Render the map with", elem_id="amgan_renderer"
+    )
     with gr.Row():
-        result = gr.ImageSlider(label="Before / after (per sign)", type="numpy", format="png",
-                                elem_id="amgan_result")
+        result = gr.ImageSlider(label="Before / after (per sign)", type="numpy", format="png", elem_id="amgan_result")
         canvas = canvas(
             label="Aging map: paint on it (white = most)",
-            type="numpy", image_mode="RGBA", format="png", transforms=(), elem_id="amgan_canvas",
+            type="numpy",
+            image_mode="RGBA",
+            format="png",
+            transforms=(),
+            elem_id="amgan_canvas",
             brush=gr.Brush(colors=GRAYS, default_color="#ffffff", color_mode="defaults", default_size=24),
-            eraser=gr.Eraser(default_size=24), sources=(),
-            layers=gr.LayerOptions(allow_additional_layers=False, layers=["paint"]))
+            eraser=gr.Eraser(default_size=24),
+            sources=(),
+            layers=gr.LayerOptions(allow_additional_layers=False, layers=["paint"]),
+        )
     with gr.Row():
         age = slider(0, 100, value=DEFAULT_AGE, step=1, label="Target age", elem_id="amgan_age")
-        follow = gr.Checkbox(True, label="Signs follow the target age (untick, or move a sign, to set each)",
-                             elem_id="amgan_follow")
+        follow = gr.Checkbox(
+            True, label="Signs follow the target age (untick, or move a sign, to set each)", elem_id="amgan_follow"
+        )
         reset = gr.Button("Reset map to sliders", elem_id="amgan_reset")
         apply = gr.Button("Apply", variant="primary", elem_id="amgan_apply")
     with gr.Row():
-        download = gr.File(label="Full-size PNG (settings inside)", interactive=False,
-                           elem_id="amgan_download")
-        attention = gr.Image(label="Where the edit acts (red)", type="numpy", interactive=False, height=280,
-                             elem_id="amgan_attention")
-    gr.Markdown("Red: where the map departs from the target age (CUSP renderer), or 1 - the attention mask A "
-                "(AgingMapGAN network: white in A keeps the input).", elem_id="amgan_attention_note")
+        download = gr.File(label="Full-size PNG (settings inside)", interactive=False, elem_id="amgan_download")
+        attention = gr.Image(
+            label="Where the edit acts (red)", type="numpy", interactive=False, height=280, elem_id="amgan_attention"
+        )
+    gr.Markdown(
+        "Red: where the map departs from the target age (CUSP renderer), or 1 - the attention mask A "
+        "(AgingMapGAN network: white in A keeps the input).",
+        elem_id="amgan_attention_note",
+    )
     sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
         for row in range(0, len(SIGNS), 4):
             with gr.Row():
-                for sign in SIGNS[row:row + 4]:
-                    sliders.append(slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign],
-                                          elem_id=f"amgan_{sign}"))
+                for sign in SIGNS[row : row + 4]:
+                    sliders.append(
+                        slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign], elem_id=f"amgan_{sign}")
+                    )
     controls = [photo, face_index, age, follow, *sliders]
     mode_and_age, how = how, [*how, renderer, *sigmas]
     model = dict(concurrency_id="model")
@@ -296,8 +327,14 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
     private = dict(api_visibility="private")
     canvas.input(panel.paint, [*controls, canvas, *how], edited, api_name="amgan_paint", **private, **canvas_events)
     for s in (age, *sliders):
-        s.release(panel.edit_and_refresh, [*controls, canvas, *how], refreshed, api_name="amgan_slider", **private,
-                  **canvas_events)
+        s.release(
+            panel.edit_and_refresh,
+            [*controls, canvas, *how],
+            refreshed,
+            api_name="amgan_slider",
+            **private,
+            **canvas_events,
+        )
     # the sign sliders show the age while they follow it; moving one sets the signs individually
     for trigger in (age.change, follow.change):
         trigger(_follow, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
@@ -308,12 +345,24 @@ def build_amgan_tab(panel: AMGANPanel, photo, face_index, how, slider=gr.Slider,
     opened, no_strokes = gr.State(tab is None), gr.State(None)
     if tab is not None:  # opening the tab: the map of the photo already there (strokes kept)
         tab.select(lambda: True, None, opened, api_name="amgan_opened", queue=False, **private).then(
-            panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_show", **private,
-            **model)
+            panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_show", **private, **model
+        )
     for trigger in (*how_changed(*mode_and_age), renderer.change):  # the edit again, once the tab was opened
-        trigger(panel.when_opened, [opened, *controls, canvas, *how], refreshed, api_name="amgan_how", **private,
-                **canvas_events)
+        trigger(
+            panel.when_opened,
+            [opened, *controls, canvas, *how],
+            refreshed,
+            api_name="amgan_how",
+            **private,
+            **canvas_events,
+        )
     for new_photo in (photo.upload, loaded.then if loaded is not None else None):
         if new_photo is not None:  # a new photo: its map on the canvas (no strokes) and its edit
-            new_photo(panel.when_opened, [opened, *controls, no_strokes, *how], refreshed, api_name="amgan_photo",
-                      **private, **model)
+            new_photo(
+                panel.when_opened,
+                [opened, *controls, no_strokes, *how],
+                refreshed,
+                api_name="amgan_photo",
+                **private,
+                **model,
+            )

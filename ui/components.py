@@ -40,8 +40,10 @@ class PaintCanvas(gr.ImageEditor):
         try:
             return super().preprocess(payload)
         except (OSError, ValueError, Image.DecompressionBombError):
-            raise gr.Error("The painted aging map could not be read: its background and layers must be PNG "
-                           "images (API callers: send the canvas value the app returns).") from None
+            raise gr.Error(
+                "The painted aging map could not be read: its background and layers must be PNG "
+                "images (API callers: send the canvas value the app returns)."
+            ) from None
 
 
 class NumberSlider(gr.Slider):
@@ -66,11 +68,16 @@ class NumberBox(gr.Number):
 
 def checked_number(label: str, value, low: float, high: float) -> float:
     """``value`` if it is a finite number in ``low..high``, else a ``gr.Error`` naming the control."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         wanted = f"a number from {low:g} to {high:g}" if math.isfinite(high) else "a finite number"
-        raise gr.Error(error_html(f"{label} must be {wanted}, got {value!r}: "
-                                  "set the control again (API callers: send a number)."))
+        raise gr.Error(
+            error_html(f"{label} must be {wanted}, got {value!r}: set the control again (API callers: send a number).")
+        )
     return value
 
 

@@ -78,4 +78,3 @@ def _from_utkface(root: Path, dest: Path) -> list[tuple[str, str]]:
         path.write_bytes(data)
         out.append((str(path), f"age {m.record.age}"))
     return out[:MAX_EXAMPLES]
-

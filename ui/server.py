@@ -12,8 +12,8 @@ import tempfile
 import threading
 import urllib.parse
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 import numpy as np
@@ -78,7 +78,7 @@ class OutputFiles:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            for old in sorted(self.folder.iterdir(), key=lambda d: d.stat().st_mtime)[:-self.keep]:
+            for old in sorted(self.folder.iterdir(), key=lambda d: d.stat().st_mtime)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         return str(path)
 
@@ -191,8 +191,10 @@ class App(EditorSessions):
             s = self.session(photo, face_choice(face_index))
             ages = parse_ages(source_age)
             tiles = [prog.labelled(s.face_view(s.photo, 0, GRID_TILE, FACE_MARGIN), "input")]
-            tiles += [prog.labelled(s.edit_face(age, sm, sg, 0, mode, ages, GRID_TILE, FACE_MARGIN), name)
-                      for name, (sm, sg) in PRESETS.items()]
+            tiles += [
+                prog.labelled(s.edit_face(age, sm, sg, 0, mode, ages, GRID_TILE, FACE_MARGIN), name)
+                for name, (sm, sg) in PRESETS.items()
+            ]
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None
         side = min(t.shape[0] for t in tiles)
@@ -207,8 +209,10 @@ class App(EditorSessions):
             s = self.session(photo, None)
         except FaceAgeError:
             return None  # the edit that runs beside this says what is wrong
-        tiles = [prog.labelled(resize_square(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN), THUMBNAIL),
-                               f"{i}: {a:.0f}") for i, a in enumerate(s.read_ages)]
+        tiles = [
+            prog.labelled(resize_square(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN), THUMBNAIL), f"{i}: {a:.0f}")
+            for i, a in enumerate(s.read_ages)
+        ]
         return self.outputs(np.concatenate(tiles, axis=1))
 
     def face_ages(self, photo, face_index) -> str:
@@ -222,12 +226,17 @@ class App(EditorSessions):
             return ""  # the edit that runs beside this says what is wrong
         ages = session.read_ages
         read = ", ".join(f"about {a:.0f}" for a in ages)
-        return "\n\n".join([f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} "
-                              f"as **{read}**. The edit starts from that age: if it is wrong, type the face's own age.",
-                              *session.notes])
+        return "\n\n".join(
+            [
+                f"The age classifier reads {'this face' if len(ages) == 1 else 'these faces (largest first)'} "
+                f"as **{read}**. The edit starts from that age: if it is wrong, type the face's own age.",
+                *session.notes,
+            ]
+        )
 
-    def progression(self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="",
-                    progress=gr.Progress()):
+    def progression(
+        self, photo, face_index, sigma_m, sigma_g, mode=DEFAULT_MODE, source_age="", progress=gr.Progress()
+    ):
         """The chosen face (the largest when all) across ``prog.DEFAULT_AGES``: strip PNG, GIF, and the files."""
         if photo is None:
             raise gr.Error("Upload a photo with a face first.")
@@ -235,8 +244,15 @@ class App(EditorSessions):
         try:
             s = self.session(photo, face_choice(face_index))
             source_age = parse_ages(source_age)
-            frames = prog.progression(s, ages, sigma_m, sigma_g, mode=mode, source_age=source_age, on_frame=lambda i, a:
-                                      progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"))
+            frames = prog.progression(
+                s,
+                ages,
+                sigma_m,
+                sigma_g,
+                mode=mode,
+                source_age=source_age,
+                on_frame=lambda i, a: progress(i / len(ages), desc=f"age {a:g} ({i + 1}/{len(ages)})"),
+            )
             how = s.how(mode, source_age)
         except FaceAgeError as e:
             raise gr.Error(error_html(str(e))) from None

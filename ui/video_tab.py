@@ -52,16 +52,15 @@ class VideoPanel:
         if self.cusp is None:
             raise gr.Error(html.escape(self.missing or "the CUSP weights are not loaded"), title="Weights not loaded")
         if self._editor is None:
-
             self._editor = VideoEditor(self.cusp)
         return self._editor
 
-    def preview(self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request,
-                progress=gr.Progress()):
+    def preview(
+        self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request, progress=gr.Progress()
+    ):
         return self._run(video, age, sigma_m, sigma_g, mode, source_age, face, PREVIEW_SECONDS, request, progress)
 
-    def edit(self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request,
-             progress=gr.Progress()):
+    def edit(self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request, progress=gr.Progress()):
         return self._run(video, age, sigma_m, sigma_g, mode, source_age, face, None, request, progress)
 
     def cancel(self, request: gr.Request) -> str:
@@ -86,17 +85,31 @@ class VideoPanel:
 
         try:
             face = None if face is None or int(face) < 0 else int(face)
-            result = ved.edit(video, out, age, sigma_m, sigma_g, mode or DEFAULT_MODE, parse_ages(source_age),
-                              face, seconds, progress=step, cancel=flag.is_set, max_seconds=MAX_SECONDS,
-                              max_pixels=MAX_PIXELS)
+            result = ved.edit(
+                video,
+                out,
+                age,
+                sigma_m,
+                sigma_g,
+                mode or DEFAULT_MODE,
+                parse_ages(source_age),
+                face,
+                seconds,
+                progress=step,
+                cancel=flag.is_set,
+                max_seconds=MAX_SECONDS,
+                max_pixels=MAX_PIXELS,
+            )
         except CancelledError:
             raise gr.Error("Cancelled: nothing was kept.", title="Cancelled") from None
         except FaceAgeError as e:
             raise gr.Error(html.escape(str(e)), title="Cannot edit this video") from None
         ages = ", ".join(f"{a:g}" for a in result.source_ages.values())
         what = "Preview (first second)" if seconds else "Whole clip"
-        return str(out), (f"{what}: {result.frames} frames, {result.fps:.1f} frames/s; {len(result.source_ages)} "
-                          f"face(s) edited, own age(s) {ages} (set them above if wrong).")
+        return str(out), (
+            f"{what}: {result.frames} frames, {result.fps:.1f} frames/s; {len(result.source_ages)} "
+            f"face(s) edited, own age(s) {ages} (set them above if wrong)."
+        )
 
     def _new_output(self) -> Path:
         folder = Path(tempfile.mkdtemp(dir=self._dir))
@@ -109,25 +122,50 @@ class VideoPanel:
 def build_video_tab(app) -> VideoPanel:
     """The Video tab's controls and events, inside the current ``gr.Tab`` (``app``: the app's ``App``)."""
     panel = VideoPanel(app.editor, app.missing)
-    gr.Markdown(f"Age the faces of a clip. **Limits here (a CPU Space): up to {MAX_SECONDS:g} s, up to 720p "
-                f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 20-30 frames/s at 720p on 2 cores, so "
-                "try the one-second preview first. Faces are tracked through the clip; each face's edit is made "
-                "once, where it first appears. The audio, frame rate and rotation are kept.", elem_id="video_about")
+    gr.Markdown(
+        f"Age the faces of a clip. **Limits here (a CPU Space): up to {MAX_SECONDS:g} s, up to 720p "
+        f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 20-30 frames/s at 720p on 2 cores, so "
+        "try the one-second preview first. Faces are tracked through the clip; each face's edit is made "
+        "once, where it first appears. The audio, frame rate and rotation are kept.",
+        elem_id="video_about",
+    )
     with gr.Row():
         video = gr.Video(label="Video", sources=["upload"], format=None, elem_id="video_in")
         result = gr.Video(label="Aged", interactive=False, format=None, elem_id="video_out")
     with gr.Row():
         age = gr.Slider(0, 100, value=70, step=1, label="Target age", elem_id="video_age")
-        sigma_m = gr.Slider(0, SIGMA_MAX, value=PRESETS["custom preservation"][0], step=0.1,
-                            label="sigma_m (local blur, in the mask)", elem_id="video_sigma_m")
-        sigma_g = gr.Slider(0, SIGMA_MAX, value=PRESETS["custom preservation"][1], step=0.1,
-                            label="sigma_g (global blur)", elem_id="video_sigma_g")
+        sigma_m = gr.Slider(
+            0,
+            SIGMA_MAX,
+            value=PRESETS["custom preservation"][0],
+            step=0.1,
+            label="sigma_m (local blur, in the mask)",
+            elem_id="video_sigma_m",
+        )
+        sigma_g = gr.Slider(
+            0,
+            SIGMA_MAX,
+            value=PRESETS["custom preservation"][1],
+            step=0.1,
+            label="sigma_g (global blur)",
+            elem_id="video_sigma_g",
+        )
     with gr.Row():
-        mode = gr.Radio([("Keep the video: apply the model's change to its own pixels", "detail"),
-                         ("Replace the face with the model's output", "replace")], value=DEFAULT_MODE,
-                        label="Edit", elem_id="video_mode")
-        source_age = gr.Textbox("", label="The faces' own age", info="Empty: as the classifier reads each face. "
-                                "Several faces: one per face, in order of appearance", elem_id="video_source_age")
+        mode = gr.Radio(
+            [
+                ("Keep the video: apply the model's change to its own pixels", "detail"),
+                ("Replace the face with the model's output", "replace"),
+            ],
+            value=DEFAULT_MODE,
+            label="Edit",
+            elem_id="video_mode",
+        )
+        source_age = gr.Textbox(
+            "",
+            label="The faces' own age",
+            info="Empty: as the classifier reads each face. Several faces: one per face, in order of appearance",
+            elem_id="video_source_age",
+        )
         face = gr.Number(-1, precision=0, label="Face (-1 = all, 0 = the first to appear)", elem_id="video_face")
     with gr.Row():
         preview = gr.Button("Preview the first second", elem_id="video_preview")
@@ -136,8 +174,11 @@ def build_video_tab(app) -> VideoPanel:
     status = gr.Markdown("", label="status", elem_id="video_status")
     inputs = [video, age, sigma_m, sigma_g, mode, source_age, face]
     model = dict(concurrency_id="model")
-    runs = [preview.click(panel.preview, inputs, [result, status], api_name="video_preview", **model),
-            run.click(panel.edit, inputs, [result, status], api_name="video_edit", **model)]
-    cancel.click(panel.cancel, None, status, cancels=runs, queue=False, api_name="video_cancel",
-                 api_visibility="private")
+    runs = [
+        preview.click(panel.preview, inputs, [result, status], api_name="video_preview", **model),
+        run.click(panel.edit, inputs, [result, status], api_name="video_edit", **model),
+    ]
+    cancel.click(
+        panel.cancel, None, status, cancels=runs, queue=False, api_name="video_cancel", api_visibility="private"
+    )
     return panel

@@ -366,8 +366,12 @@ class GenderClassifier(_ChipClassifier):
     def __init__(self) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            [ConvAffine(3, 32, 3, padding=1), ConvAffine(32, 32, 3, padding=1),
-             ConvAffine(32, 64, 3, padding=1), ConvAffine(64, 64, 3, padding=1)]
+            [
+                ConvAffine(3, 32, 3, padding=1),
+                ConvAffine(32, 32, 3, padding=1),
+                ConvAffine(32, 64, 3, padding=1),
+                ConvAffine(64, 64, 3, padding=1),
+            ]
         )
         self.fc = nn.Linear(64 * 8 * 8, 16)
         self.head = nn.Linear(16, len(GENDER_LABELS))
@@ -513,4 +517,3 @@ def onnx_probabilities(chips: np.ndarray, task: str = "age") -> np.ndarray:
     inputs = normalize_chips(chips).numpy()
     session = onnx_session(task)
     return session.run(None, {session.get_inputs()[0].name: inputs})[0]
-

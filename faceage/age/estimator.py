@@ -73,7 +73,10 @@ class AgeEstimator(nn.Module):
     def age(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """Predicted age in years of canonical-frame faces ``x`` ``[N,3,S,S]`` in ``[-1,1]``."""
         device = next(self.parameters()).device
-        return torch.cat([torch.zeros(0)] + [self.expected_age(self(x[i : i + batch].to(device))).cpu() for i in range(0, len(x), batch)])
+        return torch.cat(
+            [torch.zeros(0)]
+            + [self.expected_age(self(x[i : i + batch].to(device))).cpu() for i in range(0, len(x), batch)]
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, device: torch.device | str = "cpu") -> Self:

@@ -28,9 +28,9 @@ or ``G.`` prefix is removed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -81,8 +81,9 @@ MAX_RESOLUTION = 2048
 def net_config(d: dict) -> AMGANConfig:
     """The network config of a manifest's ``config`` or a run's ``net`` table (its ``resolution``, the crop
     side, is not a network field); unknown keys are refused, removed options read only at their old default."""
-    return from_dict(AMGANConfig, {k: v for k, v in d.items() if k != "resolution"},
-                     retired=RETIRED_NET_OPTIONS, where="[net]")
+    return from_dict(
+        AMGANConfig, {k: v for k, v in d.items() if k != "resolution"}, retired=RETIRED_NET_OPTIONS, where="[net]"
+    )
 
 
 def check_signs(signs: Mapping[str, float] | None) -> dict[str, float]:
@@ -92,10 +93,16 @@ def check_signs(signs: Mapping[str, float] | None) -> dict[str, float]:
 
 def check_resolution(resolution, multiple: int) -> int:
     """A crop side: an int in ``multiple``..MAX_RESOLUTION divisible by ``multiple`` (G's stride)."""
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
-            or not multiple <= resolution <= MAX_RESOLUTION or resolution % multiple:
-        raise BadParameterError(f"resolution must be a multiple of {multiple} from {multiple} to "
-                                f"{MAX_RESOLUTION} pixels, got {resolution!r}")
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or not multiple <= resolution <= MAX_RESOLUTION
+        or resolution % multiple
+    ):
+        raise BadParameterError(
+            f"resolution must be a multiple of {multiple} from {multiple} to "
+            f"{MAX_RESOLUTION} pixels, got {resolution!r}"
+        )
     return int(resolution)
 
 
@@ -109,7 +116,6 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
     frame at any resolution. A map that is not square is refused.
     """
     if isinstance(painted, (str, bytes, Path)) or hasattr(painted, "getpixel"):  # a file or a PIL image
-
         painted = load_image(painted)
     if isinstance(painted, np.ndarray) and painted.dtype == np.uint8:
         if painted.ndim == 2 or (painted.ndim == 3 and painted.shape[2] == 1):  # gray: every channel
@@ -119,19 +125,23 @@ def as_map(painted, size: int, channels: int = MAP_CHANNELS) -> torch.Tensor:
         try:
             m = torch.as_tensor(np.asarray(painted) if not torch.is_tensor(painted) else painted).float()
         except (TypeError, ValueError):
-            raise BadParameterError(f"a painted map must be a picture or a [C, H, W] array, "
-                                    f"got {type(painted).__name__}") from None
+            raise BadParameterError(
+                f"a painted map must be a picture or a [C, H, W] array, got {type(painted).__name__}"
+            ) from None
         if m.dim() != 3 or m.shape[0] not in (1, channels):
-            raise BadParameterError(f"a painted map array must be [C, H, W] with C = 1 or {channels}, "
-                                    f"got shape {tuple(m.shape)}")
+            raise BadParameterError(
+                f"a painted map array must be [C, H, W] with C = 1 or {channels}, got shape {tuple(m.shape)}"
+            )
         if m.numel() == 0:
             raise BadParameterError(f"a painted map must not be empty, got shape {tuple(m.shape)}")
         if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
             raise BadParameterError("a painted map must hold finite scores in [0, 1]")
         m = m.expand(channels, *m.shape[1:])
     if m.shape[1] != m.shape[2] or m.shape[1] == 0:
-        raise BadParameterError(f"a painted map must be square like the aligned face crop, got "
-                                f"{m.shape[2]}x{m.shape[1]} pixels: paint on the map `faceage amgan-map` exports")
+        raise BadParameterError(
+            f"a painted map must be square like the aligned face crop, got "
+            f"{m.shape[2]}x{m.shape[1]} pixels: paint on the map `faceage amgan-map` exports"
+        )
     if m.shape[1] != size:
         m = F.interpolate(m[None], size=(size, size), mode="bilinear", align_corners=False)[0].clamp(0, 1)
     return m.contiguous()
@@ -170,8 +180,9 @@ class AMGANSession(PhotoSession):
         """
         return [to_uint8(y[0]) for y, _ in self._generate(age, signs, painted_map)]
 
-    def edit_with_attention(self, age, signs: Mapping[str, float] | None = None, painted_map=None,
-                            mode: str = DEFAULT_MODE, source_age=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def edit_with_attention(
+        self, age, signs: Mapping[str, float] | None = None, painted_map=None, mode: str = DEFAULT_MODE, source_age=None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The edited photo (as :meth:`edit`) and, per face, G's attention mask A (float [S, S] in [0, 1]:
         1 where the output keeps the input pixel, 0 where it is G's generated colour)."""
         mode = check_mode(mode)
@@ -199,8 +210,9 @@ class AMGANSession(PhotoSession):
         maps = [m if p is None else as_map(p, size, m.shape[0]) for m, p in zip(maps, painted)]
         return self.editor.generate([f.x for f in self.faces], maps, with_attention=True)
 
-    def edit(self, age, signs: Mapping[str, float] | None = None, painted_map=None,
-             mode: str = DEFAULT_MODE, source_age=None) -> np.ndarray:
+    def edit(
+        self, age, signs: Mapping[str, float] | None = None, painted_map=None, mode: str = DEFAULT_MODE, source_age=None
+    ) -> np.ndarray:
         """The full-resolution photo with every opened face edited: ``mode`` "detail" (default) applies G's
         change to the photo's own pixels, "replace" pastes G's output; ``source_age`` as in CUSP's ``edit``."""
         return self.edit_with_attention(age, signs, painted_map, mode, source_age)[0]
@@ -217,16 +229,22 @@ class AMGANEditor(PhotoEditor):
         self.tile_above = TILE_ABOVE
 
     @classmethod
-    def load(cls, weights=None, device: str | None = None, resolution: int | None = None) -> "AMGANEditor":
+    def load(cls, weights=None, device: str | None = None, resolution: int | None = None) -> AMGANEditor:
         """Load G from ``weights`` (default: the shipped assets/ file).
 
         ``resolution``: side of the aligned crops G runs on (default: the training resolution
         stored with the weights). G is fully convolutional, so any multiple of its stride works.
         """
-        path = weights_path(weights, DEFAULT_WEIGHTS, "AMGAN", (
-            "They are trained by train/amgan/trainer.py (python -m train.train --config "
-            "train/configs/amgan_utkface128.toml) and exported by python -m train.export; or pass your own "
-            "(CLI: --weights)."))
+        path = weights_path(
+            weights,
+            DEFAULT_WEIGHTS,
+            "AMGAN",
+            (
+                "They are trained by train/amgan/trainer.py (python -m train.train --config "
+                "train/configs/amgan_utkface128.toml) and exported by python -m train.export; or pass your own "
+                "(CLI: --weights)."
+            ),
+        )
         tensors, manifest = load_checkpoint(path)
         config = manifest.get("config")
         if not isinstance(config, dict):

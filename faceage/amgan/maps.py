@@ -71,7 +71,8 @@ that is not square.
 from __future__ import annotations
 
 import math
-from typing import Final, Mapping
+from collections.abc import Mapping
+from typing import Final
 
 import cv2
 import numpy as np
@@ -178,8 +179,14 @@ def _polygons(pts: np.ndarray) -> dict[str, list[np.ndarray]]:
     for name, out, lid, wing, corner, jaw in sides:
         zones[f"under_eye_{name}"] = [np.concatenate([lid + 0.05 * s * down, (lid + 0.35 * s * down)[::-1]])]
         zones[f"nasolabial_{name}"] = [
-            np.stack([wing + 0.05 * s * out, wing + 0.30 * s * out,
-                      corner + 0.20 * s * out + 0.10 * s * down, corner + 0.05 * s * down])
+            np.stack(
+                [
+                    wing + 0.05 * s * out,
+                    wing + 0.30 * s * out,
+                    corner + 0.20 * s * out + 0.10 * s * down,
+                    corner + 0.05 * s * down,
+                ]
+            )
         ]
         zones[f"ptosis_{name}"] = [np.concatenate([jaw, (corner + 0.45 * s * down)[None]])]
         c = corner + 0.15 * s * out + 0.10 * s * down
@@ -302,13 +309,15 @@ def crop_patch(tensor, top: int, left: int, size: int):
     h, w = tensor.shape[-2:]
     if not (0 <= top and 0 <= left and size >= 1 and top + size <= h and left + size <= w):
         raise BadParameterError(f"patch top={top} left={left} size={size} does not fit in a {h}x{w} image")
-    return tensor[..., top:top + size, left:left + size]
+    return tensor[..., top : top + size, left : left + size]
 
 
 def patch_location(top: int, left: int, size: int, height: int, width: int) -> tuple[float, float]:
     """(x, y) of the patch centre in :func:`location_maps` coordinates: D_Loc's target (Eq. 3)."""
+
     def coord(start, n):
         return 0.0 if n == 1 else -1.0 + 2.0 * (start + (size - 1) / 2.0) / (n - 1)
+
     crop_patch(torch.empty(0, height, width), top, left, size)  # bounds check
     return coord(left, width), coord(top, height)
 

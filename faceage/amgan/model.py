@@ -99,6 +99,7 @@ def location_maps(height: int, width: int) -> torch.Tensor:
 
     def ramp(n):
         return torch.zeros(1) if n == 1 else torch.linspace(-1.0, 1.0, n)
+
     ys, xs = ramp(height), ramp(width)
     return torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)]).contiguous()
 
@@ -132,7 +133,6 @@ class TiedMapConv(nn.Conv2d):
     computes what it did; inside a zone, each channel's value counts through the shared kernel.
     """
 
-
     def __init__(self, in_channels: int, out_channels: int, maps: int):
         super().__init__(in_channels, out_channels, 3, padding=1)
         self.maps = maps
@@ -143,14 +143,13 @@ class TiedMapConv(nn.Conv2d):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         w = state_dict.get(prefix + "weight")
         if prefix + "tied" not in state_dict and w is not None and w.shape == self.weight.shape:
-            state_dict[prefix + "tied"] = w[:, :self.maps].mean(1, keepdim=True)
-            state_dict[prefix + "weight"] = torch.cat([torch.zeros_like(w[:, :self.maps]), w[:, self.maps:]], 1)
+            state_dict[prefix + "tied"] = w[:, : self.maps].mean(1, keepdim=True)
+            state_dict[prefix + "weight"] = torch.cat([torch.zeros_like(w[:, : self.maps]), w[:, self.maps :]], 1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared = F.pad(self.tied.expand(-1, self.maps, -1, -1), (0, 0, 0, 0, 0, self.in_channels - self.maps))
         return self._conv_forward(x, self.weight + shared, self.bias)
-
 
 
 class SPADE(nn.Module):
@@ -162,8 +161,11 @@ class SPADE(nn.Module):
 
     def __init__(self, channels: int, cond_channels: int, hidden: int, tied_maps: int = 0):
         super().__init__()
-        first = (TiedMapConv(cond_channels, hidden, tied_maps) if tied_maps
-                 else nn.Conv2d(cond_channels, hidden, 3, padding=1))
+        first = (
+            TiedMapConv(cond_channels, hidden, tied_maps)
+            if tied_maps
+            else nn.Conv2d(cond_channels, hidden, 3, padding=1)
+        )
         self.shared = nn.Sequential(first, nn.ReLU())
         self.gamma = nn.Conv2d(hidden, channels, 3, padding=1)
         self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
@@ -309,13 +311,13 @@ def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tenso
     if overlap > 0:
         q = overlap // 4
         t = (torch.arange(overlap, dtype=torch.float32) - q + 0.5) / max(overlap - 2 * q, 1)
-        rise = (0.5 - 0.5 * torch.cos(math.pi * t.clamp(0.0, 1.0)))
+        rise = 0.5 - 0.5 * torch.cos(math.pi * t.clamp(0.0, 1.0))
         rise[:q] = 0.0
-        rise[overlap - q:] = 1.0
+        rise[overlap - q :] = 1.0
         if ramp_start:
             w[:overlap] = rise
         if ramp_end:
-            w[n - overlap:] = rise.flip(0)
+            w[n - overlap :] = rise.flip(0)
     return w
 
 
@@ -326,10 +328,15 @@ def _starts(total: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
-
 @torch.no_grad()
-def generate_tiled(G: AMGANGenerator, image: torch.Tensor, aging_map: torch.Tensor,
-                   tile: int = 256, overlap: int = 64, with_attention: bool = False):
+def generate_tiled(
+    G: AMGANGenerator,
+    image: torch.Tensor,
+    aging_map: torch.Tensor,
+    tile: int = 256,
+    overlap: int = 64,
+    with_attention: bool = False,
+):
     """G's output on a full image computed tile by tile, for images too large for memory.
 
     Returns the output [N, 3, H, W], or (output, attention mask A [N, 1, H, W]) with ``with_attention``

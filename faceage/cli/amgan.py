@@ -48,7 +48,8 @@ def parse_sign(text: str) -> tuple[str, float]:
         return name.strip(), float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--sign wants NAME=SCORE with SCORE in [0, 1] (e.g. forehead=0.8), got {text!r}") from None
+            f"--sign wants NAME=SCORE with SCORE in [0, 1] (e.g. forehead=0.8), got {text!r}"
+        ) from None
 
 
 def add_commands(sub, common, how) -> None:
@@ -57,8 +58,14 @@ def add_commands(sub, common, how) -> None:
 
     def controls(p):
         p.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
-        p.add_argument("--sign", type=parse_sign, action="append", default=[], metavar="NAME=SCORE",
-                       help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}")
+        p.add_argument(
+            "--sign",
+            type=parse_sign,
+            action="append",
+            default=[],
+            metavar="NAME=SCORE",
+            help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}",
+        )
         p.add_argument("--resolution", type=int, help="side of the aligned crop (default: the trained one)")
 
     a = sub.add_parser("amgan", help="age the faces with AgingMapGAN, per clinical sign or from a painted map")
@@ -67,17 +74,26 @@ def add_commands(sub, common, how) -> None:
     how(a)
     a.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) used instead of --age/--sign")
     a.add_argument("--save-map", type=Path, help="also write the map of the first face (a folder for a folder)")
-    a.add_argument("--save-attention", type=Path,
-                   help="also write G's attention mask A of the first face as a gray PNG (white: input kept; "
-                        "a folder for a folder)")
+    a.add_argument(
+        "--save-attention",
+        type=Path,
+        help="also write G's attention mask A of the first face as a gray PNG (white: input kept; "
+        "a folder for a folder)",
+    )
     m = sub.add_parser("amgan-map", help="save the aging map of the first chosen face, to paint on")
     common(m)
     controls(m)
     r = sub.add_parser("map", help="age the faces per clinical sign (or from a painted map), rendered by CUSP")
     common(r)
     r.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
-    r.add_argument("--sign", type=parse_sign, action="append", default=[], metavar="NAME=SCORE",
-                   help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}")
+    r.add_argument(
+        "--sign",
+        type=parse_sign,
+        action="append",
+        default=[],
+        metavar="NAME=SCORE",
+        help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}",
+    )
     r.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) for the first face")
     r.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
     r.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
@@ -97,18 +113,17 @@ def check_args(args) -> None:
             raise FaceAgeError("map needs --age with --map: the age of the face outside the painted zones")
         args.age = 0.0 if args.age is None else args.age  # unused by amgan: the map holds the age
     if args.age is None:
-        raise FaceAgeError(f"{args.cmd} needs --age (the target age, 0..100)" +
-                           (" or --map" if args.cmd == "amgan" else ""))
+        raise FaceAgeError(
+            f"{args.cmd} needs --age (the target age, 0..100)" + (" or --map" if args.cmd == "amgan" else "")
+        )
     check_age(args.age)
     args.signs = check_signs(dict(args.sign))
     if args.cmd == "map":
-
         check_controls(args.age, args.sigma_m, args.sigma_g)
 
 
 def load_editor(args):
     if args.cmd == "map":
-
         return CUSPEditor.load(args.weights, device=args.device)
 
     return AMGANEditor.load(args.weights, device=args.device, resolution=args.resolution)
@@ -121,16 +136,26 @@ def run_one(editor, args, src: Path, dst: Path) -> None:
     how = edit_how(session, args, src)
     if args.cmd == "map":
         return _render_map(editor, session, args, src, dst, how)
-    meta = amgan_metadata(editor, args.age, args.signs, args.face, painted=args.painted is not None,
-                          source=src.name, **(session.how(**how) if how else {}))
+    meta = amgan_metadata(
+        editor,
+        args.age,
+        args.signs,
+        args.face,
+        painted=args.painted is not None,
+        source=src.name,
+        **(session.how(**how) if how else {}),
+    )
     if args.cmd == "amgan-map":
         save_png(map_to_image(session.aging_map(args.age, args.signs)), dst, meta)
         return
     photo, attention = session.edit_with_attention(args.age, args.signs, painted_map=args.painted, **how)
     save_png(photo, dst, meta)
     if args.save_map:
-        used = as_map(args.painted, editor.resolution) if args.painted is not None \
+        used = (
+            as_map(args.painted, editor.resolution)
+            if args.painted is not None
             else session.aging_map(args.age, args.signs)
+        )
         save_png(map_to_image(used), side_output(args, "save_map", dst), meta)
     if args.save_attention:
         gray = np.round(np.clip(attention[0], 0, 1) * 255).astype(np.uint8)
@@ -142,6 +167,19 @@ def _render_map(editor, session, args, src: Path, dst: Path, how: dict) -> None:
 
     painted = None if args.painted is None else as_map(args.painted, editor.resolution)
     out = MapRenderer(session).render(args.age, args.signs, args.sigma_m, args.sigma_g, painted, **how)
-    save_png(out, dst, model_metadata(editor, args.face, model="cusp_map", age=float(args.age),
-                                      signs=dict(args.signs), painted_map=painted is not None, sigma_m=args.sigma_m,
-                                      sigma_g=args.sigma_g, source=src.name, **session.how(**how)))
+    save_png(
+        out,
+        dst,
+        model_metadata(
+            editor,
+            args.face,
+            model="cusp_map",
+            age=float(args.age),
+            signs=dict(args.signs),
+            painted_map=painted is not None,
+            sigma_m=args.sigma_m,
+            sigma_g=args.sigma_g,
+            source=src.name,
+            **session.how(**how),
+        ),
+    )

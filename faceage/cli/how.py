@@ -11,12 +11,22 @@ from faceage.edit.photo_editor import DEFAULT_MODE, MODES
 
 def add_how(sp) -> None:
     """The ``--mode`` and ``--source-age`` options of a command that edits."""
-    sp.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                    help="detail (default): apply the model's change to the photo's own pixels, keeping its "
-                         "detail, expression and colour; replace: paste the generated face")
-    sp.add_argument("--source-age", type=float, nargs="+", default=None, metavar="AGE",
-                    help="the face's own age (detail mode), one for every face or one per face (largest "
-                         "first); default: as the age classifier reads it, printed with each photo")
+    sp.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help="detail (default): apply the model's change to the photo's own pixels, keeping its "
+        "detail, expression and colour; replace: paste the generated face",
+    )
+    sp.add_argument(
+        "--source-age",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="AGE",
+        help="the face's own age (detail mode), one for every face or one per face (largest "
+        "first); default: as the age classifier reads it, printed with each photo",
+    )
 
 
 def edit_how(session, args, src: Path) -> dict:

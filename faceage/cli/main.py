@@ -67,10 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sigma-m", type=float, default=8.0)
     g.add_argument("--sigma-g", type=float, default=4.5)
     add_how(g)
-    g.add_argument("--gif", type=Path, help="also write an animated GIF across the ages (for a folder of "
-                   "photos: a folder, one <name>.gif in it for each photo)")
-    g.add_argument("--mp4", type=Path, help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
-                   "folder of photos: a folder, one <name>.mp4 in it for each photo)")
+    g.add_argument(
+        "--gif",
+        type=Path,
+        help="also write an animated GIF across the ages (for a folder of "
+        "photos: a folder, one <name>.gif in it for each photo)",
+    )
+    g.add_argument(
+        "--mp4",
+        type=Path,
+        help="also write an MP4 across the ages (if OpenCV has an encoder; for a "
+        "folder of photos: a folder, one <name>.mp4 in it for each photo)",
+    )
     cli_amgan.add_commands(sub, common, add_how)
     cli_video.add_command(sub)
     return p
@@ -89,16 +97,31 @@ def _run_one(editor, args, src: Path, dst: Path) -> None:
     how = edit_how(session, args, src)
     if args.cmd == "edit":
         out = session.edit(args.age, args.sigma_m, args.sigma_g, **how)
-        save_png(out, dst, edit_metadata(editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name,
-                                         **session.how(**how)))
+        save_png(
+            out,
+            dst,
+            edit_metadata(
+                editor, args.age, args.sigma_m, args.sigma_g, args.face, source=src.name, **session.how(**how)
+            ),
+        )
     elif args.cmd == "mask":
         gray = (session.mask_images()[0] * 255).round().astype(np.uint8)
         save_png(np.repeat(gray[..., None], 3, axis=2), dst, model_metadata(editor, args.face, source=src.name))
     else:
         frames = prog.progression(session, args.ages, args.sigma_m, args.sigma_g, **how)
-        save_png(prog.strip(frames), dst,
-                 edit_metadata(editor, args.ages, args.sigma_m, args.sigma_g, prog.shown_face(args.face),
-                               source=src.name, **session.how(**how)))
+        save_png(
+            prog.strip(frames),
+            dst,
+            edit_metadata(
+                editor,
+                args.ages,
+                args.sigma_m,
+                args.sigma_g,
+                prog.shown_face(args.face),
+                source=src.name,
+                **session.how(**how),
+            ),
+        )
         if args.gif:
             prog.save_gif(frames, side_output(args, "gif", dst))
         if args.mp4 and prog.save_mp4(frames, side_output(args, "mp4", dst)) is None:

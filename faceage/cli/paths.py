@@ -15,15 +15,22 @@ from faceage.errors import FaceAgeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
-SIDE_OUTPUTS = {"gif": ("--gif", ".gif"), "mp4": ("--mp4", ".mp4"),
-                "save_map": ("--save-map", ".png"), "save_attention": ("--save-attention", ".png")}
+SIDE_OUTPUTS = {
+    "gif": ("--gif", ".gif"),
+    "mp4": ("--mp4", ".mp4"),
+    "save_map": ("--save-map", ".png"),
+    "save_attention": ("--save-attention", ".png"),
+}
 """The side outputs: argparse dest -> (flag, the file suffix of what is written)."""
 
 
 def _sides(args) -> list[tuple[str, str, Path]]:
     """(flag, suffix, path) of each side output given on this command line."""
-    return [(flag, suffix, getattr(args, dest)) for dest, (flag, suffix) in SIDE_OUTPUTS.items()
-            if getattr(args, dest, None) is not None]
+    return [
+        (flag, suffix, getattr(args, dest))
+        for dest, (flag, suffix) in SIDE_OUTPUTS.items()
+        if getattr(args, dest, None) is not None
+    ]
 
 
 def inputs(args) -> list[Path]:
@@ -40,11 +47,14 @@ def inputs(args) -> list[Path]:
             if p.exists() and not p.is_dir():
                 raise FaceAgeError(f"{flag} {p} is a file: a folder of photos needs a folder for {flag}")
             if p.resolve() == path.resolve():
-                raise FaceAgeError(f"{flag} {p} is the input folder: the results would replace the photos; "
-                                   "choose another folder")
+                raise FaceAgeError(
+                    f"{flag} {p} is the input folder: the results would replace the photos; choose another folder"
+                )
             if flag != "-o" and p.suffix.lower() == suffix:
-                raise FaceAgeError(f"{flag} {p}: for a folder of photos {flag} names a folder (each photo "
-                                   f"gets <folder>/<name>{suffix}); give a folder name")
+                raise FaceAgeError(
+                    f"{flag} {p}: for a folder of photos {flag} names a folder (each photo "
+                    f"gets <folder>/<name>{suffix}); give a folder name"
+                )
         return files
     if not path.exists():
         raise FaceAgeError(f"{path} does not exist: give a photo or a folder of photos")
@@ -64,10 +74,12 @@ def _no_shared_paths(given: list[tuple[str, str, Path]], folder: bool) -> None:
     folder and suffix (``-o aged --gif aged`` is fine: aged/a.png and aged/a.gif)."""
     keys = [(flag, (p.resolve(), suffix if folder else None)) for flag, suffix, p in given]
     for i, (flag, p) in enumerate(keys):
-        for other, q in keys[i + 1:]:
+        for other, q in keys[i + 1 :]:
             if p == q:
-                raise FaceAgeError(f"{flag} and {other} name the same path ({p[0]}): one would overwrite the "
-                                   "other; give each its own file or folder")
+                raise FaceAgeError(
+                    f"{flag} and {other} name the same path ({p[0]}): one would overwrite the "
+                    "other; give each its own file or folder"
+                )
 
 
 def output_names(files: list[Path]) -> list[str]:

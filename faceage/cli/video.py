@@ -29,13 +29,27 @@ def add_command(sub) -> None:
     v.add_argument("--age", type=float, required=True, help="target age, 0..100")
     v.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
     v.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
-    v.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help="detail (default): the model's change on the video's own pixels; replace: the generated face")
-    v.add_argument("--source-age", type=float, nargs="+", default=None, metavar="AGE",
-                   help="the faces' own age, one for all or one per face in order of appearance; default: as the "
-                        "age classifier reads each face where it first appears")
-    v.add_argument("--face", type=int, default=None,
-                   help="only this face (faces are numbered as they appear, largest first: 0 = the first); default all")
+    v.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help="detail (default): the model's change on the video's own pixels; replace: the generated face",
+    )
+    v.add_argument(
+        "--source-age",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="AGE",
+        help="the faces' own age, one for all or one per face in order of appearance; default: as the "
+        "age classifier reads each face where it first appears",
+    )
+    v.add_argument(
+        "--face",
+        type=int,
+        default=None,
+        help="only this face (faces are numbered as they appear, largest first: 0 = the first); default all",
+    )
     v.add_argument("--seconds", type=float, default=None, help="only the first SECONDS of the clip (a preview)")
 
 
@@ -43,12 +57,10 @@ def run(args) -> int:
     """Run ``faceage video``; the exit code."""
     from tqdm import tqdm
 
-
     ages = args.source_age
     source = None if ages is None else ages[0] if len(ages) == 1 else list(ages)
     bar = None
     try:
-
         check_controls(args.age, args.sigma_m, args.sigma_g)
         check_output(args.output)
         info = probe(args.input)  # a bad file is refused before the weights load
@@ -60,8 +72,18 @@ def run(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = editor.edit(args.input, args.output, args.age, args.sigma_m, args.sigma_g, args.mode, source,
-                             args.face, args.seconds, progress=progress)
+        result = editor.edit(
+            args.input,
+            args.output,
+            args.age,
+            args.sigma_m,
+            args.sigma_g,
+            args.mode,
+            source,
+            args.face,
+            args.seconds,
+            progress=progress,
+        )
     except MissingWeightsError as e:
         print(f"faceage: {e}", file=sys.stderr)
         return 3

@@ -72,8 +72,10 @@ def check_controls(age, sigma_m=0.0, sigma_g=0.0) -> tuple[float, float, float]:
     sigmas = check_sigma("sigma_m", sigma_m), check_sigma("sigma_g", sigma_g)
     for name, value in zip(("sigma_m", "sigma_g"), sigmas):
         if value > SIGMA_LIMIT:
-            raise BadParameterError(f"{name} = {value:g} is far outside the trained range 0..{SIGMA_MAX:g} "
-                                    f"(at most {SIGMA_LIMIT:g} is accepted): use a value from 0 to {SIGMA_MAX:g}")
+            raise BadParameterError(
+                f"{name} = {value:g} is far outside the trained range 0..{SIGMA_MAX:g} "
+                f"(at most {SIGMA_LIMIT:g} is accepted): use a value from 0 to {SIGMA_MAX:g}"
+            )
     return (age, *sigmas)
 
 
@@ -107,8 +109,17 @@ class Session(PhotoSession):
         one per face) when C's reading (:attr:`read_ages`) is wrong; only "detail" uses it."""
         return self._edit(range(len(self.faces)), age, sigma_m, sigma_g, mode, source_age)
 
-    def edit_face(self, age, sigma_m=0.0, sigma_g=0.0, face: int = 0, mode: str = DEFAULT_MODE, source_age=None,
-                  max_size: int = 512, margin: float = 0.0) -> np.ndarray:
+    def edit_face(
+        self,
+        age,
+        sigma_m=0.0,
+        sigma_g=0.0,
+        face: int = 0,
+        mode: str = DEFAULT_MODE,
+        source_age=None,
+        max_size: int = 512,
+        margin: float = 0.0,
+    ) -> np.ndarray:
         """Face ``face`` alone edited as :meth:`edit` edits it, seen as :meth:`face_view` shows it (the canonical
         frame at the face's own resolution, at most ``max_size``, widened by ``margin``): what age progressions
         and the app's live face view are made of."""
@@ -124,8 +135,7 @@ class Session(PhotoSession):
         edits = [to_levels(y[0]) for y in self.editor._decode(faces, decode_age(age, mode), sigma_m, sigma_g)]
         if mode == "replace":
             return self.render(edits, None, faces)
-        return self.render(edits, [self.reconstruction(self.faces[i], ages[i], sigma_m, sigma_g) for i in which],
-                           faces)
+        return self.render(edits, [self.reconstruction(self.faces[i], ages[i], sigma_m, sigma_g) for i in which], faces)
 
     def reconstruction(self, face: CUSPFace, age: float, sigma_m: float, sigma_g: float) -> np.ndarray:
         """``face`` decoded at its own ``age`` with these sigmas (grey levels [S,S,3]): what a detail edit's
@@ -137,13 +147,21 @@ class Session(PhotoSession):
 def load_network(weights: str | Path | None = None) -> tuple[CUSPGenerator, Path, dict]:
     """The aging network T in ``weights`` (default: the shipped assets/ file), on the CPU, with the file's
     path and manifest; :class:`CheckpointError` if it is not CUSP weights."""
-    path = weights_path(weights, DEFAULT_WEIGHTS, "CUSP", (
-        "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
-        "and export with `python -m train.export`."))
+    path = weights_path(
+        weights,
+        DEFAULT_WEIGHTS,
+        "CUSP",
+        (
+            "Train them with `python -m train.train --config train/configs/cusp_128.toml --run runs/cusp128` "
+            "and export with `python -m train.export`."
+        ),
+    )
     tensors, manifest = load_checkpoint(path)
     if not isinstance(manifest.get("net"), dict):
-        raise CheckpointError(f"{path} has no CUSP network config in its manifest (kind: "
-                              f"{manifest.get('kind', 'unknown')}): not CUSP weights")
+        raise CheckpointError(
+            f"{path} has no CUSP network config in its manifest (kind: "
+            f"{manifest.get('kind', 'unknown')}): not CUSP weights"
+        )
     T = CUSPGenerator(from_dict(CUSPConfig, manifest["net"], where="[net]"))
     load_weights_into(T, tensors, path, "CUSP")
     return T, path, manifest
@@ -161,7 +179,7 @@ class CUSPEditor(PhotoEditor):
             self.T = self.T.to(memory_format=torch.channels_last)
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, device: str | None = None) -> "CUSPEditor":
+    def load(cls, weights: str | Path | None = None, device: str | None = None) -> CUSPEditor:
         """Load the EMA aging network from ``weights`` (default: the shipped assets/ file)."""
 
         T, path, manifest = load_network(weights)
@@ -185,7 +203,7 @@ class CUSPEditor(PhotoEditor):
         out = []
         with self._lock:
             for i in range(0, len(faces), DECODE_BATCH):
-                chunk = faces[i:i + DECODE_BATCH]
+                chunk = faces[i : i + DECODE_BATCH]
                 c, f_c, mask, s = (torch.cat([getattr(f, k) for f in chunk]) for k in ("c", "f_c", "mask", "s"))
                 a = torch.full((len(chunk),), age, device=self.device)
                 out += self.T.decode(c, blur_skip(f_c, mask, sm, sg), s, a, noise="const").split(1)

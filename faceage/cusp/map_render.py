@@ -55,8 +55,9 @@ class MapRenderer:
         departure = (target - base).sum(0).numpy()
         return np.clip(age + MAX_AGE * departure, 0.0, MODEL_MAX_AGE).astype(np.float32)
 
-    def render(self, age, signs=None, sigma_m=0.0, sigma_g=0.0, painted=None, mode: str = DEFAULT_MODE,
-               source_age=None) -> np.ndarray:
+    def render(
+        self, age, signs=None, sigma_m=0.0, sigma_g=0.0, painted=None, mode: str = DEFAULT_MODE, source_age=None
+    ) -> np.ndarray:
         """The photo with every face rendered from its aging map. ``painted``: a painted map for the first
         face (the others use the sliders'), or None. ``mode`` and ``source_age`` as in CUSP's ``edit``."""
 
@@ -65,8 +66,10 @@ class MapRenderer:
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
         age = decode_age(age, mode)
         ages = s.source_ages(source_age)
-        crops = [self._interpolate(i, self.age_map(i, age, signs, painted if i == 0 else None), age, sigma_m, sigma_g)
-                 for i in range(len(s.faces))]
+        crops = [
+            self._interpolate(i, self.age_map(i, age, signs, painted if i == 0 else None), age, sigma_m, sigma_g)
+            for i in range(len(s.faces))
+        ]
         if mode == "replace":
             return s.render(crops, None)
         return s.render(crops, [s.reconstruction(f, a, sigma_m, sigma_g) for f, a in zip(s.faces, ages)])
@@ -76,8 +79,10 @@ class MapRenderer:
         setting, kept until the sigmas change."""
         held = self._ladders.get(face)
         if held is None or held[0] != (sigma_m, sigma_g):
-            held = self._ladders[face] = ((sigma_m, sigma_g), self._decode_ages(self.session.faces[face], RUNGS,
-                                                                                 sigma_m, sigma_g))
+            held = self._ladders[face] = (
+                (sigma_m, sigma_g),
+                self._decode_ages(self.session.faces[face], RUNGS, sigma_m, sigma_g),
+            )
         return held[1]
 
     def _interpolate(self, face: int, ages: np.ndarray, age: float, sigma_m, sigma_g) -> np.ndarray:
@@ -103,14 +108,16 @@ class MapRenderer:
         k = len(ages)
         with torch.no_grad(), ed._lock:
             skip = blur_skip(f.f_c, f.mask, sigma_m, sigma_g)
-            out = ed.T.decode(f.c.expand(k, *f.c.shape[1:]), skip.expand(k, *skip.shape[1:]), f.s.expand(k, -1),
-                              torch.tensor(ages, dtype=torch.float32, device=ed.device), noise="const")
+            out = ed.T.decode(
+                f.c.expand(k, *f.c.shape[1:]),
+                skip.expand(k, *skip.shape[1:]),
+                f.s.expand(k, -1),
+                torch.tensor(ages, dtype=torch.float32, device=ed.device),
+                noise="const",
+            )
         return np.stack([to_levels(y) for y in out])
 
 
 def _template(size: int) -> np.ndarray:
 
     return template_points(size).astype(np.float32)
-
-
-

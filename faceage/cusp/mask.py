@@ -80,7 +80,6 @@ def check_sigma(name: str, value: float) -> float:
     except (TypeError, ValueError):
         v = float("nan")
     if not math.isfinite(v) or v < 0:
-
         raise BadParameterError(f"{name} must be a number >= 0 (the paper uses 0..{SIGMA_MAX:g}), got {value!r}")
     return v
 

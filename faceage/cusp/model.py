@@ -154,7 +154,9 @@ class StyledSubBlock(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         y = self.conv(x, w)
         if noise == "random":
-            y = y + self.noise_strength * torch.randn(y.shape[0], 1, y.shape[2], y.shape[3], device=y.device, dtype=y.dtype)
+            y = y + self.noise_strength * torch.randn(
+                y.shape[0], 1, y.shape[2], y.shape[3], device=y.device, dtype=y.dtype
+            )
         elif callable(noise):
             y = y + self.noise_strength * noise(y.shape[0], y.shape[2], y.shape[3], y.device, y.dtype)
         elif noise == "const":

@@ -51,9 +51,7 @@ AGE_GROUPS: Final[tuple[tuple[int, int | None], ...]] = (
 )
 NUM_GROUPS: Final = len(AGE_GROUPS)
 #: Human-readable labels, e.g. ``"20-29"`` and ``"70+"``.
-GROUP_NAMES: Final[tuple[str, ...]] = tuple(
-    f"{lo}+" if hi is None else f"{lo}-{hi}" for lo, hi in AGE_GROUPS
-)
+GROUP_NAMES: Final[tuple[str, ...]] = tuple(f"{lo}+" if hi is None else f"{lo}-{hi}" for lo, hi in AGE_GROUPS)
 #: Centre given to the open-ended ``70+`` group: the mean UTKFace age over 70 (79.97).
 OPEN_GROUP_CENTRE: Final = 80.0
 #: Ages are clipped to ``[0, MAX_AGE]`` before normalisation to ``[0, 1]``.

@@ -246,8 +246,7 @@ def verify_checksums(root: str | os.PathLike[str], *, use_cache: bool = True) ->
         actual = _sha256(path)
         if actual != expected:
             raise DatasetError(
-                f"{path} is corrupt: sha256 {actual}, {CHECKSUM_FILE} says {expected}; "
-                "re-copy the shard"
+                f"{path} is corrupt: sha256 {actual}, {CHECKSUM_FILE} says {expected}; re-copy the shard"
             )
         checked[key] = stamp
     if checked != marker:
@@ -307,8 +306,7 @@ class UTKFaceIndex:
                     members.append(Member(record, shard, info.offset_data, info.size))
         if malformed:
             logger.warning(
-                "UTKFace: skipped %d member(s) whose names do not parse as "
-                "age_gender_race_date.jpg.chip.jpg: %s",
+                "UTKFace: skipped %d member(s) whose names do not parse as age_gender_race_date.jpg.chip.jpg: %s",
                 len(malformed),
                 ", ".join(repr(name) for name in malformed),
             )
@@ -495,9 +493,7 @@ class UTKFace(_FaceDataset):
         try:
             return decode_face(self.read_bytes(position), self.size)
         except _DECODE_ERRORS as error:
-            logger.warning(
-                "UTKFace: skipping unreadable image %s: %s", self.members[position].record.name, error
-            )
+            logger.warning("UTKFace: skipping unreadable image %s: %s", self.members[position].record.name, error)
             return None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -570,7 +566,7 @@ def _write_safetensors(
     with path.open("wb") as stream:
         stream.write(len(encoded).to_bytes(8, "little"))
         stream.write(encoded)
-        for name, _, _, chunks in tensors:
+        for _name, _, _, chunks in tensors:
             for chunk in chunks:
                 stream.write(chunk)
         if stream.tell() != 8 + len(encoded) + begin:
@@ -725,7 +721,8 @@ class PackedFaces(_FaceDataset):
     def _drop(self, unreadable: list[int]) -> None:
         """Leave out undecodable entries and malformed names; log how many."""
         malformed = [
-            i for i, name in enumerate(self.names)
+            i
+            for i, name in enumerate(self.names)
             if (record := parse_name(name)) is None or record.age != int(self.ages[i])
         ]
         self.skipped_reads, self.skipped_names = len(unreadable), len(malformed)
@@ -736,7 +733,10 @@ class PackedFaces(_FaceDataset):
             raise DatasetError(f"{self.path}: none of its {len(bad)} entries is usable; repack it")
         logger.warning(
             "%s: skipped %d unreadable image(s) and %d malformed name(s) of %d entries: %s",
-            self.path.name, len(unreadable), len(malformed), len(self.names),
+            self.path.name,
+            len(unreadable),
+            len(malformed),
+            len(self.names),
             ", ".join(repr(self.names[i]) for i in bad[:10]) + (" ..." if len(bad) > 10 else ""),
         )
         keep = torch.ones(len(self.names), dtype=torch.bool)

@@ -138,8 +138,15 @@ def _photo_box(mask: np.ndarray, to_crop: np.ndarray, shape: tuple[int, int]) ->
     ys, xs = np.nonzero(mask > 0)
     if len(xs) == 0:
         return None
-    corners = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
-                        [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
+    corners = np.array(
+        [
+            [xs.min() - 1, ys.min() - 1],
+            [xs.max() + 1, ys.min() - 1],
+            [xs.min() - 1, ys.max() + 1],
+            [xs.max() + 1, ys.max() + 1],
+        ],
+        np.float64,
+    )
     photo_corners = transform_points(cv2.invertAffineTransform(to_crop), corners)
     h, w = shape
     x0, y0 = np.maximum(np.floor(photo_corners.min(0)).astype(int) - 1, 0)
@@ -162,13 +169,17 @@ def _check_inputs(photo: np.ndarray, edited_crop: np.ndarray, aligned: AlignedFa
     """Shapes and dtypes of paste_back's arguments."""
     for name, arr in (("photo", photo), ("edited_crop", edited_crop)):
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise ValueError(f"{name} must be an (H, W, 3) uint8 array, got "
-                             f"{getattr(arr, 'shape', type(arr).__name__)} {getattr(arr, 'dtype', '')}")
+            raise ValueError(
+                f"{name} must be an (H, W, 3) uint8 array, got "
+                f"{getattr(arr, 'shape', type(arr).__name__)} {getattr(arr, 'dtype', '')}"
+            )
     if edited_crop.shape[0] != edited_crop.shape[1]:
         raise ValueError(f"edited_crop must be square, got {edited_crop.shape[:2]}")
     if tuple(photo.shape[:2]) != tuple(aligned.source_shape):
-        raise ValueError(f"photo is {photo.shape[:2]} but the face was aligned from a "
-                         f"{tuple(aligned.source_shape)} image: paste into the photo it came from")
+        raise ValueError(
+            f"photo is {photo.shape[:2]} but the face was aligned from a "
+            f"{tuple(aligned.source_shape)} image: paste into the photo it came from"
+        )
 
 
 def _check_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -72,8 +72,10 @@ def parse_ages(text) -> float | list[float] | None:
     try:
         ages = [None if p == "" else check_age(float(p), "the face's own age") for p in parts]
     except ValueError:
-        raise BadParameterError(f"the face's own age must be a number from 0 to {MAX_AGE:g} (or one per face, "
-                                f"separated by commas), got {text!r}") from None
+        raise BadParameterError(
+            f"the face's own age must be a number from 0 to {MAX_AGE:g} (or one per face, "
+            f"separated by commas), got {text!r}"
+        ) from None
     return ages[0] if len(ages) == 1 else ages
 
 
@@ -101,13 +103,16 @@ def pick_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise BadParameterError(f"--device {device!r} is not a device: use auto, cpu or cuda (cuda:N for GPU N)") from None
+        raise BadParameterError(
+            f"--device {device!r} is not a device: use auto, cpu or cuda (cuda:N for GPU N)"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BadParameterError(f"--device {device} was asked for but no CUDA GPU is available: use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BadParameterError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                                    "numbered from 0")
+            raise BadParameterError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise BadParameterError(f"--device {device}: no Apple GPU (MPS) is available here: use --device cpu")
     elif dev.type not in ("cpu", "mps"):
@@ -167,7 +172,7 @@ class FaceState:
 class PhotoSession:
     """One opened photo and its faces' cached states (:class:`FaceState`)."""
 
-    editor: "PhotoEditor"
+    editor: PhotoEditor
     photo: np.ndarray
     faces: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -183,11 +188,16 @@ class PhotoSession:
         per face, None entries meaning "as read"), else the age C reads."""
         if source_age is None or isinstance(source_age, (int, float, np.number)):
             source_age = [source_age] * len(self.faces)
-        if isinstance(source_age, (str, bytes)) or not isinstance(source_age, Sequence) \
-                or len(source_age) != len(self.faces):
+        if (
+            isinstance(source_age, (str, bytes))
+            or not isinstance(source_age, Sequence)
+            or len(source_age) != len(self.faces)
+        ):
             n = len(self.faces)
-            raise BadParameterError(f"the faces' own age must be one age for every face, or one per face: this photo "
-                                    f"has {n} face{'s' if n != 1 else ''} (largest first), got {source_age!r}")
+            raise BadParameterError(
+                f"the faces' own age must be one age for every face, or one per face: this photo "
+                f"has {n} face{'s' if n != 1 else ''} (largest first), got {source_age!r}"
+            )
         return [f.read_age if a is None else check_age(a, "source age") for f, a in zip(self.faces, source_age)]
 
     def how(self, mode: str, source_age=None) -> dict:
@@ -256,7 +266,6 @@ class PhotoEditor:
         self.info = info or {}
         self._lock = threading.Lock()  # one model call at a time (the app serves several users)
         if classifier is None:
-
             classifier = AgeClassifier.load()
         self.C = classifier.to(device).eval()
 
@@ -293,9 +302,11 @@ class PhotoEditor:
 
         crop = load_image(crop)
         if crop.shape[0] != crop.shape[1]:
-            raise BadParameterError(f"an aligned crop must be square, got {crop.shape[1]}x{crop.shape[0]} pixels: "
-                                    "give a crop in the canonical frame (as `faceage amgan-map` or the app's "
-                                    "canvas shows), or open the photo itself")
+            raise BadParameterError(
+                f"an aligned crop must be square, got {crop.shape[1]}x{crop.shape[0]} pixels: "
+                "give a crop in the canonical frame (as `faceage amgan-map` or the app's "
+                "canvas shows), or open the photo itself"
+            )
         crop = resize_square(crop, self.resolution)
         with self._lock:
             return self.session_type(self, crop, [self._prepared(to_tensor(crop, self.device))])

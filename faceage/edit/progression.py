@@ -9,8 +9,8 @@ session's (done once); each age costs one blur + decode of the face shown, and i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -21,8 +21,15 @@ FRAME_MS = 400  # how long each age is shown in the GIF / MP4
 MP4_CODECS = ("vp09", "mp4v")
 
 
-def progression(session, ages: Sequence[float], sigma_m=0.0, sigma_g=0.0, face: int = 0,
-                on_frame: Callable[[int, float], None] | None = None, **edit) -> list[np.ndarray]:
+def progression(
+    session,
+    ages: Sequence[float],
+    sigma_m=0.0,
+    sigma_g=0.0,
+    face: int = 0,
+    on_frame: Callable[[int, float], None] | None = None,
+    **edit,
+) -> list[np.ndarray]:
     """Face ``face`` of ``session`` edited to each of ``ages`` (``edit``: ``mode``, ``source_age``, as the
     session's ``edit`` takes them) by ``session.edit_face``: the canonical frame at the face's own
     resolution, uint8 [S',S',3] (S' even), the age written on.

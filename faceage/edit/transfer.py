@@ -143,8 +143,9 @@ class FaceTarget:
         self.fine = region.astype(np.float32) - cv2.GaussianBlur(region, (0, 0), sigma).astype(np.float32)
         self.grid = np.mgrid[y0:y1, x0:x1][::-1].astype(np.float32)  # photo (x, y) of every box pixel
 
-    def apply(self, photo: np.ndarray, edit: np.ndarray, recon: np.ndarray, motion: bool = True,
-              texture: bool = True) -> np.ndarray:
+    def apply(
+        self, photo: np.ndarray, edit: np.ndarray, recon: np.ndarray, motion: bool = True, texture: bool = True
+    ) -> np.ndarray:
         """``photo`` (uint8 [H, W, 3], the one this target was made on, or an edit of it by other faces) with
         the change from ``recon`` to ``edit`` (float32 [S, S, 3] crops in grey levels, 0..255) applied to its
         own pixels. ``motion``: move the face by the dense flow between the two decodes first; ``texture``:
@@ -159,9 +160,10 @@ class FaceTarget:
         if flow is not None and not flow.any():
             flow = None
         if flow is not None:  # the colour change left once the reconstruction is moved like the edit
-            grid = np.mgrid[0:self.size, 0:self.size][::-1].astype(np.float32)
-            recon = cv2.remap(recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+            grid = np.mgrid[0 : self.size, 0 : self.size][::-1].astype(np.float32)
+            recon = cv2.remap(
+                recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         change = edit - recon
         gain = None
         if texture:  # the model's texture scaling of its own face is done on the photo's texture instead
@@ -181,8 +183,11 @@ class FaceTarget:
             d *= self.alpha
             xs, ys = self.grid[0] + d[..., 0], self.grid[1] + d[..., 1]
             base = cv2.remap(photo, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            fine = cv2.remap(self.fine, xs - x0, ys - y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) \
-                if gain is not None else None
+            fine = (
+                cv2.remap(self.fine, xs - x0, ys - y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                if gain is not None
+                else None
+            )
         else:
             base, fine = region.astype(np.float32), self.fine
         if gain is not None:
@@ -197,8 +202,9 @@ class FaceTarget:
     def _warp(self, crop: np.ndarray, interpolation: int) -> np.ndarray:
         """A crop-frame array (float32 [S, S, C]) resampled onto the box."""
         (x0, y0, x1, y1), local, _ = self.window
-        return cv2.warpAffine(crop, local, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            crop, local, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
 
 
 def apply_change(photo: np.ndarray, aligned: AlignedFace, edit: np.ndarray, recon: np.ndarray, **how) -> np.ndarray:

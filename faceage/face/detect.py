@@ -26,8 +26,8 @@ alignment (a similarity transform) brings it upright for the model and back for 
 
 Each face carries its head turn (``yaw``, from the mesh's depth). Beyond ``TRAINED_TURN`` degrees
 (the most UTKFace's faces are turned) the user is told the edit may be weaker; from ``TOO_TURNED``
-degrees a face is found but not edited (``pipeline.find_faces`` names it). The detector is not documented as thread-safe, so calls
-are serialised by a lock; the models load once, lazily.
+degrees a face is found but not edited (``pipeline.find_faces`` names it). The detector is not
+documented as thread-safe, so calls are serialised by a lock; the models load once, lazily.
 """
 
 from __future__ import annotations
@@ -126,21 +126,30 @@ def find_meshes(img: np.ndarray) -> list[tuple[np.ndarray, float, MeshFit]]:
     for box, score, eyes in _nms([d for s in scales for d in _yunet_pass(img, s)]):
         d = eyes[1] - eyes[0]
         centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        mesh = fit_mesh(img, centre, float(max(box[2] - box[0], box[3] - box[1])), float(np.degrees(np.arctan2(d[1], d[0]))))
+        mesh = fit_mesh(
+            img, centre, float(max(box[2] - box[0], box[3] - box[1])), float(np.degrees(np.arctan2(d[1], d[0])))
+        )
         if mesh.presence >= PRESENCE:
             out.append((box, score, mesh))
     return out
 
 
 def _find(img: np.ndarray) -> list[Face]:
-    return [Face(tuple(float(v) for v in box), m.landmarks68, score, m.yaw, m.points[:, :2].copy())
-            for box, score, m in find_meshes(img)]
+    return [
+        Face(tuple(float(v) for v in box), m.landmarks68, score, m.yaw, m.points[:, :2].copy())
+        for box, score, m in find_meshes(img)
+    ]
 
 
 def _yunet_pass(img: np.ndarray, scale: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """(box [l, t, r, b], score, eyes [2, 2]) of one YuNet pass on ``img`` resized by ``scale``."""
-    work = img if scale == 1.0 else cv2.resize(img, None, fx=scale, fy=scale, interpolation=(
-        cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR))
+    work = (
+        img
+        if scale == 1.0
+        else cv2.resize(
+            img, None, fx=scale, fy=scale, interpolation=(cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        )
+    )
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
     detector = _detector()
     with _lock:
@@ -149,8 +158,13 @@ def _yunet_pass(img: np.ndarray, scale: float) -> list[tuple[np.ndarray, float, 
     out = []
     for r in rows if rows is not None else []:
         x, y, w, h = r[:4]
-        out.append((np.array([x, y, x + w, y + h], np.float64) / scale, float(r[14]),
-                    r[4:8].reshape(2, 2).astype(np.float64) / scale))
+        out.append(
+            (
+                np.array([x, y, x + w, y + h], np.float64) / scale,
+                float(r[14]),
+                r[4:8].reshape(2, 2).astype(np.float64) / scale,
+            )
+        )
     return out
 
 
@@ -183,15 +197,21 @@ def _unrotate(face: Face, k: int, shape) -> Face:
             return np.column_stack([w - 1 - x, h - 1 - y])
         return np.column_stack([y, h - 1 - x])
 
-    l, t, r, b = face.box
-    corners = back(np.array([[l, t], [r - 1, b - 1]], np.float64))
+    left, t, r, b = face.box
+    corners = back(np.array([[left, t], [r - 1, b - 1]], np.float64))
     lo, hi = corners.min(0), corners.max(0) + 1
-    return Face((float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), back(face.landmarks).astype(np.float32),
-                face.score, face.yaw, back(face.mesh).astype(np.float32))
+    return Face(
+        (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
+        back(face.landmarks).astype(np.float32),
+        face.score,
+        face.yaw,
+        back(face.mesh).astype(np.float32),
+    )
 
 
-_detector = ShippedModel(YUNET_FILE, lambda path: cv2.FaceDetectorYN.create(
-    str(path), "", (320, 320), SCORE, NMS_IOU, 5000)).get
+_detector = ShippedModel(
+    YUNET_FILE, lambda path: cv2.FaceDetectorYN.create(str(path), "", (320, 320), SCORE, NMS_IOU, 5000)
+).get
 
 
 def _check_image(img: np.ndarray) -> None:

@@ -87,7 +87,9 @@ def fit_mesh(img: np.ndarray, centre, side: float, angle: float) -> MeshFit:
     points, presence = _run(img, centre, side * FIRST_SCALE, angle)
     lo, hi = points[:, :2].min(0), points[:, :2].max(0)
     d = points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]
-    points, _ = _run(img, (lo + hi) / 2, float((hi - lo).max()) * SECOND_SCALE, float(np.degrees(np.arctan2(d[1], d[0]))))
+    points, _ = _run(
+        img, (lo + hi) / 2, float((hi - lo).max()) * SECOND_SCALE, float(np.degrees(np.arctan2(d[1], d[0])))
+    )
     return MeshFit(points, presence)
 
 
@@ -98,8 +100,9 @@ def follow_mesh(img: np.ndarray, points: np.ndarray) -> MeshFit:
     pts = np.asarray(points, np.float64)[:, :2]
     lo, hi = pts.min(0), pts.max(0)
     d = pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]
-    return MeshFit(*_run(img, (lo + hi) / 2, float((hi - lo).max()) * SECOND_SCALE,
-                         float(np.degrees(np.arctan2(d[1], d[0])))))
+    return MeshFit(
+        *_run(img, (lo + hi) / 2, float((hi - lo).max()) * SECOND_SCALE, float(np.degrees(np.arctan2(d[1], d[0]))))
+    )
 
 
 def _region(img: np.ndarray, centre, side: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +110,13 @@ def _region(img: np.ndarray, centre, side: float, angle: float) -> tuple[np.ndar
     cx, cy = float(centre[0]), float(centre[1])
     m = cv2.getRotationMatrix2D((cx, cy), angle, INPUT / max(side, 1.0))
     m[:, 2] += (INPUT / 2 - cx, INPUT / 2 - cy)
-    roi = cv2.warpAffine(img, m, (INPUT, INPUT), flags=cv2.INTER_AREA if side > 2 * INPUT else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    roi = cv2.warpAffine(
+        img,
+        m,
+        (INPUT, INPUT),
+        flags=cv2.INTER_AREA if side > 2 * INPUT else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return roi.astype(np.float32) / 255.0, m
 
 

@@ -10,7 +10,7 @@ as they are and named in ``notes``; the others are edited.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -18,11 +18,10 @@ from faceage.errors import FaceIndexError, NoFaceError
 from faceage.face.align import AlignedFace, align_face
 from faceage.face.detect import TRAINED_TURN, Face, detect_faces
 
-FaceIndex = Union[None, int, Literal["all"]]
+FaceIndex = int | Literal["all"] | None
 
 NO_FACE_MESSAGE = (
-    "No face found in the photo: use a photo where a face is clearly visible (at least ~40 px wide, "
-    "eyes not covered)."
+    "No face found in the photo: use a photo where a face is clearly visible (at least ~40 px wide, eyes not covered)."
 )
 
 
@@ -54,7 +53,8 @@ def find_faces(img: np.ndarray, size: int, face_index: FaceIndex = None) -> Foun
         raise NoFaceError(
             f"The face{'s' if many else ''} in the photo {'are' if many else 'is'} turned too far to edit (about "
             f"{min(abs(f.yaw) for f in faces):.0f} degrees from frontal; the models were trained on faces turned at "
-            f"most about {TRAINED_TURN:.0f}): use a photo where the face looks more towards the camera.")
+            f"most about {TRAINED_TURN:.0f}): use a photo where the face looks more towards the camera."
+        )
     return FoundFaces([align_face(img, f.landmarks, size, f.mesh) for f in choose_faces(editable, face_index)], notes)
 
 
@@ -62,10 +62,14 @@ def note(i: int, n: int, face: Face) -> str:
     """What the user is told about face ``i`` of ``n`` turned beyond the faces the models were trained on."""
     which = f"Face {i + 1} of {n} (largest first)" if n > 1 else "The face"
     if face.too_turned:
-        return (f"{which} is turned too far to edit (about {abs(face.yaw):.0f} degrees; the models were trained on "
-                f"faces turned at most about {TRAINED_TURN:.0f}): it is left as it is.")
-    return (f"{which} is turned about {abs(face.yaw):.0f} degrees, more than the faces the models were trained on "
-            f"(at most about {TRAINED_TURN:.0f}): its edit may be weaker or uneven.")
+        return (
+            f"{which} is turned too far to edit (about {abs(face.yaw):.0f} degrees; the models were trained on "
+            f"faces turned at most about {TRAINED_TURN:.0f}): it is left as it is."
+        )
+    return (
+        f"{which} is turned about {abs(face.yaw):.0f} degrees, more than the faces the models were trained on "
+        f"(at most about {TRAINED_TURN:.0f}): its edit may be weaker or uneven."
+    )
 
 
 def faces_in_photo(img: np.ndarray, size: int, face_index: FaceIndex = None) -> list[AlignedFace]:
@@ -78,9 +82,7 @@ def choose_faces(faces: list[Face], face_index: FaceIndex) -> list[Face]:
     if face_index is None or face_index == "all":
         return list(faces)
     if isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer)):
-        raise FaceIndexError(
-            f"face_index must be None, 'all' or a face number (0 = largest face), got {face_index!r}."
-        )
+        raise FaceIndexError(f"face_index must be None, 'all' or a face number (0 = largest face), got {face_index!r}.")
     if not 0 <= face_index < len(faces):
         raise FaceIndexError(
             f"Face {face_index} was asked for, but the photo has {len(faces)} face"

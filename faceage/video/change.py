@@ -49,9 +49,10 @@ class CropChange:
         flow = dense_flow(_to_uint8(edit), _to_uint8(recon))
         self.flow = flow if flow.any() else None
         if self.flow is not None:
-            grid = np.mgrid[0:self.size, 0:self.size][::-1].astype(np.float32)
-            recon = cv2.remap(recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+            grid = np.mgrid[0 : self.size, 0 : self.size][::-1].astype(np.float32)
+            recon = cv2.remap(
+                recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         change = edit - recon
         self.gain = texture_gain(edit, recon)
         blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
@@ -66,7 +67,8 @@ class CropChange:
             self.change = (luma * tone).astype(np.float32)
         else:
             self.change = (luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * self.size / 128)).astype(
-                np.float32)
+                np.float32
+            )
         self.gain1 = (self.gain - 1).astype(np.float32)
 
     def at(self, matrix: np.ndarray, shape) -> AlignedFace:
@@ -86,8 +88,10 @@ class CropChange:
             return window[0], window[2]
         (x0, y0, x1, y1), local, alpha = window
         size = (x1 - x0, y1 - y0)
-        warp = lambda a, how: cv2.warpAffine(a, local, size, flags=how | cv2.WARP_INVERSE_MAP,  # noqa: E731
-                                             borderMode=cv2.BORDER_REPLICATE)
+
+        def warp(a, how):
+            return cv2.warpAffine(a, local, size, flags=how | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
         region = out[y0:y1, x0:x1]
         src = region.astype(np.float32)
         sigma = TEXTURE_BAND * self.size / 128 / np.sqrt(abs(np.linalg.det(local[:, :2])))  # in frame pixels
@@ -95,7 +99,7 @@ class CropChange:
         if self.flow is not None:  # crop-pixel displacements turned into frame pixels, masked
             d = warp(self.flow @ np.linalg.inv(local[:, :2]).T.astype(np.float32), cv2.INTER_LINEAR)
             d *= alpha[..., None]
-            grid = np.mgrid[0:y1 - y0, 0:x1 - x0][::-1].astype(np.float32)
+            grid = np.mgrid[0 : y1 - y0, 0 : x1 - x0][::-1].astype(np.float32)
             xs, ys = grid[0] + d[..., 0], grid[1] + d[..., 1]
             base = cv2.remap(src, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
             fine = cv2.remap(fine, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

@@ -20,9 +20,9 @@ nothing is left at the output path.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -46,8 +46,10 @@ STAGES = ("decode", "track", "prepare", "edit", "encode")
 """Where the time goes, per frame: decoding to RGB, tracking (mesh follow + detector runs), a new track's
 network work (mask, encoders, two decodes, flow), laying the changes onto the frame, encoding."""
 
-NO_FACE_IN_VIDEO = ("No face found in any frame of the video: use a clip where a face is clearly visible (at "
-                    "least ~40 px wide, eyes not covered, turned less than about 60 degrees).")
+NO_FACE_IN_VIDEO = (
+    "No face found in any frame of the video: use a clip where a face is clearly visible (at "
+    "least ~40 px wide, eyes not covered, turned less than about 60 degrees)."
+)
 STATIC = 6
 """Flicker is measured where the input changes by less than this (grey levels) between two frames."""
 
@@ -80,8 +82,10 @@ class Flicker:
     def __str__(self) -> str:
         if not self.pixels:
             return "flicker: not measured (no face seen in two frames in a row)"
-        return (f"flicker: the edit changes {self.edit_change / self.pixels:.2f} grey levels per frame on the "
-                f"faces' static pixels, the input {self.input_change / self.pixels:.2f} (ratio {self.ratio:.2f})")
+        return (
+            f"flicker: the edit changes {self.edit_change / self.pixels:.2f} grey levels per frame on the "
+            f"faces' static pixels, the input {self.input_change / self.pixels:.2f} (ratio {self.ratio:.2f})"
+        )
 
 
 @dataclass
@@ -108,8 +112,10 @@ class VideoResult:
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stages.items())
         ages = ", ".join(f"{i}: {a:g}" for i, a in self.source_ages.items())
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} frames/s; ms/frame: {stages}); "
-                f"{len(self.tracks)} face track(s), own ages {ages or '-'}; {self.flicker}")
+        return (
+            f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} frames/s; ms/frame: {stages}); "
+            f"{len(self.tracks)} face track(s), own ages {ages or '-'}; {self.flicker}"
+        )
 
 
 @dataclass
@@ -125,15 +131,26 @@ class VideoEditor:
         self.editor, self.every = editor, every
 
     @classmethod
-    def load(cls, weights=None, device: str | None = None, **kw) -> "VideoEditor":
+    def load(cls, weights=None, device: str | None = None, **kw) -> VideoEditor:
 
         return cls(CUSPEditor.load(weights, device=device), **kw)
 
-    def edit(self, src, dst, age, sigma_m: float = 8.0, sigma_g: float = 4.5, mode: str = "detail",
-             source_age: float | Sequence[float] | None = None, face: int | None = None,
-             seconds: float | None = None, progress: Callable[[int, int], None] | None = None,
-             cancel: Callable[[], bool] | None = None, max_seconds: float = MAX_SECONDS,
-             max_pixels: int = MAX_PIXELS) -> VideoResult:
+    def edit(
+        self,
+        src,
+        dst,
+        age,
+        sigma_m: float = 8.0,
+        sigma_g: float = 4.5,
+        mode: str = "detail",
+        source_age: float | Sequence[float] | None = None,
+        face: int | None = None,
+        seconds: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        max_seconds: float = MAX_SECONDS,
+        max_pixels: int = MAX_PIXELS,
+    ) -> VideoResult:
         """Write ``src`` with its faces aged to ``age`` to ``dst`` (an .mp4). ``face``: only the track of that
         number (tracks are numbered as they appear, largest first; 0 = the first); ``source_age``: the faces'
         own age, one for all or one per track in that order; ``seconds``: only the clip's first seconds (a
@@ -194,16 +211,30 @@ class VideoEditor:
                 if progress is not None:
                     progress(done, total)
             if not edits:
-                raise NoFaceError(NO_FACE_IN_VIDEO if face is None else (
-                    f"Face {face} was asked for, but the video has {len(tracker.all_tracks())} face track(s): use a "
-                    "number below that, or leave it out for every face."))
+                raise NoFaceError(
+                    NO_FACE_IN_VIDEO
+                    if face is None
+                    else (
+                        f"Face {face} was asked for, but the video has {len(tracker.all_tracks())} face track(s): "
+                        "use a "
+                        "number below that, or leave it out for every face."
+                    )
+                )
             t5 = time.perf_counter()
         clock["encode"] += time.perf_counter() - t5  # the flush, audio copy and rename
         elapsed = time.perf_counter() - start
         stages = {k: 1000 * v / max(done, 1) for k, v in clock.items()}
-        return VideoResult(Path(dst), info, done, tracker.all_tracks(),
-                           {i: e.source_age for i, e in sorted(edits.items())}, elapsed, stages, flicker,
-                           tracker.detections)
+        return VideoResult(
+            Path(dst),
+            info,
+            done,
+            tracker.all_tracks(),
+            {i: e.source_age for i, e in sorted(edits.items())},
+            elapsed,
+            stages,
+            flicker,
+            tracker.detections,
+        )
 
     def _prepare(self, rgb: np.ndarray, tr: Track, age, sigma_m, sigma_g, mode, ages) -> _TrackEdit:
         """The track's network work, once: align, mask and encoders, own age, the two decodes, the change."""

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -71,8 +71,10 @@ class VideoInfo:
 
     def describe(self) -> str:
         """One line for the user: size, length, rate."""
-        return (f"{self.width}x{self.height}, {self.frames} frames, {float(self.rate):.3g} frames/s, "
-                f"{self.duration:.1f} s{', audio' if self.audio else ''}")
+        return (
+            f"{self.width}x{self.height}, {self.frames} frames, {float(self.rate):.3g} frames/s, "
+            f"{self.duration:.1f} s{', audio' if self.audio else ''}"
+        )
 
 
 def _open(path: Path):
@@ -83,8 +85,9 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as e:
-        raise BadVideoError(f"{path.name} is not a video faceage can read ({_reason(e)}): use an MP4, MOV, "
-                            "WebM or MKV file") from None
+        raise BadVideoError(
+            f"{path.name} is not a video faceage can read ({_reason(e)}): use an MP4, MOV, WebM or MKV file"
+        ) from None
 
 
 def _reason(e: Exception) -> str:
@@ -104,8 +107,10 @@ def probe(path, max_seconds: float = MAX_SECONDS, max_pixels: int = MAX_PIXELS) 
         if min(w, h) < MIN_SIDE:
             raise BadVideoError(f"{path.name} is {w}x{h} pixels: at least {MIN_SIDE} on each side is needed")
         if w * h > max_pixels:
-            raise BadVideoError(f"{path.name} is {w}x{h} pixels, more than the {_pixels(max_pixels)} accepted: "
-                                "scale it down first (e.g. ffmpeg -i in.mp4 -vf scale=-2:720 out.mp4)")
+            raise BadVideoError(
+                f"{path.name} is {w}x{h} pixels, more than the {_pixels(max_pixels)} accepted: "
+                "scale it down first (e.g. ffmpeg -i in.mp4 -vf scale=-2:720 out.mp4)"
+            )
         pts = []
         try:
             for packet in box.demux(stream):
@@ -118,15 +123,18 @@ def probe(path, max_seconds: float = MAX_SECONDS, max_pixels: int = MAX_PIXELS) 
         if not pts:
             raise BadVideoError(f"{path.name} has no video frames")
         if _seconds(pts, stream) > max_seconds:
-            raise BadVideoError(f"{path.name} is longer than the {max_seconds:g} s accepted: cut it first "
-                                f"(e.g. ffmpeg -i in.mp4 -t {max_seconds:g} -c copy out.mp4)")
+            raise BadVideoError(
+                f"{path.name} is longer than the {max_seconds:g} s accepted: cut it first "
+                f"(e.g. ffmpeg -i in.mp4 -t {max_seconds:g} -c copy out.mp4)"
+            )
         rate = stream.average_rate or stream.guessed_rate
         _check_constant_rate(sorted(pts), stream, path)
         if not rate:
             raise BadVideoError(f"{path.name} has no frame rate: re-encode it at a constant frame rate")
         rotation = _rotation(box, stream)
-        return VideoInfo(path, w, h, Fraction(rate), len(pts), len(pts) / float(rate), rotation,
-                         bool(box.streams.audio))
+        return VideoInfo(
+            path, w, h, Fraction(rate), len(pts), len(pts) / float(rate), rotation, bool(box.streams.audio)
+        )
 
 
 def _seconds(pts: list[int], stream) -> float:
@@ -144,10 +152,12 @@ def _check_constant_rate(pts: list[int], stream, path: Path) -> None:
     steps = np.diff(np.asarray(pts, np.int64))
     typical = float(np.median(steps))
     if typical <= 0 or np.any(np.abs(steps - typical) > typical * VFR_TOLERANCE + 1):
-        raise BadVideoError(f"{path.name} has a variable frame rate (frame durations from "
-                            f"{float(steps.min() * stream.time_base) * 1000:.1f} to "
-                            f"{float(steps.max() * stream.time_base) * 1000:.1f} ms): convert it to a constant "
-                            "rate first (e.g. ffmpeg -i in.mp4 -vf fps=30 -c:a copy out.mp4)")
+        raise BadVideoError(
+            f"{path.name} has a variable frame rate (frame durations from "
+            f"{float(steps.min() * stream.time_base) * 1000:.1f} to "
+            f"{float(steps.max() * stream.time_base) * 1000:.1f} ms): convert it to a constant "
+            "rate first (e.g. ffmpeg -i in.mp4 -vf fps=30 -c:a copy out.mp4)"
+        )
 
 
 def _rotation(box, stream) -> int:
@@ -182,8 +192,9 @@ def read_frames(path, limit: int | None = None) -> Iterator[tuple[np.ndarray, ob
 
 def to_rgb(frame) -> np.ndarray:
     """A decoded frame as RGB, using its own colour range (full or limited) and matrix."""
-    return frame.reformat(format="rgb24", src_color_range=frame.color_range or None,
-                          dst_color_range="JPEG").to_ndarray()
+    return frame.reformat(
+        format="rgb24", src_color_range=frame.color_range or None, dst_color_range="JPEG"
+    ).to_ndarray()
 
 
 def check_output(path) -> Path:
@@ -208,9 +219,8 @@ class VideoWriter:
         self.path, self.source, self.end_time = check_output(path), source, end_time
         self._atomic = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         import av
-
 
         self._atomic = atomic_write(self.path)
         tmp = self._atomic.__enter__()
@@ -253,7 +263,7 @@ class VideoWriter:
         """Encode ``rgb`` (the input frame's size) at the input ``frame``'s timestamp."""
         import av
 
-        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:self._v.height, :self._v.width]), format="rgb24")
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self._v.height, : self._v.width]), format="rgb24")
         out = out.reformat(format="yuv420p", src_color_range="JPEG", dst_color_range=self._range)
         if self._range:
             out.color_range = self._range

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from faceage.checkpoint import save_checkpoint
 from faceage.age.estimator import INPUT_SIZE, AgeEstimator, label_distribution
+from faceage.checkpoint import save_checkpoint
 
 
 def to_input(images_u8: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,9 @@ def fit(
         log["epoch_loss"].append(total / steps_per_epoch)
         log["val_mae"].append(mae(net, x[va], ages[va]))
         if not quiet:
-            print(f"epoch {epoch + 1}: loss {log['epoch_loss'][-1]:.4f}  val MAE {log['val_mae'][-1]:.2f} y", flush=True)
+            print(
+                f"epoch {epoch + 1}: loss {log['epoch_loss'][-1]:.4f}  val MAE {log['val_mae'][-1]:.2f} y", flush=True
+            )
         if log["val_mae"][-1] < best:
             best, best_state = log["val_mae"][-1], {k: v.clone() for k, v in net.state_dict().items()}
         if max_minutes and (time.monotonic() - start) / 60 > max_minutes:
@@ -142,10 +144,19 @@ def main(argv=None) -> int:
         "kind": "age-estimator",
         "widths": list(net.widths),
         "input": "canonical UTKFace frame resized to 64 px, [-1,1]",
-        "train": {"data": "UTKFace training split", "n_train": log["n_train"], "n_val": log["n_val"],
-                  "epochs": log["epochs_run"], "batch": a.batch, "lr": a.lr, "seed": a.seed,
-                  "minutes": round(log["minutes"], 1), "hardware": f"{platform.processor() or platform.machine()}, "
-                  f"{torch.get_num_threads()} CPU threads", "epoch_loss": log["epoch_loss"], "val_mae": log["val_mae"]},
+        "train": {
+            "data": "UTKFace training split",
+            "n_train": log["n_train"],
+            "n_val": log["n_val"],
+            "epochs": log["epochs_run"],
+            "batch": a.batch,
+            "lr": a.lr,
+            "seed": a.seed,
+            "minutes": round(log["minutes"], 1),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads",
+            "epoch_loss": log["epoch_loss"],
+            "val_mae": log["val_mae"],
+        },
         "test_mae_years": round(test_mae, 3),
         "n_test": len(xt),
     }

@@ -16,8 +16,9 @@ class SignLabelledFaces(torch.utils.data.Dataset):
     """``(image [3, S, S], age, signs [Z])`` for every face of ``base`` (whose items are (image, age, _)),
     with ``theta [2, 3]`` (the face's zone placement) appended when ``theta`` is given."""
 
-    def __init__(self, base, scores: torch.Tensor, theta: torch.Tensor | None = None,
-                 calibration: SignCalibration | None = None):
+    def __init__(
+        self, base, scores: torch.Tensor, theta: torch.Tensor | None = None, calibration: SignCalibration | None = None
+    ):
         for what, t in (("sign labels", scores), ("zone placements", theta)):
             if t is not None and len(t) != len(base):
                 raise ValueError(f"{len(t)} {what} for {len(base)} faces: recompute them")

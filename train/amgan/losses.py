@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceage.filters import luma
 from faceage.amgan.model import AGE_GRID
+from faceage.filters import luma
 
 
 @dataclass
@@ -54,8 +54,9 @@ def generator_adv_loss(fake_critic: torch.Tensor) -> torch.Tensor:
     return -fake_critic.mean()
 
 
-def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                     eps: torch.Tensor | None = None) -> torch.Tensor:
+def gradient_penalty(
+    D: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
     """WGAN-GP [Gulrajani et al. 2017]: E[(||grad_x D(x)||_2 - 1)^2] on random interpolates.
 
     ``eps`` [N]: the interpolation weights (drawn uniformly here when None; a data-parallel trainer
@@ -87,6 +88,7 @@ def loc_loss(pred_xy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 between the horizontal and between the vertical image gradients of ``a`` and ``b``."""
+
     def grads(x):
         return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
@@ -115,7 +117,8 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 
 def colour_shift_loss(edited: torch.Tensor, original: torch.Tensor, pool: int = 8) -> torch.Tensor:
     """The evaluation's colour-cast measure (``train.eval.amgan``), not a training term: L1 between the
-    chroma of the edit and of its input, both averaged over ``pool`` x ``pool`` blocks. It charges a tint spread over a region (the colour cast that a short
+    chroma of the edit and of its input, both averaged over ``pool`` x ``pool`` blocks. It charges a tint spread
+    over a region (the colour cast that a short
     run used to move D's aging-map estimate) and leaves luminance (wrinkles, shadows, greying hair's
     brightness) and fine colour texture free."""
     return (F.avg_pool2d(chroma(edited), pool) - F.avg_pool2d(chroma(original), pool)).abs().mean()
@@ -192,6 +195,7 @@ def attention_loss(attention: torch.Tensor, lambda_mask: float = 0.1, lambda_tv:
 def make_optimizers(G: nn.Module, D: nn.Module, t: AMGANTrainDefaults | None = None):
     """Adam for G and D with the learning rates and betas of ``t`` (default: the paper's, Sec. 3.5)."""
     t = t or AMGANTrainDefaults()
-    return (torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas),
-            torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas))
-
+    return (
+        torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas),
+        torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas),
+    )

@@ -49,20 +49,22 @@ class MapBasis:
     def maps(self, age_norm: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Aging maps [N, C, S, S] for normalised ages [N] and sign scores [N, Z] (all in [0, 1])."""
         if scores.dim() != 2 or scores.shape[1] != len(SIGNS) or age_norm.shape != scores.shape[:1]:
-            raise BadParameterError(f"need ages [N] and scores [N, {len(SIGNS)}], "
-                                    f"got {tuple(age_norm.shape)} and {tuple(scores.shape)}")
+            raise BadParameterError(
+                f"need ages [N] and scores [N, {len(SIGNS)}], got {tuple(age_norm.shape)} and {tuple(scores.shape)}"
+            )
         a = age_norm.float()
         m = a[:, None, None, None] * self.face[None]
         m = m + torch.einsum("nz,zchw->nchw", scores.float() - a[:, None], self.zones)
         return m.clamp(0.0, 1.0)
 
-    def to(self, device) -> "MapBasis":
+    def to(self, device) -> MapBasis:
         self.face, self.zones = self.face.to(device), self.zones.to(device)
         return self
 
 
-def sample_targets(rng: torch.Generator, n: int, age_range: tuple[float, float], image_weight: float,
-                   uniform_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_targets(
+    rng: torch.Generator, n: int, age_range: tuple[float, float], image_weight: float, uniform_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Target (normalised age [n], sign scores [n, Z]) drawn like the training labels.
 
     The age is uniform in ``age_range`` years. With probability ``uniform_prob`` the map is age-only
@@ -148,8 +150,9 @@ def covered_edit_weights(table: torch.Tensor, corners: torch.Tensor, min_cover: 
 
 def crop_batch(t: torch.Tensor, corners: torch.Tensor, patch: int) -> torch.Tensor:
     """Per-sample crops [N, C, patch, patch] of ``t`` [N, C, S, S] at ``corners`` [N, 2]."""
-    return torch.stack([t[i, :, top:top + patch, left:left + patch]
-                        for i, (top, left) in enumerate(corners.tolist())])
+    return torch.stack(
+        [t[i, :, top : top + patch, left : left + patch] for i, (top, left) in enumerate(corners.tolist())]
+    )
 
 
 def patch_centres(corners: torch.Tensor, patch: int, size: int) -> torch.Tensor:

@@ -94,7 +94,7 @@ class PlacedMaps:
         """Maps ``[N, C, S, S]`` for normalised ages [N], sign scores [N, Z] and placements [N, 2, 3]."""
         return place(self.basis.maps(age_norm, scores), theta, self.size)
 
-    def to(self, device) -> "PlacedMaps":
+    def to(self, device) -> PlacedMaps:
         self.basis.to(device)
         return self
 
@@ -106,7 +106,11 @@ def measure(dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
     def central_face_landmarks(img: np.ndarray) -> np.ndarray | None:
         faces, c = detect_faces(img), np.array(img.shape[1::-1]) / 2
-        return min(faces, key=lambda f: np.hypot(*((np.array(f.box[:2]) + f.box[2:]) / 2 - c))).landmarks if faces else None
+        return (
+            min(faces, key=lambda f: np.hypot(*((np.array(f.box[:2]) + f.box[2:]) / 2 - c))).landmarks
+            if faces
+            else None
+        )
 
     thetas, found = [], []
     for i in tqdm(range(len(dataset)), desc="landmarks", mininterval=5):
@@ -134,12 +138,24 @@ def packed_placement(dataset, cache: str | Path | None = None) -> torch.Tensor:
     except ImportError as e:
         from faceage.data.utkface import DatasetError
 
-        raise DatasetError(f"{cache} is missing and dlib cannot be imported here ({e}): make it where dlib is, "
-                           f"with `python -m train.amgan.placement {dataset.path}`, and bring it beside the pack") from None
-    save_checkpoint(cache, {"theta": theta, "found": found},
-                    {"kind": "amgan-placement", "names_sha": digest, "count": len(theta),
-                     "found": int(found.sum()), "size": dataset.size})
-    log.info("zone placement: %d of %d faces from their own landmarks, written to %s", int(found.sum()), len(theta), cache)
+        raise DatasetError(
+            f"{cache} is missing and dlib cannot be imported here ({e}): make it where dlib is, "
+            f"with `python -m train.amgan.placement {dataset.path}`, and bring it beside the pack"
+        ) from None
+    save_checkpoint(
+        cache,
+        {"theta": theta, "found": found},
+        {
+            "kind": "amgan-placement",
+            "names_sha": digest,
+            "count": len(theta),
+            "found": int(found.sum()),
+            "size": dataset.size,
+        },
+    )
+    log.info(
+        "zone placement: %d of %d faces from their own landmarks, written to %s", int(found.sum()), len(theta), cache
+    )
     return theta
 
 
@@ -155,8 +171,10 @@ def main(argv=None) -> int:
     theta = packed_placement(faces, args.out)
     # theta[:, :, 2] is where the crop centre reads the template (normalised): the zones' shift there
     shift = (theta[:, :, 2] * (faces.size - 1) / 2).norm(dim=1)
-    print(f"{len(theta)} faces; zones moved at the crop centre by median {shift.median():.2f} px, "
-          f"90th percentile {shift.quantile(0.9):.2f} px")
+    print(
+        f"{len(theta)} faces; zones moved at the crop centre by median {shift.median():.2f} px, "
+        f"90th percentile {shift.quantile(0.9):.2f} px"
+    )
     return 0
 
 

@@ -110,8 +110,9 @@ def template_zone_masks(size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([masks[s] for s in SIGNS]).astype(np.float32))
 
 
-def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256,
-                  achromatic: bool = False) -> torch.Tensor:
+def zone_measures(
+    images: torch.Tensor, zones: torch.Tensor, chunk: int = 256, achromatic: bool = False
+) -> torch.Tensor:
     """Raw per-zone measure [N, Z]: mean ridge energy in the zone / (mean zone luminance + 0.05).
 
     ``zones`` [Z, H, W] 0/1 masks (the same for every image, e.g. :func:`template_zone_masks`) or
@@ -119,15 +120,17 @@ def zone_measures(images: torch.Tensor, zones: torch.Tensor, chunk: int = 256,
     """
     images = _check_images(images)
     if zones.dim() not in (3, 4) or zones.shape[-2:] != images.shape[-2:]:
-        raise BadParameterError(f"zones must be [Z, H, W] or [N, Z, H, W] at the image size "
-                                f"{tuple(images.shape[-2:])}, got {tuple(zones.shape)}")
+        raise BadParameterError(
+            f"zones must be [Z, H, W] or [N, Z, H, W] at the image size "
+            f"{tuple(images.shape[-2:])}, got {tuple(zones.shape)}"
+        )
     area = zones.flatten(-2).sum(-1)
     if (area <= 0).any():
         raise BadParameterError("a sign zone is empty at this image size (the face is too small)")
     out = []
     for i in range(0, len(images), chunk):
-        z = zones if zones.dim() == 3 else zones[i:i + chunk]
-        out.append(masked_measures(images[i:i + chunk], z, achromatic))
+        z = zones if zones.dim() == 3 else zones[i : i + chunk]
+        out.append(masked_measures(images[i : i + chunk], z, achromatic))
     return torch.cat(out)
 
 
@@ -157,7 +160,7 @@ class SignCalibration:
     knots: torch.Tensor  # [Z, N_KNOTS], non-decreasing per row
 
     @classmethod
-    def fit(cls, measures: torch.Tensor) -> "SignCalibration":
+    def fit(cls, measures: torch.Tensor) -> SignCalibration:
         if measures.dim() != 2 or len(measures) < 2:
             raise BadParameterError(f"calibration needs [N >= 2, Z] measures, got {tuple(measures.shape)}")
         q = torch.linspace(0, 1, N_KNOTS, dtype=torch.float64)
@@ -187,9 +190,13 @@ class SignCalibration:
         return out
 
 
-def compute_labels(images: torch.Tensor, ages: torch.Tensor, calibration: SignCalibration | None = None,
-                   zones: torch.Tensor | None = None,
-                   achromatic: bool = False) -> tuple[torch.Tensor, torch.Tensor, SignCalibration]:
+def compute_labels(
+    images: torch.Tensor,
+    ages: torch.Tensor,
+    calibration: SignCalibration | None = None,
+    zones: torch.Tensor | None = None,
+    achromatic: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, SignCalibration]:
     """(scores [N, Z], raw measures [N, Z], calibration); fits the calibration when none is given.
     ``achromatic``: the measure of :func:`ridge_energy` ``(achromatic=True)`` (AMGAN's achromatic judge)."""
     zones = template_zone_masks(images.shape[-1]) if zones is None else zones
@@ -213,12 +220,13 @@ def labels_path(pack: str | Path, achromatic: bool = False) -> Path:
 def _images_of(dataset, chunk: int = 1024):
     """[N, 3, S, S] float in [-1, 1] from a PackedFaces (uint8 NHWC held in memory), chunked."""
     for i in range(0, len(dataset), chunk):
-        u8 = dataset.images[i:i + chunk]
+        u8 = dataset.images[i : i + chunk]
         yield u8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | None = None,
-                  achromatic: bool = False) -> dict:
+def packed_labels(
+    dataset, cache: str | Path, calibration: SignCalibration | None = None, achromatic: bool = False
+) -> dict:
     """Sign labels of every face of a PackedFaces, computed once and cached as safetensors.
 
     Returns ``{"scores": [N, Z], "raw": [N, Z], "knots": [Z, K], "names": [...]}``. The training split
@@ -234,18 +242,31 @@ def packed_labels(dataset, cache: str | Path, calibration: SignCalibration | Non
         tensors, manifest = load_checkpoint(cache)
         same_cal = calibration is None or torch.equal(tensors["knots"], calibration.knots)
         same_measure = manifest.get("achromatic", False) == achromatic
-        if manifest.get("names_sha") == names_digest and manifest.get("signs") == list(SIGNS) and same_cal \
-                and same_measure:
+        if (
+            manifest.get("names_sha") == names_digest
+            and manifest.get("signs") == list(SIGNS)
+            and same_cal
+            and same_measure
+        ):
             return {**tensors, "names": dataset.names}
     zones = template_zone_masks(dataset.size)
     raw = torch.cat([zone_measures(x, zones, achromatic=achromatic) for x in _images_of(dataset)])
     calibration = calibration or SignCalibration.fit(raw)
     scores = blend_with_age(calibration.cdf(raw), dataset.ages)
     tensors = {"scores": scores, "raw": raw, "knots": calibration.knots}
-    save_checkpoint(cache, tensors, {"kind": "sign-labels", "signs": list(SIGNS), "names_sha": names_digest,
-                                     "image_weight": IMAGE_WEIGHT, "ridge_sigmas": list(RIDGE_SIGMAS),
-                                     "achromatic": achromatic,
-                                     "count": len(dataset.names)})
+    save_checkpoint(
+        cache,
+        tensors,
+        {
+            "kind": "sign-labels",
+            "signs": list(SIGNS),
+            "names_sha": names_digest,
+            "image_weight": IMAGE_WEIGHT,
+            "ridge_sigmas": list(RIDGE_SIGMAS),
+            "achromatic": achromatic,
+            "count": len(dataset.names),
+        },
+    )
     return {**tensors, "names": dataset.names}
 
 

@@ -46,18 +46,28 @@ from typing import NamedTuple
 import torch
 
 from faceage.amgan.editor import net_config
+from faceage.amgan.model import AMGANDiscriminator, AMGANGenerator, generate, location_maps
 from faceage.checkpoint import load_training_state, training_state
 from faceage.config import from_dict
 from faceage.data.ages import normalize_age
-from faceage.amgan.model import AMGANDiscriminator, AMGANGenerator, generate, location_maps
 from train.amgan import losses
 from train.amgan.losses import AMGANTrainDefaults
-from train.amgan.maps import (MapBasis, cover_table, covered_edit_weights, crop_batch, outside_edit, patch_centres,
-                              sample_patches, sample_sign_edits, sample_targets, shift_corners)
+from train.amgan.maps import (
+    MapBasis,
+    cover_table,
+    covered_edit_weights,
+    crop_batch,
+    outside_edit,
+    patch_centres,
+    sample_patches,
+    sample_sign_edits,
+    sample_targets,
+    shift_corners,
+)
 from train.amgan.placement import PlacedMaps
+from train.amgan.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 from train.distributed import Dist
 from train.ema import ema_decay, ema_update, make_ema, requires_grad
-from train.amgan.sign_scores import IMAGE_WEIGHT, SignCalibration, masked_measures, template_zone_masks
 
 log = logging.getLogger("faceage.train")
 
@@ -71,9 +81,19 @@ DELAYED_TERMS = {**{term: "per_sign_from" for term in PER_SIGN_TERMS}, "shift": 
 """Our delayed terms and the :class:`AMGANTrainConfig` field holding the step at which each switches on."""
 
 RETIRED_TRAIN_OPTIONS = {
-    "lambda_age_d": None, "lambda_loc_d": None, "lambda_colour": 0.0, "augment_shift": 0.0, "augment_scale": 0.0,
-    "tone_chroma": 0.0, "cycle_scales": 3, "lambda_teacher": 0.0, "teacher": "", "teacher_sigma": 4.5,
-    "teacher_signs": False, "judge": "achromatic", "edit_covered": True,
+    "lambda_age_d": None,
+    "lambda_loc_d": None,
+    "lambda_colour": 0.0,
+    "augment_shift": 0.0,
+    "augment_scale": 0.0,
+    "tone_chroma": 0.0,
+    "cycle_scales": 3,
+    "lambda_teacher": 0.0,
+    "teacher": "",
+    "teacher_sigma": 4.5,
+    "teacher_signs": False,
+    "judge": "achromatic",
+    "edit_covered": True,
 }
 """Removed ``[amgan]`` options at the value that means what the trainer now does (older checkpoints and the
 shipped manifest hold them; the lesson of each is in assets/amgan_utkface128.md, "Tried, not shipped")."""
@@ -137,7 +157,7 @@ class AMGANTrainConfig(AMGANTrainDefaults):
     shift_from: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AMGANTrainConfig":
+    def from_dict(cls, d: dict) -> AMGANTrainConfig:
         """From an ``[amgan]`` table: unknown keys refused, :data:`RETIRED_TRAIN_OPTIONS` read only when off."""
         return from_dict(cls, d, retired=RETIRED_TRAIN_OPTIONS, where="[amgan]")
 
@@ -179,7 +199,7 @@ class CycleStep(torch.nn.Module):
             inputs.append(tuple(shifted))
         out, att, colour = self.G(*(torch.cat(parts) for parts in zip(*inputs)))
         fake, att_fake, colour_fake = out[:n], att[:n], colour[:n]
-        edited = out[n:2 * n] if edited_map is not None else None
+        edited = out[n : 2 * n] if edited_map is not None else None
         other = (att[-n:], colour[-n:]) if shifted is not None else None
         cyc, att_cyc, _ = self.G(fake, source_map, x_map, y_map)
         return fake, att_fake, colour_fake, cyc, att_cyc, edited, other
@@ -192,15 +212,19 @@ class AMGANTrainer:
         self.cfg, self.device = cfg, device
         self.dist = dist or Dist(device=device)
         if cfg.augment_flip:
-            raise ValueError("AMGAN needs augment_flip = false: the sign labels are per side of the face "
-                             "and a horizontal flip would swap left and right")
+            raise ValueError(
+                "AMGAN needs augment_flip = false: the sign labels are per side of the face "
+                "and a horizontal flip would swap left and right"
+            )
         self.net_cfg = net_config(asdict(cfg.net))  # the network alone (cfg.net also holds the crop side)
         self.t = cfg.amgan
         self.resolution = cfg.net.resolution
         m = 2**self.net_cfg.n_down
         if self.t.patch % m or self.resolution % m or self.t.patch > self.resolution:
-            raise ValueError(f"patch ({self.t.patch}) and resolution ({self.resolution}) must be multiples of "
-                             f"{m} (2**n_down), with patch <= resolution")
+            raise ValueError(
+                f"patch ({self.t.patch}) and resolution ({self.resolution}) must be multiples of "
+                f"{m} (2**n_down), with patch <= resolution"
+            )
         torch.manual_seed(cfg.seed)
         self.G = AMGANGenerator(self.net_cfg).to(device)
         if self.t.attention_bias_init is not None:  # a low start makes the colour head C learn early
@@ -246,8 +270,9 @@ class AMGANTrainer:
             s_e = self.dist.local(sample_sign_edits(self.rng, s_t, w))
         corners_q = None
         if self._lam("shift"):
-            corners_q = self.dist.local(shift_corners(self.rng, corners, self.resolution, self.t.patch,
-                                                      self.t.shift_max))
+            corners_q = self.dist.local(
+                shift_corners(self.rng, corners, self.resolution, self.t.patch, self.t.shift_max)
+            )
         return Draw(self.dist.local(a_t), self.dist.local(s_t), self.dist.local(corners), s_e, corners_q)
 
     def prepare(self, x, age, signs, theta=None) -> dict[str, torch.Tensor]:
@@ -278,6 +303,7 @@ class AMGANTrainer:
 
             def make(a, s):
                 return self.placed.maps(a, s, theta)
+
         A_s = make(normalize_age(age.float()), signs)
         A_t = make(a_t.to(dev), s_t.to(dev))
         G_in = {"I_g": x.float(), "As_g": A_s, "At_g": A_t}  # what G reads, full size
@@ -290,16 +316,24 @@ class AMGANTrainer:
             extra["out_p"] = outside_edit(A_t, A_e, self.basis.blur_margin)
         G_in["L_g"] = self.location[None].expand(len(x), -1, -1, -1)
         b = {k: crop_batch(v, corners, P) for k, v in G_in.items()}  # G's input patches
-        b.update(I_p=b["I_g"], As_p=b["As_g"], At_p=b["At_g"],
-                 xy=patch_centres(corners, P, S).to(dev), **{k: crop_batch(v, corners, P) for k, v in extra.items()})
+        b.update(
+            I_p=b["I_g"],
+            As_p=b["As_g"],
+            At_p=b["At_g"],
+            xy=patch_centres(corners, P, S).to(dev),
+            **{k: crop_batch(v, corners, P) for k, v in extra.items()},
+        )
         if corners_q is not None:  # the second crop of lambda_shift
-            b.update({q: crop_batch(G_in[g], corners_q, P) for q, g in
-                      (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))}, offset_q=corners_q - corners)
+            b.update(
+                {q: crop_batch(G_in[g], corners_q, P) for q, g in (("I_q", "I_g"), ("At_q", "At_g"), ("L_q", "L_g"))},
+                offset_q=corners_q - corners,
+            )
         if textured:
             w, a = self.t.image_weight, a_t.to(dev)[:, None]
 
             def texture_part(s):  # the texture parts of scores [n, Z]
                 return ((s.to(dev) - (1 - w) * a) / w).clamp(0.0, 1.0)
+
             cover = b["Z_p"].flatten(2).sum(2) / self.zones.flatten(1).sum(1)
             b["Z_valid"] = (cover >= self.t.sign_min_cover).float()
             if self._lam("sign"):
@@ -313,8 +347,14 @@ class AMGANTrainer:
     def generator_weights(self) -> dict[str, float]:
         """The weight of each of :meth:`generator_terms` in G's loss ("att" holds its own lambdas)."""
         t = self.t
-        return {"adv": 1.0, "cyc": t.lambda_cyc, "age": t.lambda_age, "loc": t.lambda_loc, "att": 1.0,
-                **{k: self._lam(k) for k in DELAYED_TERMS}}
+        return {
+            "adv": 1.0,
+            "cyc": t.lambda_cyc,
+            "age": t.lambda_age,
+            "loc": t.lambda_loc,
+            "att": 1.0,
+            **{k: self._lam(k) for k in DELAYED_TERMS},
+        }
 
     def generator_terms(self, b: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G's loss terms, unweighted (Eq. 1-4), on the batch ``b`` of :meth:`prepare`; and the outputs
@@ -323,20 +363,29 @@ class AMGANTrainer:
         t, I_p, At_p, L_g = self.t, b["I_p"], b["At_p"], b["L_g"]
         shifted = (b["I_q"], b["At_q"], b["L_q"][:, :1], b["L_q"][:, 1:]) if "I_q" in b else None
         fake, att_fake, colour_fake, cyc, att_cyc, edited, other = self.G_step(
-            b["I_g"], b["At_g"], b["As_g"], L_g[:, :1], L_g[:, 1:], b.get("Ae_g"), shifted)
+            b["I_g"], b["At_g"], b["As_g"], L_g[:, :1], L_g[:, 1:], b.get("Ae_g"), shifted
+        )
         critic_f, loc_f, age_f = self.D(fake)
-        terms = {"adv": losses.generator_adv_loss(critic_f),
-                 "cyc": losses.cycle_loss(cyc, I_p),
-                 "age": losses.age_loss(age_f, At_p),
-                 "loc": losses.loc_loss(loc_f, b["xy"]),
-                 "att": (losses.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
-                         + losses.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)),
-                 "local": (fake.new_zeros(()) if edited is None
-                           else losses.zone_leak_loss(edited, fake, b["out_p"])),
-                 "shift": (fake.new_zeros(()) if other is None
-                           else losses.shift_consistency_loss(att_fake, other[0], b["offset_q"], t.shift_margin)
-                           + losses.shift_consistency_loss(colour_fake, other[1], b["offset_q"], t.shift_margin)),
-                 "sign": fake.new_zeros(()), "edit": fake.new_zeros(()), "tone": fake.new_zeros(())}
+        terms = {
+            "adv": losses.generator_adv_loss(critic_f),
+            "cyc": losses.cycle_loss(cyc, I_p),
+            "age": losses.age_loss(age_f, At_p),
+            "loc": losses.loc_loss(loc_f, b["xy"]),
+            "att": (
+                losses.attention_loss(att_fake, t.lambda_mask, t.lambda_tv)
+                + losses.attention_loss(att_cyc, t.lambda_mask, t.lambda_tv)
+            ),
+            "local": (fake.new_zeros(()) if edited is None else losses.zone_leak_loss(edited, fake, b["out_p"])),
+            "shift": (
+                fake.new_zeros(())
+                if other is None
+                else losses.shift_consistency_loss(att_fake, other[0], b["offset_q"], t.shift_margin)
+                + losses.shift_consistency_loss(colour_fake, other[1], b["offset_q"], t.shift_margin)
+            ),
+            "sign": fake.new_zeros(()),
+            "edit": fake.new_zeros(()),
+            "tone": fake.new_zeros(()),
+        }
         if "k_e" in b:
             rows = torch.arange(len(fake), device=fake.device)
             terms["tone"] = losses.edit_tone_loss(edited, fake, b["Z_p"][rows, b["k_e"]][:, None])
@@ -353,8 +402,10 @@ class AMGANTrainer:
     def _texture(self, images: torch.Tensor, b: dict) -> torch.Tensor:
         """[n, Z]: the weak labels' texture CDF of ``images`` in each zone patch of ``b`` (differentiable)."""
         if self.calibration is None:
-            raise ValueError("amgan.lambda_sign and amgan.lambda_edit need the sign labels' calibration: train "
-                             "through train.train (it sets trainer.calibration from the data) or set it yourself")
+            raise ValueError(
+                "amgan.lambda_sign and amgan.lambda_edit need the sign labels' calibration: train "
+                "through train.train (it sets trainer.calibration from the data) or set it yourself"
+            )
         return self.calibration.soft_cdf(masked_measures(images, b["Z_p"], achromatic=True))
 
     def discriminator_weights(self) -> dict[str, float]:
@@ -366,9 +417,11 @@ class AMGANTrainer:
         I_p = b["I_p"]
         critic, loc_pred, age_pred = self.D_ddp(torch.cat([I_p, fake]))
         critic_r, critic_f = critic.chunk(2)
-        return {"wgan": losses.critic_loss(critic_r, critic_f),
-                "age": losses.age_loss(age_pred[:len(I_p)], b["As_p"]),
-                "loc": losses.loc_loss(loc_pred[:len(I_p)], b["xy"])}
+        return {
+            "wgan": losses.critic_loss(critic_r, critic_f),
+            "age": losses.age_loss(age_pred[: len(I_p)], b["As_p"]),
+            "loc": losses.loc_loss(loc_pred[: len(I_p)], b["xy"]),
+        }
 
     def train_step(self, x, age, signs, theta=None) -> dict[str, float]:
         """One G step and one D step on a batch of full faces (``theta``: their zone placements, see
@@ -398,13 +451,24 @@ class AMGANTrainer:
         self.opt_D.step()
         self.step += 1
         self._watch_identity(out["att_fake"].mean().item())
-        return {"G/adv": g["adv"].item(), "G/cyc": g["cyc"].item(), "G/age": g["age"].item(),
-                "G/loc": g["loc"].item(), "G/local": g["local"].item(),
-                "G/shift": g["shift"].item(), "G/sign": g["sign"].item(), "G/edit": g["edit"].item(),
-                "G/tone": g["tone"].item(),
-                "G/attention": out["att_fake"].mean().item(), "G/total": loss_G.item(),
-                "D/wgan": d["wgan"].item(), "D/gp": L_gp, "D/age": d["age"].item(), "D/loc": d["loc"].item(),
-                "lr_scale": lr_f}
+        return {
+            "G/adv": g["adv"].item(),
+            "G/cyc": g["cyc"].item(),
+            "G/age": g["age"].item(),
+            "G/loc": g["loc"].item(),
+            "G/local": g["local"].item(),
+            "G/shift": g["shift"].item(),
+            "G/sign": g["sign"].item(),
+            "G/edit": g["edit"].item(),
+            "G/tone": g["tone"].item(),
+            "G/attention": out["att_fake"].mean().item(),
+            "G/total": loss_G.item(),
+            "D/wgan": d["wgan"].item(),
+            "D/gp": L_gp,
+            "D/age": d["age"].item(),
+            "D/loc": d["loc"].item(),
+            "lr_scale": lr_f,
+        }
 
     def _watch_identity(self, mean_a: float) -> None:
         """Warn once when G has kept more than :data:`IDENTITY_A` of its input for :data:`IDENTITY_STEPS`
@@ -412,10 +476,14 @@ class AMGANTrainer:
         will not leave it (2 of 3 CPU runs with the per-sign terms from step 0: ``per_sign_from``)."""
         self._identity_run = self._identity_run + 1 if mean_a > IDENTITY_A else 0
         if self._identity_run == IDENTITY_STEPS and self.dist.is_main:
-            log.warning("step %d: G has kept more than %.0f%% of its input (attention A) for %d steps: it has "
-                        "most likely become the identity and will not recover. Stop the run and restart it "
-                        "with amgan.per_sign_from (the per-sign terms later) or another seed",
-                        self.step, 100 * IDENTITY_A, IDENTITY_STEPS)
+            log.warning(
+                "step %d: G has kept more than %.0f%% of its input (attention A) for %d steps: it has "
+                "most likely become the identity and will not recover. Stop the run and restart it "
+                "with amgan.per_sign_from (the per-sign terms later) or another seed",
+                self.step,
+                100 * IDENTITY_A,
+                IDENTITY_STEPS,
+            )
 
     def _gradient_penalty_grads(self, real, fake) -> float:
         """Add lambda_gp * GP's gradients (unwrapped D, averaged over ranks) to D's DDP-averaged ones."""

@@ -57,8 +57,10 @@ def main(argv=None) -> int:
     print(f"{len(x)} faces, {x.shape[-1]} px")
     for target in (10.0, 70.0):
         (l1, g1), (l2, g2) = push(C, x, target, False), push(C, x, target, True)
-        print(f"target {target:.0f}: ours L_C {l1:.1f}, |grad| {g1:.3f}; release (double softmax) L_C {l2:.1f}, "
-              f"|grad| {g2:.3f}; ratio {g1 / g2:.1f}x")
+        print(
+            f"target {target:.0f}: ours L_C {l1:.1f}, |grad| {g1:.3f}; release (double softmax) L_C {l2:.1f}, "
+            f"|grad| {g2:.3f}; ratio {g1 / g2:.1f}x"
+        )
     return 0
 
 

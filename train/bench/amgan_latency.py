@@ -57,8 +57,13 @@ def run_mode(mode: str, weights: Path, size: int, threads: int, repeats: int) ->
             else:
                 generate_tiled(G, image, amap, tile=256, overlap=64)
             times.append(time.perf_counter() - t)
-    return {"mode": mode, "source": source, "config": G.cfg.to_dict(), "times_ms": [t * 1000 for t in times],
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "mode": mode,
+        "source": source,
+        "config": G.cfg.to_dict(),
+        "times_ms": [t * 1000 for t in times],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main(argv=None) -> int:
@@ -72,17 +77,33 @@ def main(argv=None) -> int:
     if a.mode:
         print(json.dumps(run_mode(a.mode, a.weights, a.size, a.threads, a.repeats)))
         return 0
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{a.threads} threads, {a.size} x {a.size}, date {time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{a.threads} threads, {a.size} x {a.size}, date {time.strftime('%Y-%m-%d')}"
+    )
     for mode in ("full", "tiled"):
-        cmd = [sys.executable, __file__, "--mode", mode, "--weights", str(a.weights), "--size", str(a.size),
-               "--threads", str(a.threads), "--repeats", str(a.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--mode",
+            mode,
+            "--weights",
+            str(a.weights),
+            "--size",
+            str(a.size),
+            "--threads",
+            str(a.threads),
+            "--repeats",
+            str(a.repeats),
+        ]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         if mode == "full":
             print(f"generator: {r['source']}; config {r['config']}")
         ts = np.array(r["times_ms"])
-        print(f"{mode:5s}: first {ts[0]:8.0f} ms, median of the rest {np.median(ts[1:] if len(ts) > 1 else ts):8.0f} ms, "
-              f"peak RSS {r['peak_rss_mib']:6.0f} MiB")
+        print(
+            f"{mode:5s}: first {ts[0]:8.0f} ms, median of the rest {np.median(ts[1:] if len(ts) > 1 else ts):8.0f} ms, "
+            f"peak RSS {r['peak_rss_mib']:6.0f} MiB"
+        )
     return 0
 
 

@@ -75,15 +75,18 @@ def grad_norms(loss: torch.Tensor, params: list[torch.Tensor], extra: torch.Tens
     return flat.norm().item(), flat, g_extra
 
 
-def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Tensor | None,
-          parts: dict | None = None) -> dict[str, float]:
+def table(
+    title: str, terms: dict, weights: dict, params: list, extra: torch.Tensor | None, parts: dict | None = None
+) -> dict[str, float]:
     """Print one row per term (``parts``: sub-rows, not counted in the total); returns |d params| per term."""
     total = weighted_sum(terms, weights)
     t_norm, t_flat, t_extra = grad_norms(total, params, extra)
     x_head = f"{'|dfake|':>10}" if extra is not None else ""
     print(f"\n{title}")
-    print(f"  {'term':<10}{'value':>11}{'weight':>9}{'w x value':>11}{'|dparams|':>11}{x_head}"
-          f"{'|d|/|dtot|':>11}{'proj share':>11}")
+    print(
+        f"  {'term':<10}{'value':>11}{'weight':>9}{'w x value':>11}{'|dparams|':>11}{x_head}"
+        f"{'|d|/|dtot|':>11}{'proj share':>11}"
+    )
     out = {}
     rows = [(k, terms[k], weights[k], True) for k in terms]
     rows += [(k, v, w, False) for k, (v, w) in (parts or {}).items()]
@@ -92,8 +95,10 @@ def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Ten
         proj = float(flat @ t_flat) / max(t_norm**2, 1e-30)
         x_col = f"{g_x:>10.4g}" if extra is not None else ""
         name = k if counted else f"  {k}"
-        print(f"  {name:<10}{v.item():>11.4g}{w:>9.3g}{(w * v).item():>11.4g}{norm:>11.4g}{x_col}"
-              f"{norm / max(t_norm, 1e-30):>11.3f}{proj:>11.3f}")
+        print(
+            f"  {name:<10}{v.item():>11.4g}{w:>9.3g}{(w * v).item():>11.4g}{norm:>11.4g}{x_col}"
+            f"{norm / max(t_norm, 1e-30):>11.3f}{proj:>11.3f}"
+        )
         if counted:
             out[k] = norm
     x_col = f"{t_extra:>10.4g}" if extra is not None else ""
@@ -104,8 +109,12 @@ def table(title: str, terms: dict, weights: dict, params: list, extra: torch.Ten
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, default=Path("runs/amgan128cpu"))
-    p.add_argument("--config", type=Path, default=Path("train/configs/amgan_utkface128.toml"),
-                   help="the networks' config when the run has no checkpoint")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("train/configs/amgan_utkface128.toml"),
+        help="the networks' config when the run has no checkpoint",
+    )
     p.add_argument("--packed", type=Path, default=Path("packed/utkface_test_128.safetensors"))
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="which faces, targets and patch corners")
@@ -123,13 +132,23 @@ def main(argv=None) -> int:
     requires_grad(tr.D, False)
     terms, out = tr.generator_terms(b)
     fake = out["fake"]
-    mask = amgan_losses.attention_loss(out["att_fake"], 1.0, 0.0) + amgan_losses.attention_loss(out["att_cyc"], 1.0, 0.0)
+    mask = amgan_losses.attention_loss(out["att_fake"], 1.0, 0.0) + amgan_losses.attention_loss(
+        out["att_cyc"], 1.0, 0.0
+    )
     tv = amgan_losses.attention_loss(out["att_fake"], 0.0, 1.0) + amgan_losses.attention_loss(out["att_cyc"], 0.0, 1.0)
     parts = {"att.mask": (mask, t.lambda_mask), "att.tv": (tv, t.lambda_tv)}
-    g = table("G step (d/d G's parameters; d/d fake patches)", terms, tr.generator_weights(),
-              list(tr.G.parameters()), fake, parts)
-    print(f"  (mean attention A on fakes {out['att_fake'].mean().item():.3f}; att = lambda_mask mean(A) + "
-          f"lambda_tv TV(A) of both passes, lambda_mask {t.lambda_mask:g}, lambda_tv {t.lambda_tv:g})")
+    g = table(
+        "G step (d/d G's parameters; d/d fake patches)",
+        terms,
+        tr.generator_weights(),
+        list(tr.G.parameters()),
+        fake,
+        parts,
+    )
+    print(
+        f"  (mean attention A on fakes {out['att_fake'].mean().item():.3f}; att = lambda_mask mean(A) + "
+        f"lambda_tv TV(A) of both passes, lambda_mask {t.lambda_mask:g}, lambda_tv {t.lambda_tv:g})"
+    )
 
     if not a.no_d:
         requires_grad(tr.G, False)
@@ -137,13 +156,20 @@ def main(argv=None) -> int:
         d_terms = tr.discriminator_terms(b, fake.detach())
         eps = torch.rand(len(x), generator=tr.rng)  # as AMGANTrainer._gradient_penalty_grads draws them
         d_terms["gp"] = amgan_losses.gradient_penalty(tr.D, b["I_p"], fake.detach(), eps)
-        table("D step (d/d D's parameters)", d_terms, {**tr.discriminator_weights(), "gp": t.lambda_gp},
-              list(tr.D.parameters()), None)
+        table(
+            "D step (d/d D's parameters)",
+            d_terms,
+            {**tr.discriminator_weights(), "gp": t.lambda_gp},
+            list(tr.D.parameters()),
+            None,
+        )
 
     ranked = sorted(g.items(), key=lambda kv: -kv[1])
     (k1, n1), (k2, n2) = ranked[0], ranked[1]
-    print(f"\nG |dparams| by term: {', '.join(f'{k} {v:.4g}' for k, v in ranked)}; "
-          f"{k1}/{k2} {n1 / max(n2, 1e-30):.2f}x, {k1}/adv {n1 / max(g['adv'], 1e-30):.2f}x")
+    print(
+        f"\nG |dparams| by term: {', '.join(f'{k} {v:.4g}' for k, v in ranked)}; "
+        f"{k1}/{k2} {n1 / max(n2, 1e-30):.2f}x, {k1}/adv {n1 / max(g['adv'], 1e-30):.2f}x"
+    )
     return 0
 
 

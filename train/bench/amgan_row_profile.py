@@ -51,8 +51,10 @@ def main(argv=None) -> int:
         pts[:, 1] += shift
         run = runners[shift] = Runner(G, size, pts)
         rows = torch.nonzero(run.basis.zones[fh, 0].amax(1) > 0.05).flatten()
-        print(f"zones {shift:g} px down (forehead zone rows {rows.min().item()}-{rows.max().item()}), forehead raised:",
-              *row_profile(run(x, own_age, labels), run(x, own_age, raised)))
+        print(
+            f"zones {shift:g} px down (forehead zone rows {rows.min().item()}-{rows.max().item()}), forehead raised:",
+            *row_profile(run(x, own_age, labels), run(x, own_age, raised)),
+        )
 
     def uniform(t: float):
         v = torch.full((n,), normalize_age(t))

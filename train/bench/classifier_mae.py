@@ -33,7 +33,6 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.data.utkface import UTKFace  # noqa: E402
 from faceage.age.classifier import (  # noqa: E402
     AGE_WEIGHTS,
     AgeClassifier,
@@ -42,6 +41,7 @@ from faceage.age.classifier import (  # noqa: E402
     normalize_chips,
     onnx_probabilities,
 )
+from faceage.data.utkface import UTKFace  # noqa: E402
 
 
 def pearson_r(a: np.ndarray, b: np.ndarray) -> float:

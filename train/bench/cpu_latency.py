@@ -29,8 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.cusp.mask import blur_skip, cusp_mask  # noqa: E402
 from faceage.cusp.editor import CUSPEditor, to_tensor  # noqa: E402
+from faceage.cusp.mask import blur_skip, cusp_mask  # noqa: E402
 
 
 def percentiles(ts) -> str:
@@ -57,8 +57,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     ed = CUSPEditor.load(a.weights)
     photo = photo_1024() if a.photo is None else np.asarray(Image.open(a.photo).convert("RGB").resize((1024, 1024)))
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{a.threads} threads, model {ed.resolution}px, date {time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{a.threads} threads, model {ed.resolution}px, date {time.strftime('%Y-%m-%d')}"
+    )
 
     t = time.perf_counter()
     session = ed.open(photo)
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         return ts
 
     crop_ts = timed(lambda *s: session.edit_crops(*s))
-    full_ts = {mode: timed(lambda *s: session.edit(*s, mode=mode)) for mode in ("replace", "detail")}
+    full_ts = {mode: timed(lambda *s, mode=mode: session.edit(*s, mode=mode)) for mode in ("replace", "detail")}
     sigma_ts = []  # a sigma slider in detail mode: the edit and a new reconstruction
     for i in range(a.n):
         t0 = time.perf_counter()
@@ -104,8 +106,10 @@ def main(argv=None) -> int:
     print(f"(a) sigma slider, detail (+recon)  {percentiles(sigma_ts)}")
     print(f"(c) plain uncached slider move  {percentiles(plain_ts)}")
     print(f"    speed-up of the cache (p50): {np.median(plain_ts) / np.median(crop_ts):.2f}x")
-    print(f"(b) new 1024x1024 photo: {t_new * 1000:.0f} ms (first, detail, incl. model warm-up); then "
-          + ", ".join(f"{m} {v * 1000:.0f} ms" for m, v in t_new2.items()))
+    print(
+        f"(b) new 1024x1024 photo: {t_new * 1000:.0f} ms (first, detail, incl. model warm-up); then "
+        + ", ".join(f"{m} {v * 1000:.0f} ms" for m, v in t_new2.items())
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 

@@ -70,8 +70,7 @@ def corner_displacement(matrix: np.ndarray, reference: np.ndarray | None = None)
 def summary(values: np.ndarray) -> str:
     """mean / median / p95 / max of an array, in px."""
     v = np.asarray(values, float)
-    return (f"mean {v.mean():5.2f}  median {np.median(v):5.2f}  p95 {np.percentile(v, 95):5.2f}  "
-            f"max {v.max():5.2f} px")
+    return f"mean {v.mean():5.2f}  median {np.median(v):5.2f}  p95 {np.percentile(v, 95):5.2f}  max {v.max():5.2f} px"
 
 
 def central_face(faces, shape):
@@ -97,7 +96,9 @@ def report_realignment(found: dict) -> None:
     """Section 2: corner displacement of the re-alignment, per landmark subset."""
     print(f"\nre-alignment of test crops with their own landmarks (identity is ideal), n={len(found)}:")
     fits = {"mesh": lambda f: mesh_alignment_matrix(f.mesh, SOURCE_SIZE)} | {
-        subset: lambda f, subset=subset: alignment_matrix(f.landmarks, SOURCE_SIZE, subset) for subset in LANDMARK_SUBSETS}
+        subset: lambda f, subset=subset: alignment_matrix(f.landmarks, SOURCE_SIZE, subset)
+        for subset in LANDMARK_SUBSETS
+    }
     for name, fit in fits.items():
         disp = np.array([corner_displacement(fit(face)) for face in found.values()])
         mark = "  <- align_face (mesh points)" if name == "mesh" else ""
@@ -107,8 +108,11 @@ def report_realignment(found: dict) -> None:
 def background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A smooth random colour field: gradients plus blurred noise, uint8 (H, W, 3)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(40, 200, 3) + rng.uniform(-60, 60, 3) * (xx / width)[..., None] \
+    base = (
+        rng.uniform(40, 200, 3)
+        + rng.uniform(-60, 60, 3) * (xx / width)[..., None]
         + rng.uniform(-60, 60, 3) * (yy / height)[..., None]
+    )
     coarse = rng.normal(0, 20, (height // 150 + 2, width // 150 + 2, 3)).astype(np.float32)
     noise = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     return np.clip(base + noise, 0, 255).astype(np.uint8)
@@ -145,8 +149,13 @@ def synthetic_trial(crop: np.ndarray, crop_face, scene: tuple, rng) -> dict:
     # alignment from the photo, expressed on the crop: (photo -> canonical) o (crop -> photo)
     composed = mesh_alignment_matrix(face.mesh, SOURCE_SIZE) @ np.vstack([to_photo, [0, 0, 1]])
     corners = corner_displacement(composed, mesh_alignment_matrix(crop_face.mesh, SOURCE_SIZE))
-    result.update(found=True, extra=len(detected) - 1, landmarks=np.hypot(*(landmarks - crop_face.landmarks).T).mean(),
-                  corners=corners.mean(), corners_max=corners.max())
+    result.update(
+        found=True,
+        extra=len(detected) - 1,
+        landmarks=np.hypot(*(landmarks - crop_face.landmarks).T).mean(),
+        corners=corners.mean(),
+        corners_max=corners.max(),
+    )
     return result
 
 
@@ -155,15 +164,21 @@ def report_synthetic(faces: UTKFace, found: dict, per_scene: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     n = per_scene * len(SYNTHETIC_SCENES)
     keys = list(found)[:: max(1, len(found) // n)][:n]
-    print(f"\nsynthetic photos: a test crop scaled/rotated into a background, {per_scene} per scene; errors in px "
-          "of the 200-px frame (landmarks: mean over points vs the crop's own; alignment: mean corner displacement)")
+    print(
+        f"\nsynthetic photos: a test crop scaled/rotated into a background, {per_scene} per scene; errors in px "
+        "of the 200-px frame (landmarks: mean over points vs the crop's own; alignment: mean corner displacement)"
+    )
     everything = []
     for i, scene in enumerate(SYNTHETIC_SCENES):
-        trials = [synthetic_trial(load_image(faces.read_bytes(k)), found[k], scene, rng)
-                  for k in keys[i * per_scene:(i + 1) * per_scene]]
+        trials = [
+            synthetic_trial(load_image(faces.read_bytes(k)), found[k], scene, rng)
+            for k in keys[i * per_scene : (i + 1) * per_scene]
+        ]
         everything += trials
-        print(f"  {scene[2]}x{scene[3]} face {scene[0] * SOURCE_SIZE:4.0f}px rot {scene[1]:+5.1f}: "
-              + synthetic_summary(trials))
+        print(
+            f"  {scene[2]}x{scene[3]} face {scene[0] * SOURCE_SIZE:4.0f}px rot {scene[1]:+5.1f}: "
+            + synthetic_summary(trials)
+        )
     print(f"  all scenes: {synthetic_summary(everything)}")
 
 
@@ -173,8 +188,10 @@ def synthetic_summary(trials: list[dict]) -> str:
     line = f"found {len(hits)}/{len(trials)}, false {sum(t['extra'] for t in trials)}"
     if hits:
         corners = [t["corners"] for t in hits]
-        line += (f", landmarks {np.mean([t['landmarks'] for t in hits]):5.2f}, alignment mean {np.mean(corners):5.2f} "
-                 f"median {np.median(corners):5.2f} max {np.max([t['corners_max'] for t in hits]):5.2f}")
+        line += (
+            f", landmarks {np.mean([t['landmarks'] for t in hits]):5.2f}, alignment mean {np.mean(corners):5.2f} "
+            f"median {np.median(corners):5.2f} max {np.max([t['corners_max'] for t in hits]):5.2f}"
+        )
     return line + f", {np.mean([t['ms'] for t in trials]):4.0f} ms/photo"
 
 
@@ -191,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     count = len(faces) if args.limit is None else min(args.limit, len(faces))
     positions = np.unique(np.linspace(0, len(faces) - 1, num=count).round().astype(int)).tolist()
     found, seconds = detect_split(faces, positions)
-    print(f"detection on UTKFace test crops: {len(found)}/{len(positions)} = {100 * len(found) / len(positions):.1f}%"
-          f", {1000 * seconds:.1f} ms/crop (detection + 68 landmarks, 200x200)")
+    print(
+        f"detection on UTKFace test crops: {len(found)}/{len(positions)} = {100 * len(found) / len(positions):.1f}%"
+        f", {1000 * seconds:.1f} ms/crop (detection + 68 landmarks, 200x200)"
+    )
     report_realignment(found)
     report_synthetic(faces, found, args.per_scene, args.seed)
     return 0

@@ -43,8 +43,8 @@ def backdrop(h: int, w: int, rng) -> np.ndarray:
 
 
 def centred_hit(faces, box) -> bool:
-    l, t, r, b = box
-    return any(l <= (f.box[0] + f.box[2]) / 2 <= r and t <= (f.box[1] + f.box[3]) / 2 <= b for f in faces)
+    left, t, r, b = box
+    return any(left <= (f.box[0] + f.box[2]) / 2 <= r and t <= (f.box[1] + f.box[3]) / 2 <= b for f in faces)
 
 
 def rotations(crops: list[np.ndarray]) -> None:
@@ -65,16 +65,21 @@ def small_faces(crops: list[np.ndarray], rng, per_scene: int = 12) -> list[np.nd
         for i in range(0, len(crops), per_scene):
             scene = backdrop(768, 1024, rng)
             boxes = []
-            for j, crop in enumerate(crops[i:i + per_scene]):
+            for j, crop in enumerate(crops[i : i + per_scene]):
                 side = int(round(width / FACE_IN_CROP))
                 small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
                 x, y = 40 + (j % 4) * 240 + int(rng.integers(0, 100)), 40 + (j // 4) * 240 + int(rng.integers(0, 100))
-                scene[y:y + side, x:x + side] = small
+                scene[y : y + side, x : x + side] = small
                 boxes.append((x, y, x + side, y + side))
             faces = detect_faces(scene)
             found += sum(centred_hit(faces, b) for b in boxes)
-            false += sum(not any(b[0] <= (f.box[0] + f.box[2]) / 2 <= b[2] and b[1] <= (f.box[1] + f.box[3]) / 2 <= b[3]
-                                 for b in boxes) for f in faces)
+            false += sum(
+                not any(
+                    b[0] <= (f.box[0] + f.box[2]) / 2 <= b[2] and b[1] <= (f.box[1] + f.box[3]) / 2 <= b[3]
+                    for b in boxes
+                )
+                for f in faces
+            )
             total += len(boxes)
             scenes.append(scene)
         print(f"  faces {width} px wide: {found}/{total} = {100 * found / total:.1f}% found, {false} false")
@@ -85,8 +90,9 @@ def no_face(rng) -> None:
     import matplotlib
 
     sample = Path(matplotlib.get_data_path()) / "sample_data"
-    images = [backdrop(768, 1024, rng) for _ in range(6)] + [load_image(sample / n) for n in (
-        "Minduka_Present_Blue_Pack.png", "logo2.png")]
+    images = [backdrop(768, 1024, rng) for _ in range(6)] + [
+        load_image(sample / n) for n in ("Minduka_Present_Blue_Pack.png", "logo2.png")
+    ]
     false = sum(len(detect_faces(np.ascontiguousarray(np.rot90(img, k)))) for img in images for k in range(4))
     print(f"  {len(images)} photos without a face x 4 orientations: {false} false faces")
 
@@ -101,8 +107,12 @@ def real_photos() -> None:
             continue
         faces = detect_faces(photo.image)
         total += len(faces)
-        print(f"  {entry['id']:18s} {len(faces)} faces (manifest {entry.get('faces', '-')}): width "
-              + ", ".join(f"{f.width:.0f}" for f in faces) + "; turn " + ", ".join(f"{f.yaw:+.0f}" for f in faces))
+        print(
+            f"  {entry['id']:18s} {len(faces)} faces (manifest {entry.get('faces', '-')}): width "
+            + ", ".join(f"{f.width:.0f}" for f in faces)
+            + "; turn "
+            + ", ".join(f"{f.yaw:+.0f}" for f in faces)
+        )
     print(f"  {total} faces in all")
 
 
@@ -110,7 +120,9 @@ def timing() -> None:
     img = load_image(PHOTOS / "family.jpg")
     for mp in (0.3, 1.0, 12.0):
         scale = np.sqrt(mp * 1e6 / (img.shape[0] * img.shape[1]))
-        photo = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        photo = cv2.resize(
+            img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        )
         detect_faces(photo)
         times = []
         for _ in range(5):

@@ -76,10 +76,12 @@ def run_clients(url: str, photos: list[Path], clients: int, edits: int) -> list[
             photo, age = settings(i, j, len(photos))
             t = time.perf_counter()
             try:
-                (_, after), _ = client.predict(handle_file(str(photos[photo])), -1, age, SIGMA_M, SIGMA_G,
-                                               api_name="/edit")
-                done.append(Edit(i, photo, age, time.perf_counter() - t,
-                                 digest(np.asarray(Image.open(after).convert("RGB")))))
+                (_, after), _ = client.predict(
+                    handle_file(str(photos[photo])), -1, age, SIGMA_M, SIGMA_G, api_name="/edit"
+                )
+                done.append(
+                    Edit(i, photo, age, time.perf_counter() - t, digest(np.asarray(Image.open(after).convert("RGB"))))
+                )
             except Exception as e:  # a lost or failed request is a figure here, not a crash
                 done.append(Edit(i, photo, age, time.perf_counter() - t, None, f"{type(e).__name__}: {e}"))
         return done
@@ -125,10 +127,16 @@ def start_app() -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "FACEAGE_HOST": "127.0.0.1",
-           "NO_PROXY": "127.0.0.1,localhost", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "FACEAGE_HOST": "127.0.0.1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -160,8 +168,9 @@ def main(argv=None) -> int:
         photos = utk_photos(a.photos or a.clients, Path(tmp))
         proc, url = start_app()
         try:
-            Client(url, verbose=False).predict(handle_file(str(photos[0])), -1, 50, SIGMA_M, SIGMA_G,
-                                               api_name="/edit")  # warm-up: models loaded, first photo open
+            Client(url, verbose=False).predict(
+                handle_file(str(photos[0])), -1, 50, SIGMA_M, SIGMA_G, api_name="/edit"
+            )  # warm-up: models loaded, first photo open
             rss_before = rss_mib(proc.pid)
             t = time.perf_counter()
             done = run_clients(url, photos, a.clients, a.edits)
@@ -181,11 +190,15 @@ def main(argv=None) -> int:
     for e in ok:
         by_setting.setdefault((e.photo, e.age), set()).add(e.digest)
     seconds = [e.seconds for e in ok]
-    print(f"machine: {os.cpu_count()} CPU cores, no GPU; date {time.strftime('%Y-%m-%d')}; "
-          "shipped weights assets/cusp_utkface128.safetensors")
+    print(
+        f"machine: {os.cpu_count()} CPU cores, no GPU; date {time.strftime('%Y-%m-%d')}; "
+        "shipped weights assets/cusp_utkface128.safetensors"
+    )
     print(f"load: {a.clients} clients x {a.edits} edits, {len(photos)} distinct 1024x1024 photos")
-    print(f"answered {len(ok)}/{len(done)}, lost or failed {len(done) - len(ok)}"
-          + (f" (first: {next(e.error for e in done if e.error)})" if len(ok) < len(done) else ""))
+    print(
+        f"answered {len(ok)}/{len(done)}, lost or failed {len(done) - len(ok)}"
+        + (f" (first: {next(e.error for e in done if e.error)})" if len(ok) < len(done) else "")
+    )
     print(f"equal settings gave equal images: {all(len(d) == 1 for d in by_setting.values())}")
     print(f"throughput: {len(ok) / wall:.2f} edits/s ({len(ok)} edits in {wall:.1f} s)")
     if seconds:

@@ -65,8 +65,9 @@ def srcs(page, selector: str) -> str:
 
 def wait_new_images(page, selector: str, old: str, count: int = 1) -> None:
     """Wait until ``selector`` shows ``count`` images other than ``old`` (``srcs``) and they have loaded."""
-    page.wait_for_function(f"() => document.querySelectorAll('{selector}').length === {count}"
-                           f" && ({SRCS.format(selector)})() !== {old!r}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{selector}').length === {count} && ({SRCS.format(selector)})() !== {old!r}"
+    )
     page.wait_for_function(PAINTED, arg=selector)
 
 
@@ -74,8 +75,9 @@ def wait_new_images(page, selector: str, old: str, count: int = 1) -> None:
 def app_page(viewport=(1280, 1000), source: Path = PHOTO):
     """The app on the shipped weights with the photo ``source`` uploaded (its CUSP edit shown), in headless
     Chromium: yields the page. None (after a message) when weights are missing."""
-    import app
     from playwright.sync_api import sync_playwright
+
+    import app
 
     tmp = Path(tempfile.mkdtemp(prefix="faceage-shot-"))
     demo = None
@@ -152,14 +154,15 @@ TABS = {"cusp": (cusp, "app_screenshot.png"), "amgan": (amgan, "app_amgan_screen
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tab", choices=sorted(TABS), default="cusp", help="which tab to show (default cusp)")
-    ap.add_argument("--out", type=Path, help="default docs/app_screenshot.png (cusp), "
-                    "docs/app_amgan_screenshot.png (amgan)")
+    ap.add_argument(
+        "--out", type=Path, help="default docs/app_screenshot.png (cusp), docs/app_amgan_screenshot.png (amgan)"
+    )
     ap.add_argument("--age", type=int, default=60, help="cusp: where to drag the age slider")
-    ap.add_argument("--sign", default="forehead", help="amgan: the clinical sign whose slider is raised to 1 "
-                    "('' for none)")
+    ap.add_argument(
+        "--sign", default="forehead", help="amgan: the clinical sign whose slider is raised to 1 ('' for none)"
+    )
     ap.add_argument("--photo", type=Path, default=PHOTO, help="the photo uploaded (default: %(default)s)")
-    ap.add_argument("--no-stroke", dest="stroke", action="store_false",
-                    help="amgan: paint no stroke on the aging map")
+    ap.add_argument("--no-stroke", dest="stroke", action="store_false", help="amgan: paint no stroke on the aging map")
     args = ap.parse_args(argv)
     drive, name = TABS[args.tab]
     out = args.out or ROOT / "docs" / name

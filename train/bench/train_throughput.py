@@ -5,8 +5,8 @@
 
 Each variant is a set of ``--set``-style overrides on the config. It builds the trainer (fresh weights),
 runs ``--warmup`` steps (the first is a lazy-R1 step), then times ``--steps`` steps, synchronising the
-device before and after. The data is the config's packed split (``train.train.load_dataset``), loaded once per model, file and
-resolution. Prints one
+device before and after. The data is the config's packed split (``train.train.load_dataset``), loaded once
+per model, file and resolution. Prints one
 table row per variant; that table goes to ``docs/benchmarks.md``.
 """
 

@@ -40,14 +40,17 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     w, h = (int(v) for v in a.size.split("x"))
     n = round(a.seconds * a.fps)
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {a.threads}; "
-          f"{w}x{h}, {n} frames at {a.fps} frames/s, mode {a.mode}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {a.threads}; "
+        f"{w}x{h}, {n} frames at {a.fps} frames/s, mode {a.mode}"
+    )
     ved = VideoEditor.load(device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         moving = write_clip(tmp / "moving.mp4", moving_photo(n, (w, h)), fps=a.fps, audio_hz=440)
-        still = write_clip(tmp / "still.mp4", moving_photo(min(n, 60), (w, h), still=True, noise=3), fps=a.fps,
-                           lossless=True)
+        still = write_clip(
+            tmp / "still.mp4", moving_photo(min(n, 60), (w, h), still=True, noise=3), fps=a.fps, lossless=True
+        )
         ved.edit(moving, tmp / "warm.mp4", 70, seconds=0.2)  # model load and first-call costs, not timed
         t = time.perf_counter()
         r = ved.edit(moving, tmp / "out.mp4", 70, mode=a.mode)
@@ -55,8 +58,10 @@ def main() -> None:
         print(f"(a) moving clip: {r.frames} frames in {wall:.2f} s = {r.frames / wall:.1f} frames/s end to end")
         for k, v in r.stages.items():
             print(f"    {k:8s} {v:6.1f} ms/frame")
-        print(f"    total    {sum(r.stages.values()):6.1f} ms/frame; tracks {len(r.tracks)}, "
-              f"detector runs {r.detections}; {r.flicker}")
+        print(
+            f"    total    {sum(r.stages.values()):6.1f} ms/frame; tracks {len(r.tracks)}, "
+            f"detector runs {r.detections}; {r.flicker}"
+        )
         s = ved.edit(still, tmp / "still_out.mp4", 70, mode=a.mode)
         print(f"(b) still clip, {s.frames} frames: {s.flicker}")
 

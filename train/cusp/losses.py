@@ -15,8 +15,9 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()
 
 
-def mean_variance_loss(logits: torch.Tensor, age: torch.Tensor, class_ages: torch.Tensor,
-                       w_mean: float = 0.2, w_var: float = 0.05) -> torch.Tensor:
+def mean_variance_loss(
+    logits: torch.Tensor, age: torch.Tensor, class_ages: torch.Tensor, w_mean: float = 0.2, w_var: float = 0.05
+) -> torch.Tensor:
     """Mean-variance loss [Pan et al. 2018]: softmax CE + w_mean (E[a]-y)^2/2 + w_var Var[a].
 
     ``class_ages`` [K] are the ages of C's classes; targets are clamped to their range and the CE target

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
+from faceage.age.classifier import AGE_WEIGHTS
 from faceage.checkpoint import load_training_state, training_state
 from faceage.config import from_dict
 from faceage.cusp.mask import blur_skip, cusp_mask, sample_sigmas
-from faceage.data.ages import age_to_group
-from faceage.age.classifier import AGE_WEIGHTS
 from faceage.cusp.model import CUSPGenerator, Discriminator
+from faceage.data.ages import age_to_group
 from train.cusp import losses
 from train.distributed import Dist
 from train.ema import ema_decay, ema_update, make_ema, requires_grad
@@ -63,7 +63,7 @@ class CUSPTrainConfig:
     classifier: str = "assets/age_classifier_C.safetensors"  # the frozen age classifier C (mask and L_C)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CUSPTrainConfig":
+    def from_dict(cls, d: dict) -> CUSPTrainConfig:
         """From a ``[cusp]`` table; unknown keys refused."""
         return from_dict(cls, d, where="[cusp]")
 
@@ -83,8 +83,9 @@ class GeneratorStep(torch.nn.Module):
     def forward(self, x, M, age, a_t, sigma_m: float, sigma_g: float, noise2, noise1):
         c, f_c, s = self.T.encode(x)
         skip = blur_skip(f_c, M, sigma_m, sigma_g)
-        both = self.T.decode(c.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1), s.repeat(2, 1),
-                             torch.cat([age, a_t]), noise=noise2)
+        both = self.T.decode(
+            c.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1), s.repeat(2, 1), torch.cat([age, a_t]), noise=noise2
+        )
         x_rec, x_fake = both.float().chunk(2)
         M_fake = self.mask_fn(x_fake.detach())
         x_cyc = self.T(x_fake, age, lambda f: blur_skip(f, M_fake, sigma_m, sigma_g), noise=noise1).float()
@@ -182,8 +183,16 @@ class CUSPTrainer:
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         self.opt_D.step()
-        stats = {"G/rec": L_r.item(), "G/cyc": L_cy.item(), "G/adv": L_D.item(), "G/age_C": L_C.item(),
-                 "G/total": loss_G.item(), "D/logistic": loss_D.item(), "sigma/m": sigma_m, "sigma/g": sigma_g}
+        stats = {
+            "G/rec": L_r.item(),
+            "G/cyc": L_cy.item(),
+            "G/adv": L_D.item(),
+            "G/age_C": L_C.item(),
+            "G/total": loss_G.item(),
+            "D/logistic": loss_D.item(),
+            "sigma/m": sigma_m,
+            "sigma/g": sigma_g,
+        }
         if self.step % t.r1_every == 0:
             stats["D/r1"] = self._r1_step(x, group)
         self.step += 1

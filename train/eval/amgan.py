@@ -54,12 +54,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceage.amgan.editor import net_config
 from faceage.amgan.maps import SIGNS, location_maps
+from faceage.amgan.model import AMGANGenerator, generate
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.filters import luma
-from faceage.amgan.editor import net_config
-from faceage.amgan.model import AMGANGenerator, generate
 from train.amgan.losses import chroma, colour_shift_loss
 from train.amgan.maps import MapBasis
 from train.amgan.sign_scores import SignCalibration, labels_path, masked_measures, packed_labels, template_zone_masks
@@ -107,8 +107,9 @@ class Runner:
     @torch.no_grad()
     def on_maps(self, x, maps, chunk: int = 16):
         """G(x | maps) for aging maps [N, C, S, S] given whole."""
-        return torch.cat([generate(self.G, x[i:i + chunk], maps[i:i + chunk], self.loc)[0]
-                          for i in range(0, len(x), chunk)])
+        return torch.cat(
+            [generate(self.G, x[i : i + chunk], maps[i : i + chunk], self.loc)[0] for i in range(0, len(x), chunk)]
+        )
 
 
 def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
@@ -119,8 +120,11 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
     A = AgeEstimator.load()
     a_own = normalize_age(ages)
     own = run(x, a_own, labels)
-    res = {"n_faces": len(x), "estimator_age_input": float(A.age(x).mean()),
-           "reconstruction_l1": float(((own - x).abs() / 2).mean())}
+    res = {
+        "n_faces": len(x),
+        "estimator_age_input": float(A.age(x).mean()),
+        "reconstruction_l1": float(((own - x).abs() / 2).mean()),
+    }
     for t in (20, 70):
         a = torch.full((len(x),), normalize_age(float(t)))
         maps = run.basis.maps(a, a[:, None].expand(-1, len(SIGNS)))
@@ -142,7 +146,7 @@ def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
     return res
 
 
-def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int = 16) -> dict:
+def crop_consistency(run: Runner, x, maps, full, margin: int = 16, period: int = 16) -> dict:
     """G on ``x`` cropped from row dy, rows dy .. dy + S - period, against ``full`` (G on the whole of
     ``x`` with ``maps``) on those rows, mean |difference| on [0, 1] pixels ``margin`` px inside the crop,
     for dy = 0..period (module docstring)."""
@@ -151,7 +155,7 @@ def crop_consistency(run: "Runner", x, maps, full, margin: int = 16, period: int
     for dy in range(period + 1):
         rows = slice(dy, dy + S - period)
         with torch.no_grad():  # the crop's window of the whole face's location maps
-            crop = generate(run.G, x[:, :, rows], maps[:, :, rows], run.loc[:, :, dy:dy + S - period])[0]
+            crop = generate(run.G, x[:, :, rows], maps[:, :, rows], run.loc[:, :, dy : dy + S - period])[0]
         diff = (crop - full[:, :, rows])[:, :, margin:-margin, margin:-margin]
         by_shift[dy] = round(float((diff.abs() / 2).mean()), 5)
     off = [v for k, v in by_shift.items() if k % period]
@@ -173,11 +177,13 @@ def line_measures(out, x, period: int = 16, margin: int = 16) -> dict[str, float
     lines = row_lines(out, x)
     inner = lines[margin:-margin]
     phase = torch.zeros(period).index_add_(0, torch.arange(margin, len(lines) - margin) % period, inner)
-    share = phase.sort(descending=True).values[:period // 2].sum() / phase.sum().clamp(min=1e-12)
-    return {"energy_top": round(1000 * float(lines[1:margin].mean()), 3),
-            "energy_inner": round(1000 * float(inner.mean()), 3),
-            "energy_bottom": round(1000 * float(lines[-margin:-1].mean()), 3),
-            "grid_share_inner": round(float(share), 4)}
+    share = phase.sort(descending=True).values[: period // 2].sum() / phase.sum().clamp(min=1e-12)
+    return {
+        "energy_top": round(1000 * float(lines[1:margin].mean()), 3),
+        "energy_inner": round(1000 * float(inner.mean()), 3),
+        "energy_bottom": round(1000 * float(lines[-margin:-1].mean()), 3),
+        "grid_share_inner": round(float(share), 4),
+    }
 
 
 def raised_labels(labels) -> list[torch.Tensor]:
@@ -191,7 +197,7 @@ def raised_labels(labels) -> list[torch.Tensor]:
     return out
 
 
-def raised_outputs(run: "Runner", x, a_own, labels) -> list[torch.Tensor]:
+def raised_outputs(run: Runner, x, a_own, labels) -> list[torch.Tensor]:
     """G(x, own map with sign z raised) for each :func:`raised_labels`."""
     return [run(x, a_own, r) for r in raised_labels(labels)]
 
@@ -202,8 +208,10 @@ def map_reference(basis: MapBasis, a_own, labels) -> dict:
     this is the share such a G would score."""
     own = basis.maps(a_own, labels)
     res = locality(own, [basis.maps(a_own, r) for r in raised_labels(labels)], labels, basis.blur_margin)
-    return {"share_inside": {k: round(v["share_inside"], 4) for k, v in res["locality"].items()},
-            **{k: v for k, v in res.items() if k.startswith("locality_mean_share")}}
+    return {
+        "share_inside": {k: round(v["share_inside"], 4) for k, v in res["locality"].items()},
+        **{k: v for k, v in res.items() if k.startswith("locality_mean_share")},
+    }
 
 
 def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
@@ -218,11 +226,14 @@ def locality(own, raised: list[torch.Tensor], labels, margin_px: int) -> dict:
         total = delta.flatten(1).sum(1).clamp(min=1e-12)
         inside = (delta * zones[z]).flatten(1).sum(1) / total
         inside_m = (delta * margin[z]).flatten(1).sum(1) / total
-        per_sign[sign] = {"share_inside": float(inside.mean()), "share_inside_margin": float(inside_m.mean()),
-                          "zone_area": float(zones[z].mean()), "margin_area": float(margin[z].mean()),
-                          "mean_abs_change_in_zone": float((delta * zones[z]).flatten(1).sum(1).mean()
-                                                           / zones[z].sum() / 3),
-                          "mean_label": float(labels[:, z].mean())}
+        per_sign[sign] = {
+            "share_inside": float(inside.mean()),
+            "share_inside_margin": float(inside_m.mean()),
+            "zone_area": float(zones[z].mean()),
+            "margin_area": float(margin[z].mean()),
+            "mean_abs_change_in_zone": float((delta * zones[z]).flatten(1).sum(1).mean() / zones[z].sum() / 3),
+            "mean_label": float(labels[:, z].mean()),
+        }
     res["locality"] = per_sign
     res["locality_mean_share_inside"] = float(np.mean([v["share_inside"] for v in per_sign.values()]))
     res["locality_mean_zone_area"] = float(np.mean([v["zone_area"] for v in per_sign.values()]))
@@ -250,11 +261,15 @@ def chroma_shares(x, own, raised: list[torch.Tensor], margin_px: int) -> dict:
     fine texture there (``x`` minus its 7 x 7 box mean: the real reference)."""
     near = zone_margins(x.shape[-1], margin_px)
     fine = x - F.avg_pool2d(x, 7, stride=1, padding=3, count_include_pad=False)
-    per_sign = {sign: {"raise": chroma_share(raised[z] - own, near[z]), "real_texture": chroma_share(fine, near[z])}
-                for z, sign in enumerate(SIGNS)}
-    return {"chroma_share": per_sign,
-            "chroma_share_mean_raise": float(np.mean([v["raise"] for v in per_sign.values()])),
-            "chroma_share_mean_real_texture": float(np.mean([v["real_texture"] for v in per_sign.values()]))}
+    per_sign = {
+        sign: {"raise": chroma_share(raised[z] - own, near[z]), "real_texture": chroma_share(fine, near[z])}
+        for z, sign in enumerate(SIGNS)
+    }
+    return {
+        "chroma_share": per_sign,
+        "chroma_share_mean_raise": float(np.mean([v["raise"] for v in per_sign.values()])),
+        "chroma_share_mean_real_texture": float(np.mean([v["real_texture"] for v in per_sign.values()])),
+    }
 
 
 def zone_texture(images, cal: SignCalibration) -> torch.Tensor:
@@ -270,14 +285,16 @@ def texture_response(own, raised: list[torch.Tensor], cal: SignCalibration) -> d
     per_sign = {}
     for z, sign in enumerate(SIGNS):
         d = (zone_texture(raised[z], cal) - base).mean(0)  # [Z]
-        others = torch.cat([d[:z], d[z + 1:]])
+        others = torch.cat([d[:z], d[z + 1 :]])
         per_sign[sign] = {"own_zone": float(d[z]), "other_zones_mean_abs": float(others.abs().mean())}
-    return {"texture_response": per_sign,
-            "texture_response_mean_own": float(np.mean([v["own_zone"] for v in per_sign.values()])),
-            "texture_response_mean_others": float(np.mean([v["other_zones_mean_abs"] for v in per_sign.values()]))}
+    return {
+        "texture_response": per_sign,
+        "texture_response_mean_own": float(np.mean([v["own_zone"] for v in per_sign.values()])),
+        "texture_response_mean_others": float(np.mean([v["other_zones_mean_abs"] for v in per_sign.values()])),
+    }
 
 
-def other_channel_response(run: "Runner", x, a_own, labels, own, cal: SignCalibration) -> dict[str, float]:
+def other_channel_response(run: Runner, x, a_own, labels, own, cal: SignCalibration) -> dict[str, float]:
     """Per sign, the texture response in its zone when its raise (the map change of
     :func:`raised_labels`) is written into the next map channel instead of its own: whether G reads
     what a channel says or only where values are high. Near :func:`texture_response`'s own value: G
@@ -307,8 +324,10 @@ def figure(G, x, age, labels, out: Path, gain: float = 4.0) -> None:
         edits.append(e[0])
         diffs.append(((e - own).abs().mean(1, keepdim=True) * gain).clamp(0, 1)[0].expand(3, -1, -1) * 2 - 1)
     ages = (10, 20, 30, 40, 50, 60, 70, 80)
-    uni = [run(x1, torch.tensor([normalize_age(float(t))]),
-               torch.full((1, len(SIGNS)), normalize_age(float(t))))[0] for t in ages]
+    uni = [
+        run(x1, torch.tensor([normalize_age(float(t))]), torch.full((1, len(SIGNS)), normalize_age(float(t))))[0]
+        for t in ages
+    ]
 
     def to_img(t):
         return Image.fromarray(((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
@@ -351,7 +370,7 @@ def main(argv=None) -> int:
     x, ages, labels, names, cal = test_faces(a.n)
     if a.figure:
         f = a.face
-        figure(G, x[f:f + 1], ages[f:f + 1], labels[f:f + 1], a.figure)
+        figure(G, x[f : f + 1], ages[f : f + 1], labels[f : f + 1], a.figure)
         print(f"wrote {a.figure} (test face {names[f]})")
     res = {"weights": str(a.weights), "step": manifest.get("step"), **measure(G, x, ages, labels, cal)}
     if a.random_baseline:  # how local a same-config G with random weights is (the architecture alone)

@@ -51,7 +51,7 @@ class Faces:
     x: torch.Tensor
     ages: torch.Tensor
 
-    def take(self, idx) -> "Faces":
+    def take(self, idx) -> Faces:
         return Faces(self.x[idx], self.ages[idx])
 
 
@@ -129,8 +129,17 @@ def spread(total: int, n: int) -> torch.Tensor:
 class Evaluation:
     """Runs the tasks for several methods against the same faces and judges; :attr:`results` is the JSON."""
 
-    def __init__(self, test: Faces, judges: Judges, n: int, sweep_n: int, real_per_group: int = 250,
-                 realism: bool = True, seed: int = 0, gap_n: int | None = None) -> None:
+    def __init__(
+        self,
+        test: Faces,
+        judges: Judges,
+        n: int,
+        sweep_n: int,
+        real_per_group: int = 250,
+        realism: bool = True,
+        seed: int = 0,
+        gap_n: int | None = None,
+    ) -> None:
         self.test, self.j, self.realism = test, judges, realism
         self.faces = test.take(spread(len(test.x), n))
         self.sweep = test.take(spread(len(test.x), sweep_n))
@@ -143,13 +152,17 @@ class Evaluation:
         self.group_mean_age = [real_age[groups == g].mean().item() for g in range(len(AGE_GROUPS))]
         old = (test.ages >= OLD_REAL[0]) & (test.ages <= OLD_REAL[1])
         self.results: dict = {
-            "n_faces": len(self.faces.x), "n_test_split": len(test.x), "resolution": test.x.shape[-1],
-            "groups": list(GROUP_NAMES), "group_centres": [group_centre(g) for g in range(len(AGE_GROUPS))],
+            "n_faces": len(self.faces.x),
+            "n_test_split": len(test.x),
+            "resolution": test.x.shape[-1],
+            "groups": list(GROUP_NAMES),
+            "group_centres": [group_centre(g) for g in range(len(AGE_GROUPS))],
             "real": {
                 "group_counts": [int((groups == g).sum()) for g in range(len(AGE_GROUPS))],
                 "group_mean_age_A": self.group_mean_age,
                 "estimator_mae_on_test_split": (real_age - test.ages).abs().mean().item(),
-                "age_60_A_mean": real_age[old].mean().item(), "age_60_A_std": real_age[old].std().item(),
+                "age_60_A_mean": real_age[old].mean().item(),
+                "age_60_A_std": real_age[old].std().item(),
                 "blur": metrics.blur(test.x[old]).mean().item(),
             },
             "methods": {},
@@ -164,9 +177,12 @@ class Evaluation:
         emb = self.emb if emb is None else emb
         gender = self.gender if gender is None else gender
         dist = (self.j.identity(edits, shapes) - emb).norm(dim=1)
-        return {"id_dist": dist.mean().item(), "id_same": (dist < metrics.SAME_PERSON).float().mean().item(),
-                "gender_kept": (self.j.gender(edits) == gender).float().mean().item(),
-                "blur": metrics.blur(edits).mean().item()}
+        return {
+            "id_dist": dist.mean().item(),
+            "id_same": (dist < metrics.SAME_PERSON).float().mean().item(),
+            "gender_kept": (self.j.gender(edits) == gender).float().mean().item(),
+            "blur": metrics.blur(edits).mean().item(),
+        }
 
     def age_groups(self, method, states) -> dict:
         out = {}
@@ -177,17 +193,23 @@ class Evaluation:
                 target = group_centre(g)
                 edits = method.decode(states, torch.full((len(self.faces.x),), target), sm, sg)
                 pred = self.j.age(edits)
-                row = {"age_mae": (pred - target).abs().mean().item(),
-                       "age_mae_corrected": (pred - self.group_mean_age[g]).abs().mean().item(),
-                       "pred_age": pred.mean().item(), **self.preservation(self.faces, edits)}
+                row = {
+                    "age_mae": (pred - target).abs().mean().item(),
+                    "age_mae_corrected": (pred - self.group_mean_age[g]).abs().mean().item(),
+                    "pred_age": pred.mean().item(),
+                    **self.preservation(self.faces, edits),
+                }
                 if self.realism:
                     fake = self.j.features(edits)
                     row["kid"], row["kid_std"] = metrics.kid(self.real_features[g], fake)
                     row["fid"] = max(metrics.fid(self.real_features[g], fake), 0.0)
                 rows[name] = row
             keys = rows[GROUP_NAMES[0]].keys()
-            out[preset] = {"sigma": [sm, sg], "per_group": rows,
-                           "mean": {k: float(np.nanmean([r[k] for r in rows.values()])) for k in keys}}
+            out[preset] = {
+                "sigma": [sm, sg],
+                "per_group": rows,
+                "mean": {k: float(np.nanmean([r[k] for r in rows.values()])) for k in keys},
+            }
         return out
 
     def young_to_old(self, method) -> dict:
@@ -201,8 +223,12 @@ class Evaluation:
         for preset, (sm, sg) in presets.items():
             edits = method.decode(states, torch.full((len(young),), OLD_TARGET), sm, sg)
             pred = self.j.age(edits)
-            out[preset] = {"pred_age": pred.mean().item(), "pred_age_std": pred.std().item() if len(pred) > 1 else float("nan"), "n": len(young),
-                           **self.preservation(faces, edits, shapes, emb, gender)}
+            out[preset] = {
+                "pred_age": pred.mean().item(),
+                "pred_age_std": pred.std().item() if len(pred) > 1 else float("nan"),
+                "n": len(young),
+                **self.preservation(faces, edits, shapes, emb, gender),
+            }
         return out
 
     def reconstruction(self, method, states) -> dict:
@@ -211,8 +237,12 @@ class Evaluation:
         for preset, (sm, sg) in presets.items():
             rec = method.decode(states, self.faces.ages.clamp(max=100), sm, sg)
             s = metrics.ssim(rec, self.faces.x)
-            out[preset] = {"l1": metrics.l1(rec, self.faces.x).mean().item(), "psnr": metrics.psnr(rec, self.faces.x).mean().item(),
-                           "ssim": s.mean().item(), "one_minus_ssim": (1 - s).mean().item()}
+            out[preset] = {
+                "l1": metrics.l1(rec, self.faces.x).mean().item(),
+                "psnr": metrics.psnr(rec, self.faces.x).mean().item(),
+                "ssim": s.mean().item(),
+                "one_minus_ssim": (1 - s).mean().item(),
+            }
         return out
 
     def age_gap(self, method) -> dict:
@@ -221,11 +251,18 @@ class Evaluation:
         faces = self.gap_faces
         states, n = method.encode(faces.x), len(faces.x)
         sm, sg = PRESETS["custom preservation"]
-        pred = {t: self.j.age(method.decode(states, torch.full((n,), float(t)), sm, sg)).mean().item() for t in (10, 70)}
+        pred = {
+            t: self.j.age(method.decode(states, torch.full((n,), float(t)), sm, sg)).mean().item() for t in (10, 70)
+        }
         rec = method.decode(states, faces.ages.clamp(max=100), 0.0, 0.0)
-        return {"n_faces": n, "pred_age_target_10": pred[10], "pred_age_target_70": pred[70],
-                "gap_70_minus_10": pred[70] - pred[10], "sigma0_own_age_l1": metrics.l1(rec, faces.x).mean().item(),
-                "sigma0_own_age_psnr": metrics.psnr(rec, faces.x).mean().item()}
+        return {
+            "n_faces": n,
+            "pred_age_target_10": pred[10],
+            "pred_age_target_70": pred[70],
+            "gap_70_minus_10": pred[70] - pred[10],
+            "sigma0_own_age_l1": metrics.l1(rec, faces.x).mean().item(),
+            "sigma0_own_age_psnr": metrics.psnr(rec, faces.x).mean().item(),
+        }
 
     def sigma_sweep(self, method) -> dict:
         states = method.encode(self.sweep.x)
@@ -233,17 +270,33 @@ class Evaluation:
         mae, lp = np.zeros((len(SWEEP_SIGMAS),) * 2), np.zeros((len(SWEEP_SIGMAS),) * 2)
         for i, sm in enumerate(tqdm(SWEEP_SIGMAS, desc=f"{method.name}: sigma sweep", leave=False)):
             for k, sg in enumerate(SWEEP_SIGMAS):
-                errs = [(self.j.age(method.decode(states, torch.full((n,), group_centre(g)), sm, sg)) - self.group_mean_age[g]).abs().mean().item()
-                        for g in range(len(AGE_GROUPS))]
+                errs = [
+                    (
+                        self.j.age(method.decode(states, torch.full((n,), group_centre(g)), sm, sg))
+                        - self.group_mean_age[g]
+                    )
+                    .abs()
+                    .mean()
+                    .item()
+                    for g in range(len(AGE_GROUPS))
+                ]
                 mae[i, k] = np.mean(errs)
                 rec = method.decode(states, self.sweep.ages.clamp(max=100), sm, sg)
                 lp[i, k] = (1 - metrics.ssim(rec, self.sweep.x)).mean().item()
-        return {"sigmas": list(SWEEP_SIGMAS), "n_faces": n, "age_mae_corrected": mae.tolist(), "one_minus_ssim": lp.tolist()}
+        return {
+            "sigmas": list(SWEEP_SIGMAS),
+            "n_faces": n,
+            "age_mae_corrected": mae.tolist(),
+            "one_minus_ssim": lp.tolist(),
+        }
 
     def run(self, method) -> dict:
         states = method.encode(self.faces.x)
-        res = {"age_groups": self.age_groups(method, states), "young_to_old": self.young_to_old(method),
-               "reconstruction": self.reconstruction(method, states)}
+        res = {
+            "age_groups": self.age_groups(method, states),
+            "young_to_old": self.young_to_old(method),
+            "reconstruction": self.reconstruction(method, states),
+        }
         if not isinstance(method, Identity):
             info = method.ed.info
             res["weights"] = {k: info.get(k) for k in ("file", "sha256", "step", "resolution")}
@@ -270,12 +323,18 @@ def example_grid(method: CUSPMethod, faces: torch.Tensor) -> np.ndarray:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="CUSP weights to judge (default: the shipped ones)")
-    p.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH", help="earlier checkpoints to compare")
+    p.add_argument(
+        "--baseline", action="append", default=[], metavar="NAME=PATH", help="earlier checkpoints to compare"
+    )
     p.add_argument("--n", type=int, default=1000, help="N test faces spread evenly over the split (paper: 1000)")
     p.add_argument("--limit", type=int, default=None, help="quick run: cap N, the sweep and --gap-n at this many faces")
     p.add_argument("--sweep-n", type=int, default=100)
-    p.add_argument("--gap-n", type=int, default=None,
-                   help="faces for the age gap (70 vs 10) and the sigma-0 reconstruction (default: --n; issue #4: 200)")
+    p.add_argument(
+        "--gap-n",
+        type=int,
+        default=None,
+        help="faces for the age gap (70 vs 10) and the sigma-0 reconstruction (default: --n; issue #4: 200)",
+    )
     p.add_argument("--packed", type=Path, default=None, help="packed test split (train.pack_data --split test)")
     p.add_argument("--estimator", default=None, help="age estimator A weights (default assets/age_estimator_A)")
     p.add_argument("--no-realism", action="store_true", help="skip KID/FID (no Inception network installed)")
@@ -292,12 +351,22 @@ def main(argv=None) -> int:
         methods = [CUSPMethod("CUSP" if a.weights else "CUSP (shipped)", a.weights, a.device)]
         methods += [CUSPMethod(spec.split("=", 1)[0], spec.split("=", 1)[-1], a.device) for spec in a.baseline]
         judges = Judges(a.device, a.estimator)
-        ev = Evaluation(load_test_faces(methods[0].resolution, a.packed), judges, n, sweep_n, realism=not a.no_realism, seed=a.seed,
-                        gap_n=min(a.gap_n, a.limit) if a.limit and a.gap_n else a.gap_n)
+        ev = Evaluation(
+            load_test_faces(methods[0].resolution, a.packed),
+            judges,
+            n,
+            sweep_n,
+            realism=not a.no_realism,
+            seed=a.seed,
+            gap_n=min(a.gap_n, a.limit) if a.limit and a.gap_n else a.gap_n,
+        )
     except (FaceAgeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    ev.results["estimator"] = {"name": "A (faceage/age/estimator.py)", **{k: judges.estimator_info.get(k) for k in ("test_mae_years", "n_test")}}
+    ev.results["estimator"] = {
+        "name": "A (faceage/age/estimator.py)",
+        **{k: judges.estimator_info.get(k) for k in ("test_mae_years", "n_test")},
+    }
     ev.results["command"] = "python -m train.eval.cusp " + " ".join(argv if argv is not None else sys.argv[1:])
     for m in [*methods, Identity()]:
         ev.run(m)

@@ -25,8 +25,10 @@ def dlib_landmarks(img: np.ndarray) -> np.ndarray | None:
     import dlib
 
     if _models is None:
-        _models = (dlib.get_frontal_face_detector(),
-                   dlib.shape_predictor(str(dlib_models() / "shape_predictor_68_face_landmarks.dat")))
+        _models = (
+            dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(str(dlib_models() / "shape_predictor_68_face_landmarks.dat")),
+        )
     detector, predictor = _models
     pad = int(round(PAD * max(img.shape[:2])))
     padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)

