@@ -14,12 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceage.io import load_image
+
 PHOTOS = Path(__file__).resolve().parent / "real_photos"
 
 
 def photo(name: str) -> np.ndarray:
     """A committed real photo as RGB."""
-    from faceage.io import load_image
 
     return load_image(PHOTOS / name)
 

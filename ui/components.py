@@ -8,6 +8,9 @@ import math
 
 import gradio as gr
 
+from faceage.cusp.mask import PRESETS, SIGMA_MAX
+from faceage.edit.photo_editor import DEFAULT_MODE
+
 
 # Gradio writes type stubs for these component subclasses to app.pyi on import (git ignores it).
 class PhotoInput(gr.Image):
@@ -84,3 +87,29 @@ def checked_number(label: str, value, low: float, high: float) -> float:
 def error_html(text: str) -> str:
     """``text`` made safe for ``gr.Error``, which renders HTML (quotes are harmless in text, kept readable)."""
     return html.escape(text, quote=False)
+
+
+def structure_sliders(slider=None, prefix: str = "") -> tuple:
+    """CUSP's sigma_m and sigma_g sliders (Eq. 2's blur inside and outside the mask M), at the "custom
+    preservation" preset; ``slider`` is the component class (:class:`NumberSlider` by default)."""
+    slider = slider or NumberSlider
+    sigma_m, sigma_g = PRESETS["custom preservation"]
+    return (
+        slider(
+            0, SIGMA_MAX, value=sigma_m, step=0.1, label="sigma_m (local blur, in the mask)", elem_id=f"{prefix}sigma_m"
+        ),
+        slider(0, SIGMA_MAX, value=sigma_g, step=0.1, label="sigma_g (global blur)", elem_id=f"{prefix}sigma_g"),
+    )
+
+
+def edit_mode(medium: str = "photo", elem_id: str = "mode") -> gr.Radio:
+    """How an edit reaches the ``medium``: its own pixels changed ("detail", the default) or the face replaced."""
+    return gr.Radio(
+        [
+            (f"Keep the {medium}: apply the model's change to its own pixels", "detail"),
+            ("Replace the face with the model's output", "replace"),
+        ],
+        value=DEFAULT_MODE,
+        label="Edit",
+        elem_id=elem_id,
+    )

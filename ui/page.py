@@ -8,13 +8,12 @@ import html
 import gradio as gr
 
 from faceage import settings
-from faceage.cusp.mask import PRESETS, SIGMA_MAX
+from faceage.cusp.mask import PRESETS
 from faceage.edit import progression as prog
-from faceage.edit.photo_editor import DEFAULT_MODE
 from faceage.io import MAX_BYTES
 from faceage.provenance import weights_note
 from ui.amgan_tab import build_amgan_tab, how_changed
-from ui.components import NumberBox, NumberSlider, PaintCanvas, PhotoInput
+from ui.components import NumberBox, NumberSlider, PaintCanvas, PhotoInput, edit_mode, structure_sliders
 from ui.examples import ENV as EXAMPLES_ENV
 from ui.examples import MAX_EXAMPLES
 from ui.server import FACE_VIEW_HEIGHT, THUMBNAIL, App
@@ -91,15 +90,7 @@ def build(app: App) -> gr.Blocks:
                     face_index = NumberBox(
                         value=-1, precision=0, label="Face (-1 = all, 0 = largest)", visible=False, elem_id="face_index"
                     )
-            mode = gr.Radio(
-                [
-                    ("Keep the photo: apply the model's change to its own pixels", "detail"),
-                    ("Replace the face with the model's output", "replace"),
-                ],
-                value=DEFAULT_MODE,
-                label="Edit",
-                elem_id="mode",
-            )
+            mode = edit_mode()
             source_age = gr.Textbox(
                 "",
                 label="The face's own age",
@@ -113,22 +104,7 @@ def build(app: App) -> gr.Blocks:
                     gr.Markdown(weights_note(app.editor.info), elem_id="cusp_weights")
                 with gr.Row():
                     age = NumberSlider(0, 100, value=70, step=1, label="Target age", elem_id="age")
-                    sigma_m = NumberSlider(
-                        0,
-                        SIGMA_MAX,
-                        value=PRESETS["custom preservation"][0],
-                        step=0.1,
-                        label="sigma_m (local blur, in the mask)",
-                        elem_id="sigma_m",
-                    )
-                    sigma_g = NumberSlider(
-                        0,
-                        SIGMA_MAX,
-                        value=PRESETS["custom preservation"][1],
-                        step=0.1,
-                        label="sigma_g (global blur)",
-                        elem_id="sigma_g",
-                    )
+                    sigma_m, sigma_g = structure_sliders()
                 with gr.Row():
                     preset = gr.Radio(list(PRESETS), value="custom preservation", label="Structure preservation preset")
                     apply = gr.Button("Apply", variant="primary")

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from faceage.cusp.mask import PRESETS, SIGMA_MAX
 from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.errors import CancelledError, FaceAgeError
 from faceage.video import VideoEditor
+from ui.components import edit_mode, structure_sliders
 
 MAX_SECONDS = 30.0
 """Longest clip the app takes (2 CPU cores edit 720p at about 20-30 frames/s: ``docs/benchmarks.md``)."""
@@ -134,32 +134,9 @@ def build_video_tab(app) -> VideoPanel:
         result = gr.Video(label="Aged", interactive=False, format=None, elem_id="video_out")
     with gr.Row():
         age = gr.Slider(0, 100, value=70, step=1, label="Target age", elem_id="video_age")
-        sigma_m = gr.Slider(
-            0,
-            SIGMA_MAX,
-            value=PRESETS["custom preservation"][0],
-            step=0.1,
-            label="sigma_m (local blur, in the mask)",
-            elem_id="video_sigma_m",
-        )
-        sigma_g = gr.Slider(
-            0,
-            SIGMA_MAX,
-            value=PRESETS["custom preservation"][1],
-            step=0.1,
-            label="sigma_g (global blur)",
-            elem_id="video_sigma_g",
-        )
+        sigma_m, sigma_g = structure_sliders(gr.Slider, prefix="video_")
     with gr.Row():
-        mode = gr.Radio(
-            [
-                ("Keep the video: apply the model's change to its own pixels", "detail"),
-                ("Replace the face with the model's output", "replace"),
-            ],
-            value=DEFAULT_MODE,
-            label="Edit",
-            elem_id="video_mode",
-        )
+        mode = edit_mode("video", elem_id="video_mode")
         source_age = gr.Textbox(
             "",
             label="The faces' own age",

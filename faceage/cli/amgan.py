@@ -27,7 +27,7 @@ import numpy as np
 
 from faceage.amgan.editor import AMGANEditor, as_map, check_signs
 from faceage.amgan.maps import SIGNS, map_to_image
-from faceage.cli.how import edit_how
+from faceage.cli.how import add_sigmas, edit_how
 from faceage.cli.paths import side_output
 from faceage.cusp.editor import CUSPEditor, check_controls
 from faceage.cusp.map_render import MapRenderer
@@ -56,7 +56,7 @@ def add_commands(sub, common, how) -> None:
     """Add ``amgan`` and ``amgan-map`` to the subcommands ``sub`` (``common`` adds input, -o, --face; ``how``
     adds --mode and --source-age)."""
 
-    def controls(p):
+    def targets(p):
         p.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
         p.add_argument(
             "--sign",
@@ -66,6 +66,9 @@ def add_commands(sub, common, how) -> None:
             metavar="NAME=SCORE",
             help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}",
         )
+
+    def controls(p):
+        targets(p)
         p.add_argument("--resolution", type=int, help="side of the aligned crop (default: the trained one)")
 
     a = sub.add_parser("amgan", help="age the faces with AgingMapGAN, per clinical sign or from a painted map")
@@ -85,18 +88,9 @@ def add_commands(sub, common, how) -> None:
     controls(m)
     r = sub.add_parser("map", help="age the faces per clinical sign (or from a painted map), rendered by CUSP")
     common(r)
-    r.add_argument("--age", type=float, help="target age, 0..100 (the face outside the sign zones)")
-    r.add_argument(
-        "--sign",
-        type=parse_sign,
-        action="append",
-        default=[],
-        metavar="NAME=SCORE",
-        help=f"a clinical sign's score in [0, 1], repeatable; signs: {', '.join(SIGNS)}",
-    )
+    targets(r)
     r.add_argument("--map", type=Path, help="a painted aging map (from amgan-map) for the first face")
-    r.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
-    r.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
+    add_sigmas(r)
     how(r)
 
 

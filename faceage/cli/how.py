@@ -6,16 +6,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from faceage.cusp.mask import PRESETS
 from faceage.edit.photo_editor import DEFAULT_MODE, MODES
 
 
-def add_how(sp) -> None:
-    """The ``--mode`` and ``--source-age`` options of a command that edits."""
+def add_how(sp, medium: str = "photo", order: str = "largest first") -> None:
+    """The ``--mode`` and ``--source-age`` options of a command that edits a ``medium`` whose faces are numbered
+    in ``order``."""
     sp.add_argument(
         "--mode",
         choices=MODES,
         default=DEFAULT_MODE,
-        help="detail (default): apply the model's change to the photo's own pixels, keeping its "
+        help=f"detail (default): apply the model's change to the {medium}'s own pixels, keeping its "
         "detail, expression and colour; replace: paste the generated face",
     )
     sp.add_argument(
@@ -24,9 +26,17 @@ def add_how(sp) -> None:
         nargs="+",
         default=None,
         metavar="AGE",
-        help="the face's own age (detail mode), one for every face or one per face (largest "
-        "first); default: as the age classifier reads it, printed with each photo",
+        help=f"the face's own age (detail mode), one for every face or one per face ({order}); default: as the "
+        "age classifier reads it, printed on stderr",
     )
+
+
+def add_sigmas(sp) -> None:
+    """CUSP's ``--sigma-m`` and ``--sigma-g`` (the skip blur inside and outside the mask M), defaulting to the
+    app's "custom preservation" preset."""
+    sigma_m, sigma_g = PRESETS["custom preservation"]
+    sp.add_argument("--sigma-m", type=float, default=sigma_m, help="local blur in the mask (paper units, 0..9)")
+    sp.add_argument("--sigma-g", type=float, default=sigma_g, help="global blur (paper units, 0..9)")
 
 
 def edit_how(session, args, src: Path) -> dict:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from faceage.cli import amgan as cli_amgan
 from faceage.cli import video as cli_video
-from faceage.cli.how import add_how, edit_how
+from faceage.cli.how import add_how, add_sigmas, edit_how
 from faceage.cli.paths import inputs, output_names, side_output
 from faceage.cusp.editor import CUSPEditor, check_age, check_controls
 from faceage.edit import progression as prog
@@ -56,16 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("edit", help="age the faces of a photo and paste them back")
     common(e)
     e.add_argument("--age", type=float, required=True, help="target age, 0..100")
-    e.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
-    e.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
+    add_sigmas(e)
     add_how(e)
     m = sub.add_parser("mask", help="save the CUSP mask M of the first chosen face")
     common(m)
     g = sub.add_parser("progression", help="a strip of the aligned face at several ages")
     common(g)
     g.add_argument("--ages", type=float, nargs="+", default=list(DEFAULT_AGES))
-    g.add_argument("--sigma-m", type=float, default=8.0)
-    g.add_argument("--sigma-g", type=float, default=4.5)
+    add_sigmas(g)
     add_how(g)
     g.add_argument(
         "--gif",

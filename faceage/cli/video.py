@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from faceage.cli.how import add_how, add_sigmas
 from faceage.cusp.editor import check_controls
-from faceage.edit.photo_editor import DEFAULT_MODE, MODES
 from faceage.errors import FaceAgeError, MissingWeightsError
 from faceage.video import VideoEditor
 from faceage.video.io import check_output, probe
@@ -27,23 +27,8 @@ def add_command(sub) -> None:
     v.add_argument("input", type=Path, help="a video file (MP4, MOV, WebM, MKV...)")
     v.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 (H.264, the input's audio)")
     v.add_argument("--age", type=float, required=True, help="target age, 0..100")
-    v.add_argument("--sigma-m", type=float, default=8.0, help="local blur in the mask (paper units, 0..9)")
-    v.add_argument("--sigma-g", type=float, default=4.5, help="global blur (paper units, 0..9)")
-    v.add_argument(
-        "--mode",
-        choices=MODES,
-        default=DEFAULT_MODE,
-        help="detail (default): the model's change on the video's own pixels; replace: the generated face",
-    )
-    v.add_argument(
-        "--source-age",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="AGE",
-        help="the faces' own age, one for all or one per face in order of appearance; default: as the "
-        "age classifier reads each face where it first appears",
-    )
+    add_sigmas(v)
+    add_how(v, medium="video", order="in order of appearance")
     v.add_argument(
         "--face",
         type=int,

@@ -49,6 +49,7 @@ from faceage.age.classifier import (  # noqa: E402
     onnx_probabilities,
     package_models_dir,
 )
+from faceage.data.utkface import SOURCE_SIZE, UTKFace
 from faceage.io import atomic_write  # noqa: E402
 
 CLASSIFIERS = {"age": AgeClassifier, "gender": GenderClassifier}
@@ -191,7 +192,6 @@ def measure_chip_thetas(limit: int, root: str | None) -> dict[str, np.ndarray]:
     The crops are spread evenly over the training split (the shards are in name order,
     i.e. grouped by age, so the first crops alone would all be of a few ages).
     """
-    from faceage.data.utkface import SOURCE_SIZE, UTKFace
 
     faces = UTKFace(root, "train", size=SOURCE_SIZE)
     thetas: dict[str, list[np.ndarray]] = {task: [] for task in CLASSIFIERS}

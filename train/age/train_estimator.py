@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from faceage.age.estimator import INPUT_SIZE, AgeEstimator, label_distribution
 from faceage.checkpoint import save_checkpoint
+from faceage.data.utkface import PackedFaces
 
 
 def to_input(images_u8: torch.Tensor) -> torch.Tensor:
@@ -114,7 +115,6 @@ def fit(
 
 
 def load_packed(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from faceage.data.utkface import PackedFaces
 
     faces = PackedFaces(path)
     x = torch.cat([to_input(faces.images[i : i + 2048]) for i in range(0, len(faces), 2048)])

@@ -42,8 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from faceage.amgan.maps import SIGNS, sign_zone_masks
+from faceage.checkpoint import load_checkpoint, save_checkpoint
 from faceage.data.ages import normalize_age
 from faceage.errors import BadParameterError
+from faceage.face.align import template_points
 from faceage.filters import gaussian_blur, luma
 
 __all__ = [
@@ -104,7 +106,6 @@ def ridge_energy(images: torch.Tensor, achromatic: bool = False) -> torch.Tensor
 
 def template_zone_masks(size: int) -> torch.Tensor:
     """Zones of :data:`SIGNS` on the canonical aligned frame, [len(SIGNS), size, size] float (0/1)."""
-    from faceage.face.align import template_points
 
     masks = sign_zone_masks(template_points(size), size)
     return torch.from_numpy(np.stack([masks[s] for s in SIGNS]).astype(np.float32))
@@ -234,7 +235,6 @@ def packed_labels(
     face names, measure or calibration do not match is recomputed. ``achromatic``: with the measure of
     :func:`ridge_energy` ``(achromatic=True)``.
     """
-    from faceage.checkpoint import load_checkpoint, save_checkpoint
 
     cache = Path(cache)
     names_digest = digest_names(dataset.names)

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import torch
 
 from faceage.amgan.editor import net_config
+from faceage.amgan.maps import SIGNS
 from faceage.amgan.model import AMGANDiscriminator, AMGANGenerator, generate, location_maps
 from faceage.checkpoint import load_training_state, training_state
 from faceage.config import from_dict
@@ -502,7 +503,6 @@ class AMGANTrainer:
     @torch.no_grad()
     def samples(self, x, ages=(10, 40, 70), raise_sign: str = "forehead") -> torch.Tensor:
         """Grid rows per face (full image, G_ema): input, uniform maps at ``ages``, one sign raised, A."""
-        from faceage.amgan.maps import SIGNS
 
         x = x.to(self.device)
         n = len(x)

@@ -19,16 +19,15 @@ from pathlib import Path
 import torch
 
 from faceage.age.classifier import AGE_WEIGHTS, AgeClassifier
+from faceage.data.utkface import PackedFaces
+from train.batches import SyntheticFaces
 from train.cusp.losses import mean_variance_loss
 
 
 def faces(packed: Path, n: int) -> torch.Tensor:
     if packed.is_file():
-        from faceage.data.utkface import PackedFaces
-
         ds = PackedFaces(packed)
         return torch.stack([ds[i][0] for i in range(0, len(ds), max(1, len(ds) // n))][:n]).float()
-    from train.batches import SyntheticFaces
 
     print(f"({packed} not found: synthetic faces)")
     ds = SyntheticFaces(n=n, size=128, seed=0)

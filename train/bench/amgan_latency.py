@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from faceage.amgan.editor import AMGANEditor  # noqa: E402
 from faceage.amgan.model import AMGANConfig, AMGANGenerator, generate, generate_tiled  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
@@ -36,8 +37,6 @@ DEFAULT_WEIGHTS = ROOT / "assets" / "amgan_utkface128.safetensors"
 def load_generator(weights: Path) -> tuple[AMGANGenerator, str]:
     """The shipped generator (through the editor's loader) if ``weights`` exists, else a default-config one."""
     if weights.is_file():
-        from faceage.amgan.editor import AMGANEditor
-
         return AMGANEditor.load(weights, device="cpu").G, weights.name
     return AMGANGenerator(AMGANConfig()).eval(), "default AMGANConfig, random weights (no shipped AMGAN yet)"
 

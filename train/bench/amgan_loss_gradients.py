@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from faceage.data.utkface import PackedFaces
 from train.amgan import losses as amgan_losses
 from train.amgan.data import with_sign_labels
 from train.amgan.trainer import AMGANTrainer, weighted_sum
@@ -52,8 +53,6 @@ def load_run(run: Path, config: Path) -> tuple[AMGANTrainer, str]:
 def faces(packed: Path, n: int, size: int, seed: int):
     """(x, age, signs) of ``n`` faces, as the trainer's batches (``get_batch`` of sign-labelled faces)."""
     if packed.is_file():
-        from faceage.data.utkface import PackedFaces
-
         base = PackedFaces(packed)
         if base.size == size:
             return get_batch(with_sign_labels(base), 0, n, seed, False), f"{packed}"

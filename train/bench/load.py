@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceage.data.utkface import UTKFace
+
 ROOT = Path(__file__).resolve().parents[2]
 AGES = (20, 40, 60, 80)
 SIGMA_M, SIGMA_G = 8.0, 4.5
@@ -107,7 +109,6 @@ def peak_rss_mib(pid: int) -> float:
 
 def utk_photos(n: int, folder: Path) -> list[Path]:
     """``n`` PNG photos: UTKFace test faces (every 7th, so ages vary) at 600 px in 1024 x 1024 canvases."""
-    from faceage.data.utkface import UTKFace
 
     faces = UTKFace(split="test", size=200, verify=False)
     paths = []

@@ -54,11 +54,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceage.age.estimator import AgeEstimator
 from faceage.amgan.editor import net_config
 from faceage.amgan.maps import SIGNS, location_maps
 from faceage.amgan.model import AMGANGenerator, generate
 from faceage.checkpoint import load_checkpoint
 from faceage.data.ages import normalize_age
+from faceage.data.utkface import PackedFaces
 from faceage.filters import luma
 from train.amgan.losses import chroma, colour_shift_loss
 from train.amgan.maps import MapBasis
@@ -80,7 +82,6 @@ def load_generator(path: Path) -> tuple[AMGANGenerator, dict]:
 def test_faces(n: int):
     """(images [n,3,S,S], ages [n], labels [n, Z], names, the labels' calibration), spread evenly over the
     test split."""
-    from faceage.data.utkface import PackedFaces
 
     cache = labels_path(TRAIN_PACK)
     if not cache.is_file():  # the training run computes and caches them on first use
@@ -113,7 +114,6 @@ class Runner:
 
 
 def measure(G, x, ages, labels, cal: SignCalibration | None = None) -> dict:
-    from faceage.age.estimator import AgeEstimator
 
     S = x.shape[-1]
     run = Runner(G, S)

@@ -35,10 +35,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from faceage.cusp.editor import CUSPEditor
 from faceage.cusp.mask import PRESETS, blur_skip, cusp_mask
 from faceage.data.ages import AGE_GROUPS, GROUP_NAMES, age_to_group, group_centre
+from faceage.data.utkface import PackedFaces, UTKFace
+from faceage.errors import FaceAgeError
 from train.eval import metrics
 from train.eval.metrics import Judges
+from train.eval.report import write_report
 
 SWEEP_SIGMAS = (0.0, 2.0, 4.0, 6.0, 8.0)
 YOUNG, OLD_TARGET, OLD_REAL = (20, 29), 60.0, (58, 62)
@@ -71,7 +75,6 @@ class CUSPMethod:
     """A CUSP weights file; ``encode`` is the per-photo work (mask + encoders), ``decode`` one edit."""
 
     def __init__(self, name: str, weights: str | Path | None, device: str = "cpu", batch: int = 50) -> None:
-        from faceage.cusp.editor import CUSPEditor
 
         self.name, self.batch = name, batch
         self.ed = CUSPEditor.load(weights, device=device)
@@ -100,13 +103,9 @@ def load_test_faces(size: int, packed: Path | None) -> Faces:
     import torch.nn.functional as F
 
     if packed is not None:
-        from faceage.data.utkface import PackedFaces
-
         pf = PackedFaces(packed)
         x, ages = pf.images.permute(0, 3, 1, 2).float() / 127.5 - 1, pf.ages.float()
     else:
-        from faceage.data.utkface import UTKFace
-
         ds = UTKFace(split="test", size=size, verify=False)
         items = [ds[i] for i in range(len(ds))]
         x, ages = torch.stack([it[0] for it in items]), torch.tensor([float(it[1]) for it in items])
@@ -342,8 +341,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/eval"))
     a = p.parse_args(argv)
-    from faceage.errors import FaceAgeError
-    from train.eval.report import write_report
 
     torch.manual_seed(a.seed)
     n, sweep_n = (min(a.n, a.limit), min(a.sweep_n, a.limit)) if a.limit else (a.n, a.sweep_n)

@@ -26,8 +26,10 @@ import numpy as np
 from PIL import Image
 
 from faceage.amgan.maps import DEFAULT_BLUR, SIGNS, _frame, sign_zone_masks
+from faceage.cusp.editor import CUSPEditor
 from faceage.cusp.map_render import MapRenderer
 from faceage.cusp.mask import PRESETS
+from faceage.data.utkface import UTKFace
 from faceage.edit.progression import labelled
 from faceage.errors import NoFaceError
 from faceage.io import load_image
@@ -97,7 +99,6 @@ def real_faces(editor, judges, limit_faces: int | None) -> list[dict]:
 
 
 def test_faces(editor, judges, n: int) -> list[dict]:
-    from faceage.data.utkface import UTKFace
 
     try:
         split = UTKFace(None, "test", verify=False)
@@ -160,7 +161,6 @@ def report(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from faceage.cusp.editor import CUSPEditor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/eval/map"))

@@ -41,8 +41,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceage.cusp.editor import to_tensor
+from faceage.amgan.editor import AMGANEditor
+from faceage.cusp.editor import CUSPEditor, to_tensor
 from faceage.edit.paste import face_mask, photo_window, rescaled_frame
+from faceage.edit.progression import labelled
 from faceage.edit.transfer import change_mask
 from faceage.errors import NoFaceError
 from faceage.face.align import TEMPLATE_SIZE, warp_to_crop
@@ -175,10 +177,7 @@ def canonical(img: np.ndarray, aligned, size: int = TEMPLATE_SIZE) -> torch.Tens
 
 def load_editor(model: str, weights=None):
     if model == "cusp":
-        from faceage.cusp.editor import CUSPEditor
-
         return CUSPEditor.load(weights, device="cpu")
-    from faceage.amgan.editor import AMGANEditor
 
     return AMGANEditor.load(weights, device="cpu")
 
@@ -263,7 +262,6 @@ def contact_sheet(session, img, edits, face: int, targets, max_size: int) -> np.
 def figure(editor, rows: list[tuple[np.ndarray, tuple[float, ...]]], preset=(8.0, 4.5), size: int = 256) -> np.ndarray:
     """The README's picture: for each (photo, ages), its largest face as it is, then edited to each age by the
     default (detail-preserving) path of CUSP ``editor`` at ``preset``, side by side at ``size`` px, labelled."""
-    from faceage.edit.progression import labelled
 
     lines = []
     for img, ages in rows:
