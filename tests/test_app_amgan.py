@@ -188,3 +188,18 @@ def test_the_cusp_renderer_is_the_default_and_a_sign_acts_in_its_zone(client, ph
     # the CUSP tab's sigmas reach the renderer (and the PNG says which)
     (_, loose), download, _ = client.predict(handle_file(str(photo)), forehead=1.0, sigma_m=0.0, sigma_g=0.0, **common)
     assert Image.open(download).text["sigma_m"] == "0.0" and np.any(rgb(loose) != rgb(raised))
+
+
+def test_the_per_sign_sliders_stream_while_dragging(tiny_weights, amgan_weights):
+    """The age and every sign slider of the per-sign tab edit on ``.input`` (stale moves dropped, no spinner) as
+    well as on release: the tab is live while dragging, like the CUSP tab."""
+    import app
+    from faceage.amgan.maps import SIGNS
+
+    a = app.App(tiny_weights, amgan_weights=amgan_weights)
+    cfg = app.build(a).config
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in cfg["components"]}
+    live = [d for d in cfg["dependencies"] if (d.get("api_name") or "").startswith("amgan_live")]
+    assert all(d["trigger_mode"] == "always_last" and d["show_progress"] == "hidden" for d in live)
+    dragged = {elem[target] for d in live for target, event in d["targets"] if event == "input"}
+    assert dragged == {"amgan_age", *(f"amgan_{s}" for s in SIGNS)}

@@ -327,6 +327,17 @@ def build_amgan_tab(
     private = dict(api_visibility="private")
     canvas.input(panel.paint, [*controls, canvas, *how], edited, api_name="amgan_paint", **private, **canvas_events)
     for s in (age, *sliders):
+        # live while dragging (stale moves dropped); the release also redraws the canvas for the new sliders
+        s.input(
+            panel.paint,
+            [*controls, canvas, *how],
+            edited,
+            api_name="amgan_live",
+            trigger_mode="always_last",
+            show_progress="hidden",
+            **private,
+            **model,
+        )
         s.release(
             panel.edit_and_refresh,
             [*controls, canvas, *how],
