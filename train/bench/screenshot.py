@@ -78,13 +78,14 @@ def app_page(viewport=(1280, 1000), source: Path = PHOTO):
     from playwright.sync_api import sync_playwright
 
     import app
+    from ui.examples import ENV as EXAMPLES_ENV
 
     tmp = Path(tempfile.mkdtemp(prefix="faceage-shot-"))
     demo = None
     try:
         photo = tmp / source.name
         shutil.copy(source, photo)
-        os.environ[app.EXAMPLES_ENV] = str(tmp)  # the gallery: this face only
+        os.environ[EXAMPLES_ENV] = str(tmp)  # the gallery: this face only
         a = app.App()  # the shipped weights
         if a.missing:
             print(a.missing, file=sys.stderr)
