@@ -125,6 +125,37 @@ def change_mask(aligned: AlignedFace, size: int) -> np.ndarray:
     return mask
 
 
+def crop_change(
+    edit: np.ndarray, recon: np.ndarray, size: int, tone: np.ndarray | None, motion: bool = True, texture: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The change from ``recon`` to ``edit`` (float32 [S, S, 3] crops in grey levels, ``size`` = S) in the crop
+    frame, as the photo takes it: ``(change, flow, gain)``. ``flow`` (None when ``motion`` is off or the model
+    moves nothing): the dense flow between the two decodes; ``gain`` (None when ``texture`` is off): the
+    texture gain the photo's own fine detail is scaled by, its part of the model's change taken out of
+    ``change``; ``change``: the rest, luma along the face's ``tone`` (a grey or toned face) or luma plus the
+    colour change blurred to broad tone shifts."""
+    flow = dense_flow(levels_to_uint8(edit), levels_to_uint8(recon)) if motion else None
+    if flow is not None and not flow.any():
+        flow = None
+    if flow is not None:  # the colour change left once the reconstruction is moved like the edit
+        grid = np.mgrid[0:size, 0:size][::-1].astype(np.float32)
+        recon = cv2.remap(
+            recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    change = edit - recon
+    gain = None
+    if texture:  # the model's texture scaling of its own face is done on the photo's texture instead
+        gain = texture_gain(edit, recon)
+        blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * size / 128)
+        change -= (gain - 1)[..., None] * (recon - blurred)
+    luma = (change @ _LUMA)[..., None]
+    if tone is not None:  # a grey or toned face: its luma change, along its own tone
+        change = luma * tone
+    else:  # colour changes only as broad tone shifts: the model's small colour blotches are not carried
+        change = luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * size / 128)
+    return change, flow, gain
+
+
 class FaceTarget:
     """Where one face's change lands in its photo, and what of the photo is read for it: made once per face
     (the box, the warped mask, the face's tone if it has one, the photo's fine texture), so that a slider
@@ -156,25 +187,7 @@ class FaceTarget:
         out = photo.copy()
         if self.window is None:
             return out
-        flow = dense_flow(_to_uint8(edit), _to_uint8(recon)) if motion else None
-        if flow is not None and not flow.any():
-            flow = None
-        if flow is not None:  # the colour change left once the reconstruction is moved like the edit
-            grid = np.mgrid[0 : self.size, 0 : self.size][::-1].astype(np.float32)
-            recon = cv2.remap(
-                recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
-        change = edit - recon
-        gain = None
-        if texture:  # the model's texture scaling of its own face is done on the photo's texture instead
-            gain = texture_gain(edit, recon)
-            blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
-            change -= (gain - 1)[..., None] * (recon - blurred)
-        luma = (change @ _LUMA)[..., None]
-        if self.tone is not None:  # a grey or toned face: its luma change, along its own tone
-            change = luma * self.tone
-        else:  # colour changes only as broad tone shifts: the model's small colour blotches are not carried
-            change = luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * self.size / 128)
+        change, flow, gain = crop_change(edit, recon, self.size, self.tone, motion, texture)
         (x0, y0, x1, y1), local, alpha = self.window
         region = out[y0:y1, x0:x1]
         add = self._warp(change, cv2.INTER_CUBIC)
@@ -213,5 +226,6 @@ def apply_change(photo: np.ndarray, aligned: AlignedFace, edit: np.ndarray, reco
     return FaceTarget(photo, aligned, edit.shape[0]).apply(photo, edit, recon, **how)
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
+def levels_to_uint8(x: np.ndarray) -> np.ndarray:
+    """Grey levels (float) as uint8, rounded and clipped."""
     return np.clip(np.round(x), 0, 255).astype(np.uint8)

@@ -17,16 +17,7 @@ import cv2
 import numpy as np
 
 from faceage.edit.paste import face_mask, paste_back, photo_window
-from faceage.edit.transfer import (
-    _LUMA,
-    CHROMA_SMOOTH,
-    FOREHEAD,
-    TEXTURE_BAND,
-    _to_uint8,
-    dense_flow,
-    texture_gain,
-    tone_direction,
-)
+from faceage.edit.transfer import TEXTURE_BAND, change_mask, crop_change, levels_to_uint8, tone_direction
 from faceage.face.align import AlignedFace
 
 
@@ -41,35 +32,18 @@ class CropChange:
         self.landmarks = aligned.landmarks * (self.size / aligned.size)
         self.replace = recon is None
         if self.replace:  # the edited crop itself, under the paste-back's own mask
-            self.edited = _to_uint8(edit)
+            self.edited = levels_to_uint8(edit)
             self.mask = _at_size(face_mask(aligned), self.size)
             return
-        mask = face_mask(aligned, forehead=FOREHEAD)
-        self.mask = _at_size(mask, self.size)
-        flow = dense_flow(_to_uint8(edit), _to_uint8(recon))
-        self.flow = flow if flow.any() else None
-        if self.flow is not None:
-            grid = np.mgrid[0 : self.size, 0 : self.size][::-1].astype(np.float32)
-            recon = cv2.remap(
-                recon, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
-        change = edit - recon
-        self.gain = texture_gain(edit, recon)
-        blurred = cv2.GaussianBlur(recon, (0, 0), TEXTURE_BAND * self.size / 128)
-        change -= (self.gain - 1)[..., None] * (recon - blurred)
-        luma = (change @ _LUMA)[..., None]
+        self.mask = change_mask(aligned, self.size)
         window = photo_window(self.mask, aligned, self.size, photo.shape[:2])
         tone = None
         if window is not None:
             (x0, y0, x1, y1), _, alpha = window
             tone = tone_direction(photo[y0:y1, x0:x1][alpha > 0.5][::4])
-        if tone is not None:
-            self.change = (luma * tone).astype(np.float32)
-        else:
-            self.change = (luma + cv2.GaussianBlur(change - luma, (0, 0), CHROMA_SMOOTH * self.size / 128)).astype(
-                np.float32
-            )
-        self.gain1 = (self.gain - 1).astype(np.float32)
+        change, self.flow, gain = crop_change(edit, recon, self.size, tone)
+        self.change = change.astype(np.float32)
+        self.gain1 = (gain - 1).astype(np.float32)
 
     def at(self, matrix: np.ndarray, shape) -> AlignedFace:
         """The face aligned by ``matrix`` (photo -> crop at this change's side) in a frame of ``shape``."""
