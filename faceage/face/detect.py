@@ -172,12 +172,13 @@ def _nms(found: list) -> list:
     """Highest-scoring boxes first; a box overlapping a kept one by IoU > ``NMS_IOU`` is the same face."""
     kept = []
     for box, score, eyes in sorted(found, key=lambda d: -d[1]):
-        if all(_iou(box, k[0]) <= NMS_IOU for k in kept):
+        if all(iou(box, k[0]) <= NMS_IOU for k in kept):
             kept.append((box, score, eyes))
     return kept
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two [l, t, r, b] boxes."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih

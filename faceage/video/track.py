@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from faceage.face.align import mesh_alignment_matrix, warp_to_crop
-from faceage.face.detect import PRESENCE, detect_faces
+from faceage.face.detect import PRESENCE, detect_faces, iou
 from faceage.face.mesh import follow_mesh
 
 DETECT_EVERY = 10
@@ -82,15 +82,6 @@ class OneEuro:
 def box_of(points: np.ndarray) -> np.ndarray:
     """[l, t, r, b] of a point cloud."""
     return np.concatenate([points.min(0), points.max(0)])
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two [l, t, r, b] boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def signature(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
