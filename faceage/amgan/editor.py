@@ -191,6 +191,15 @@ class AMGANSession(PhotoSession):
         photo = self.render([to_levels(y[0]) for y, _ in results], recons)
         return photo, [a[0, 0].float().cpu().numpy() for _, a in results]
 
+    def model_edits(
+        self, age, signs: Mapping[str, float] | None = None, painted_map=None, mode: str = DEFAULT_MODE, source_age=None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """What :meth:`edit` pastes: G's output per face and, in "detail" mode, G's output with the face's own
+        map (float32 [S,S,3] grey levels; None in "replace")."""
+        mode = check_mode(mode)
+        edits = [to_levels(y[0]) for y, _ in self._generate(age, signs, painted_map)]
+        return edits, None if mode == "replace" else self._recons(source_age)
+
     def _recons(self, source_age) -> list[np.ndarray]:
         """G's output for each face with the face's own map (every zone and the face at its own age)."""
         size = self.editor.resolution

@@ -128,14 +128,23 @@ class Session(PhotoSession):
 
     def _edit(self, which, age, sigma_m, sigma_g, mode, source_age) -> np.ndarray:
         """The photo with the faces numbered ``which`` edited (the others as they are)."""
+        edits, recons = self.model_edits(age, sigma_m, sigma_g, mode, source_age, which)
+        return self.render(edits, recons, [self.faces[i] for i in which])
+
+    def model_edits(
+        self, age, sigma_m=0.0, sigma_g=0.0, mode: str = DEFAULT_MODE, source_age=None, which=None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """What :meth:`render` turns into the photo, for the faces numbered ``which`` (default all): their decodes
+        at ``age`` and, in "detail" mode, at their own ages (float32 [S,S,3] grey levels; None in "replace")."""
         mode = check_mode(mode)
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
         ages = self.source_ages(source_age)  # checked before any decode
+        which = range(len(self.faces)) if which is None else which
         faces = [self.faces[i] for i in which]
         edits = [to_levels(y[0]) for y in self.editor._decode(faces, decode_age(age, mode), sigma_m, sigma_g)]
         if mode == "replace":
-            return self.render(edits, None, faces)
-        return self.render(edits, [self.reconstruction(self.faces[i], ages[i], sigma_m, sigma_g) for i in which], faces)
+            return edits, None
+        return edits, [self.reconstruction(self.faces[i], ages[i], sigma_m, sigma_g) for i in which]
 
     def reconstruction(self, face: CUSPFace, age: float, sigma_m: float, sigma_g: float) -> np.ndarray:
         """``face`` decoded at its own ``age`` with these sigmas (grey levels [S,S,3]): what a detail edit's

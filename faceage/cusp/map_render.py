@@ -61,6 +61,13 @@ class MapRenderer:
         """The photo with every face rendered from its aging map. ``painted``: a painted map for the first
         face (the others use the sliders'), or None. ``mode`` and ``source_age`` as in CUSP's ``edit``."""
 
+        return self.session.render(*self.model_edits(age, signs, sigma_m, sigma_g, painted, mode, source_age))
+
+    def model_edits(
+        self, age, signs=None, sigma_m=0.0, sigma_g=0.0, painted=None, mode: str = DEFAULT_MODE, source_age=None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """What :meth:`render` pastes, as CUSP's ``Session.model_edits``: each face's crop rendered from its map
+        and, in "detail" mode, its reconstruction at its own age (None in "replace")."""
         s = self.session
         mode = check_mode(mode)
         age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
@@ -71,8 +78,8 @@ class MapRenderer:
             for i in range(len(s.faces))
         ]
         if mode == "replace":
-            return s.render(crops, None)
-        return s.render(crops, [s.reconstruction(f, a, sigma_m, sigma_g) for f, a in zip(s.faces, ages)])
+            return crops, None
+        return crops, [s.reconstruction(f, a, sigma_m, sigma_g) for f, a in zip(s.faces, ages)]
 
     def ladder(self, face: int, sigma_m: float, sigma_g: float) -> np.ndarray:
         """Face ``face``'s decodes at ``RUNGS`` (grey levels ``[K, S, S, 3]`` float32): made once per sigma

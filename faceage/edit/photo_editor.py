@@ -292,9 +292,15 @@ class PhotoEditor:
 
         img = load_image(photo)
         found = find_faces(img, self.resolution, face_index=face_index)
+        return self.open_aligned(img, found.aligned, found.notes)
+
+    def open_aligned(self, photo: np.ndarray, aligned: Sequence, notes: Sequence[str] = ()):
+        """A session on faces already found and aligned at this editor's resolution (``aligned``: AlignedFace
+        list, e.g. a video tracker's) in ``photo`` (RGB uint8), each prepared as :meth:`open` prepares them."""
+
         with self._lock:
-            faces = [self._prepared(to_tensor(a.crop, self.device), a) for a in found.aligned]
-        return self.session_type(self, img, faces, found.notes)
+            faces = [self._prepared(to_tensor(a.crop, self.device), a) for a in aligned]
+        return self.session_type(self, photo, faces, list(notes))
 
     def open_crop(self, crop):
         """A session on an already aligned, square crop (canonical frame, any side; resized to the model's):

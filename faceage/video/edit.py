@@ -4,11 +4,16 @@
     ved = VideoEditor.load()                                  # the shipped CUSP weights, CPU or CUDA
     result = ved.edit("in.mp4", "out.mp4", age=70)            # every face; progress(done, total) optional
     result.fps, result.stages, result.flicker, result.tracks  # what it measured
+    ved.edit("in.mp4", "out.mp4", 60, signs={"forehead": 0.9})        # per sign, rendered by CUSP's decodes
+    ved.edit("in.mp4", "out.mp4", 60, painted_map="painted.png")       # a map painted on `faceage amgan-map`
+    VideoEditor.load(renderer="amgan").edit("in.mp4", "out.mp4", 60, signs={"forehead": 0.9})  # by AgingMapGAN
 
 Per track (one person, ``faceage.video.track``), at the frame it starts: the face aligned on its
-(detected) mesh, CUSP's mask and encoders, its own age as classifier C reads it (or ``source_age``), the two
-decodes (edit at ``age``, reconstruction at its own age, the same fixed noise and settings) and the
-detail path's change in the crop frame (``faceage.video.change``). Per frame: the tracker's smoothed
+(detected) mesh and opened as a photo's face is (``PhotoEditor.open_aligned``: CUSP's mask and encoders, its
+own age as classifier C reads it, or ``source_age``), the model's edit and its reconstruction at the face's
+own age (the same calls a photo's edit makes: ``model_edits`` of CUSP's session, of its ``MapRenderer`` for
+per-sign maps, or of AgingMapGAN's session) and the detail path's change in the crop frame
+(``faceage.video.change``). Per frame: the tracker's smoothed
 points give each face's alignment, and the track's change is laid onto the frame there. Nothing about a
 track's edit changes during the clip, so the edit does not flicker; ``Flicker`` measures it.
 
@@ -26,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceage.cusp.editor import CUSPEditor, check_controls, decode_age
-from faceage.edit.photo_editor import check_age, check_mode, to_levels, to_tensor
+from faceage.amgan.editor import AMGANEditor, as_map, check_signs
+from faceage.cusp.editor import CUSPEditor, check_controls
+from faceage.cusp.map_render import MapRenderer
+from faceage.cusp.mask import PRESETS
+from faceage.edit.photo_editor import check_age, check_mode
 from faceage.errors import BadParameterError, CancelledError, NoFaceError
 from faceage.face.align import align_face, mesh_alignment_matrix
 from faceage.face.mesh import MeshFit
@@ -41,6 +49,10 @@ from faceage.video.io import (
     read_frames,
 )
 from faceage.video.track import DETECT_EVERY, Track, Tracker
+
+RENDERERS = ("cusp", "amgan")
+"""What renders the edit: CUSP (by age, or per-sign maps through its decodes), or the AgingMapGAN network."""
+SIGMA_M, SIGMA_G = PRESETS["custom preservation"]
 
 STAGES = ("decode", "track", "prepare", "edit", "encode")
 """Where the time goes, per frame: decoding to RGB, tracking (mesh follow + detector runs), a new track's
@@ -125,27 +137,34 @@ class _TrackEdit:
 
 
 class VideoEditor:
-    """Edits videos with a :class:`faceage.cusp.editor.CUSPEditor` (``editor``)."""
+    """Edits videos with a :class:`faceage.cusp.editor.CUSPEditor` or a
+    :class:`faceage.amgan.editor.AMGANEditor` (``editor``)."""
 
     def __init__(self, editor, every: int = DETECT_EVERY):
         self.editor, self.every = editor, every
 
     @classmethod
-    def load(cls, weights=None, device: str | None = None, **kw) -> VideoEditor:
-
-        return cls(CUSPEditor.load(weights, device=device), **kw)
+    def load(cls, weights=None, device: str | None = None, renderer: str = "cusp", **kw) -> VideoEditor:
+        """The shipped (or ``weights``) CUSP editor, or AgingMapGAN's with ``renderer="amgan"``."""
+        if renderer not in RENDERERS:
+            raise BadParameterError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+        model = AMGANEditor if renderer == "amgan" else CUSPEditor
+        return cls(model.load(weights, device=device), **kw)
 
     def edit(
         self,
         src,
         dst,
         age,
-        sigma_m: float = 8.0,
-        sigma_g: float = 4.5,
+        sigma_m: float = SIGMA_M,
+        sigma_g: float = SIGMA_G,
         mode: str = "detail",
         source_age: float | Sequence[float] | None = None,
         face: int | None = None,
         seconds: float | None = None,
+        *,
+        signs: dict[str, float] | None = None,
+        painted_map=None,
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         max_seconds: float = MAX_SECONDS,
@@ -154,10 +173,14 @@ class VideoEditor:
         """Write ``src`` with its faces aged to ``age`` to ``dst`` (an .mp4). ``face``: only the track of that
         number (tracks are numbered as they appear, largest first; 0 = the first); ``source_age``: the faces'
         own age, one for all or one per track in that order; ``seconds``: only the clip's first seconds (a
-        preview); ``progress(done, total)`` after each frame; ``cancel()`` true stops (CancelledError)."""
+        preview); ``progress(done, total)`` after each frame; ``cancel()`` true stops (CancelledError).
 
-        mode = check_mode(mode)
-        age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
+        Per sign (as ``faceage map`` / ``faceage amgan`` on a photo): ``signs`` ``{sign: score 0..1}`` (the rest
+        of the face follows ``age``) or ``painted_map`` (a map painted on the canonical crop, for every face:
+        see :func:`faceage.amgan.editor.as_map`). An AMGAN editor renders them with its network (and ignores
+        the sigmas); a CUSP editor through its decodes (``faceage.cusp.map_render``)."""
+
+        look = self._look(age, sigma_m, sigma_g, mode, signs, painted_map)
         ages = _source_ages(source_age)
         if face is not None and (isinstance(face, bool) or not isinstance(face, (int, np.integer)) or face < 0):
             raise BadParameterError(f"face must be a face number (0 = the first to appear) or None, got {face!r}")
@@ -188,7 +211,7 @@ class VideoEditor:
                 chosen = [tr for tr in seen if face is None or tr.id == face]
                 for tr in chosen:
                     if tr.id not in edits:
-                        edits[tr.id] = self._prepare(rgb, tr, age, sigma_m, sigma_g, mode, ages)
+                        edits[tr.id] = self._prepare(rgb, tr, look, ages)
                 t3 = time.perf_counter()
                 clock["prepare"] += t3 - t2
                 out = rgb.copy()
@@ -236,18 +259,27 @@ class VideoEditor:
             tracker.detections,
         )
 
-    def _prepare(self, rgb: np.ndarray, tr: Track, age, sigma_m, sigma_g, mode, ages) -> _TrackEdit:
-        """The track's network work, once: align, mask and encoders, own age, the two decodes, the change."""
+    def _look(self, age, sigma_m, sigma_g, mode, signs, painted) -> Callable:
+        """The checked controls as ``(session, own age) -> (edits, recons)``: the model's crops for a track."""
+        mode, signs = check_mode(mode), check_signs(signs)
+        age, sigma_m, sigma_g = check_controls(age, sigma_m, sigma_g)
+        if painted is not None:
+            painted = as_map(painted, self.editor.resolution)
+        if isinstance(self.editor, AMGANEditor):
+            return lambda s, own: s.model_edits(age, signs, painted, mode, own)
+        if signs or painted is not None:
+            return lambda s, own: MapRenderer(s).model_edits(age, signs, sigma_m, sigma_g, painted, mode, own)
+        return lambda s, own: s.model_edits(age, sigma_m, sigma_g, mode, own)
 
-        ed = self.editor
-        aligned = align_face(rgb, MeshFit(tr.smooth, 1.0).landmarks68, ed.resolution, tr.smooth)
-        with ed._lock:  # as PhotoEditor.open: one model call at a time (the app serves several users)
-            state = ed.prepare(to_tensor(aligned.crop, ed.device), aligned)
-            state.read_age = ed.read_age(state.x)
-        own = ages(tr.id, state.read_age)
-        edit = to_levels(ed._decode([state], decode_age(age, mode), sigma_m, sigma_g)[0][0])
-        recon = None if mode == "replace" else to_levels(ed._decode([state], own, sigma_m, sigma_g)[0][0])
-        return _TrackEdit(CropChange(aligned, rgb, edit, recon), own)
+    def _prepare(self, rgb: np.ndarray, tr: Track, look: Callable, ages: Callable) -> _TrackEdit:
+        """The track's network work, once: its face opened as a photo's face is, the model's edit and
+        reconstruction, the change in the crop frame."""
+
+        aligned = align_face(rgb, MeshFit(tr.smooth, 1.0).landmarks68, self.editor.resolution, tr.smooth)
+        session = self.editor.open_aligned(rgb, [aligned])
+        own = ages(tr.id, session.read_ages[0])
+        edits, recons = look(session, own)
+        return _TrackEdit(CropChange(aligned, rgb, edits[0], None if recons is None else recons[0]), own)
 
 
 def _source_ages(source_age) -> Callable[[int, float], float]:
@@ -264,6 +296,7 @@ def _source_ages(source_age) -> Callable[[int, float], float]:
     return lambda i, read: given[i] if i < len(given) else read
 
 
-def edit_video(src, dst, age, weights=None, device: str | None = None, **kw) -> VideoResult:
-    """One call: load the CUSP editor and :meth:`VideoEditor.edit` ``src`` into ``dst``."""
-    return VideoEditor.load(weights, device).edit(src, dst, age, **kw)
+def edit_video(src, dst, age, weights=None, device: str | None = None, renderer: str = "cusp", **kw) -> VideoResult:
+    """One call: load the editor (CUSP, or AgingMapGAN's with ``renderer="amgan"``) and :meth:`VideoEditor.edit`
+    ``src`` into ``dst``."""
+    return VideoEditor.load(weights, device, renderer).edit(src, dst, age, **kw)
