@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceage.amgan.maps import SIGNS
 from faceage.errors import BadVideoError, CancelledError, NoFaceError
 from faceage.video import VideoEditor
 from faceage.video.io import probe, read_frames
@@ -232,6 +233,32 @@ def test_app_video_tab_preview_and_errors(app_server, clip, tmp_path):
         client.predict(handle_file(str(bad)), 70, 8, 4.5, "detail", "", -1, api_name="/video_edit")
 
 
+def test_app_video_tab_per_sign(app_server, clip, tmp_path):
+    """The Video tab per sign, through the API: each renderer previews a clip with one sign set (the two
+    renderers' frames differ), the sign inputs are named; a score out of range is a message, not a server
+    error."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_server[0], verbose=False)
+    names = [
+        p["parameter_name"]
+        for p in client.view_api(return_format="dict")["named_endpoints"]["/video_edit"]["parameters"]
+    ]
+    assert names[7:10] == ["renderer", "follow_age", "aging_map"] and names[10:] == list(SIGNS)
+    frames = {}
+    for renderer in ("cusp", "amgan"):
+        video, status = client.predict(
+            handle_file(str(clip)), 60, renderer=renderer, follow_age=False, forehead=1.0, api_name="/video_preview"
+        )
+        path = video["video"] if isinstance(video, dict) else video
+        frames[renderer] = next(read_frames(path))[0].astype(int)
+        assert probe(path).frames == 10 and "Preview" in status
+    assert np.abs(frames["cusp"] - frames["amgan"]).mean() > 0.5
+    with pytest.raises(AppError, match="greater than maximum"):
+        client.predict(handle_file(str(clip)), 60, follow_age=False, forehead=3.0, api_name="/video_preview")
+
+
 def test_video_tab_runs_nothing_until_used(app_server):
     """No event of the page's load touches the Video tab, and its editor is made only on the first click."""
     import app
@@ -245,7 +272,7 @@ def test_video_tab_runs_nothing_until_used(app_server):
     for dep in demo.config["dependencies"]:
         if any(t[1] == "load" for t in dep["targets"]):
             assert not video_ids & set(dep["inputs"] + dep["outputs"]), dep["api_name"]
-    assert VideoPanel(editor=object(), missing=None)._editor is None
+    assert VideoPanel(editor=object(), missing=None)._editors == {}
 
 
 def test_full_colour_range_is_kept(ved, tmp_path):

@@ -245,9 +245,20 @@ def how_changed(mode, source_age) -> tuple:
     return mode.change, source_age.submit, source_age.blur
 
 
-def _follow(age, follow, *scores):
+def follow_values(age, follow, *scores):
     """The sign sliders' values: the normalised age while they follow it, else unchanged."""
     return [age / 100 if follow else x for x in scores]
+
+
+def sign_sliders(slider=gr.Slider, prefix: str = "amgan_", value: float = DEFAULT_SCORE) -> list:
+    """One slider per clinical sign (``SIGNS`` order, scores 0..1, starting at ``value``), four to a row,
+    ``elem_id`` = prefix + sign."""
+    sliders = []
+    for row in range(0, len(SIGNS), 4):
+        with gr.Row():
+            for sign in SIGNS[row : row + 4]:
+                sliders.append(slider(0, 1, value=value, step=0.05, label=SIGN_LABELS[sign], elem_id=prefix + sign))
+    return sliders
 
 
 def build_amgan_tab(
@@ -307,14 +318,8 @@ def build_amgan_tab(
         "(AgingMapGAN network: white in A keeps the input).",
         elem_id="amgan_attention_note",
     )
-    sliders = []
     with gr.Accordion("Clinical signs (scores 0..1; right/left = the subject's)", open=True):
-        for row in range(0, len(SIGNS), 4):
-            with gr.Row():
-                for sign in SIGNS[row : row + 4]:
-                    sliders.append(
-                        slider(0, 1, value=DEFAULT_SCORE, step=0.05, label=SIGN_LABELS[sign], elem_id=f"amgan_{sign}")
-                    )
+        sliders = sign_sliders(slider, "amgan_")
     controls = [photo, face_index, age, follow, *sliders]
     mode_and_age, how = how, [*how, renderer, *sigmas]
     model = dict(concurrency_id="model")
@@ -348,7 +353,7 @@ def build_amgan_tab(
         )
     # the sign sliders show the age while they follow it; moving one sets the signs individually
     for trigger in (age.change, follow.change):
-        trigger(_follow, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
+        trigger(follow_values, [age, follow, *sliders], sliders, api_name="amgan_follow", queue=False, **private)
     for s in sliders:
         s.input(lambda: False, None, follow, api_name="amgan_unfollow", queue=False, **private)
     if not choices:

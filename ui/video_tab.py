@@ -4,16 +4,19 @@
         build_video_tab(app)              # app: app.App (its CUSP editor, or why it did not load)
 
 Upload a clip, set the same controls as the photo (target age, sigmas, mode, the faces' own age, which
-face), then "Preview the first second" (a few seconds of work) before "Edit the whole clip"; a progress bar
-counts frames, "Cancel" stops the run (nothing is kept of it). The result is an H.264 MP4 with the clip's
+face, and per clinical sign: the sign sliders or a painted map, rendered by CUSP or AgingMapGAN, as in the
+per-sign tab), then "Preview the first second" (a few seconds of work) before "Edit the whole clip"; a
+progress bar counts frames, "Cancel" stops the run (nothing is kept of it). The result is an H.264 MP4 with the clip's
 audio, frame rate and rotation. Limits on a CPU Space (``MAX_SECONDS``, ``MAX_PIXELS``) are stated on the
 page and enforced before anything runs. Nothing in this tab runs until it is used: the video editor is
-made on the first click, from the app's already loaded CUSP editor. Errors are ``gr.Error`` messages.
+made on the first click, from the app's already loaded CUSP (or AgingMapGAN) editor. Errors are ``gr.Error`` messages.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import shutil
 import tempfile
 import threading
@@ -23,9 +26,12 @@ from pathlib import Path
 
 import gradio as gr
 
+from faceage.amgan.maps import SIGNS
+from faceage.cusp.mask import PRESETS
 from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.errors import CancelledError, FaceAgeError
 from faceage.video import VideoEditor
+from ui.amgan_tab import follow_values, sign_sliders
 from ui.components import edit_mode, structure_sliders
 
 MAX_SECONDS = 30.0
@@ -33,35 +39,46 @@ MAX_SECONDS = 30.0
 MAX_PIXELS = 1280 * 720
 """Largest frame the app takes (720p, either way up)."""
 PREVIEW_SECONDS = 1.0
+AGE = 70  # the tab's target age slider starts here
 KEPT = 8  # result clips kept on disk for Gradio to serve
 
 
 class VideoPanel:
-    """The tab's handlers: a lazily made :class:`faceage.video.VideoEditor` on the app's CUSP editor, one
-    cancel flag per browser session, the result files."""
+    """The tab's handlers: lazily made :class:`faceage.video.VideoEditor` s on the app's CUSP editor and, for the
+    AgingMapGAN renderer, on the per-sign tab's; one cancel flag per browser session; the result files."""
 
-    def __init__(self, editor, missing: str | None):
-        self.cusp, self.missing = editor, missing
-        self._editor = None
+    def __init__(self, editor, missing: str | None, amgan=None):
+        self.cusp, self.missing, self.amgan = editor, missing, amgan
+        self._editors: dict[str, VideoEditor] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="faceage-video-"))
         weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self._kept: deque[Path] = deque()
 
-    def editor(self):
-        if self.cusp is None:
-            raise gr.Error(html.escape(self.missing or "the CUSP weights are not loaded"), title="Weights not loaded")
-        if self._editor is None:
-            self._editor = VideoEditor(self.cusp)
-        return self._editor
+    def editor(self, renderer: str = "cusp") -> VideoEditor:
+        if renderer == "amgan":
+            model = getattr(self.amgan, "editor", None)
+            if model is None:
+                why = getattr(self.amgan, "missing", None) or "the AgingMapGAN weights are not loaded"
+                raise gr.Error(html.escape(why), title="AgingMapGAN weights not loaded")
+        elif renderer in (None, "cusp"):
+            if self.cusp is None:
+                why = self.missing or "the CUSP weights are not loaded"
+                raise gr.Error(html.escape(why), title="Weights not loaded")
+            model, renderer = self.cusp, "cusp"
+        else:
+            raise gr.Error(f"renderer must be cusp or amgan, got {html.escape(repr(renderer))}", title="Bad renderer")
+        if renderer not in self._editors:
+            self._editors[renderer] = VideoEditor(model)
+        return self._editors[renderer]
 
-    def preview(
-        self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request, progress=gr.Progress()
-    ):
-        return self._run(video, age, sigma_m, sigma_g, mode, source_age, face, PREVIEW_SECONDS, request, progress)
+    def preview(self, *args):
+        """The first second of the clip edited (``args``: the tab's inputs, see :func:`named`)."""
+        return self._run(*args, seconds=PREVIEW_SECONDS)
 
-    def edit(self, video, age, sigma_m, sigma_g, mode, source_age, face, request: gr.Request, progress=gr.Progress()):
-        return self._run(video, age, sigma_m, sigma_g, mode, source_age, face, None, request, progress)
+    def edit(self, *args):
+        """The whole clip edited (``args``: the tab's inputs, see :func:`named`)."""
+        return self._run(*args, seconds=None)
 
     def cancel(self, request: gr.Request) -> str:
         self._flag(request).set()
@@ -71,10 +88,11 @@ class VideoPanel:
         key = getattr(request, "session_hash", None) or "-"
         return self._cancel.setdefault(key, threading.Event())
 
-    def _run(self, video, age, sigma_m, sigma_g, mode, source_age, face, seconds, request, progress):
+    def _run(self, video, age, sigma_m, sigma_g, mode, source_age, face, renderer, follow, painted, *rest, seconds):
+        *scores, request, progress = rest
         if not video:
             raise gr.Error("Upload a video first.", title="No video")
-        ved = self.editor()
+        ved = self.editor(renderer)
         flag = self._flag(request)
         flag.clear()
         out = self._new_output()
@@ -95,6 +113,8 @@ class VideoPanel:
                 parse_ages(source_age),
                 face,
                 seconds,
+                signs=None if follow or painted is not None else dict(zip(SIGNS, scores)),
+                painted_map=painted,
                 progress=step,
                 cancel=flag.is_set,
                 max_seconds=MAX_SECONDS,
@@ -119,9 +139,31 @@ class VideoPanel:
         return folder / "aged.mp4"
 
 
+def named(fn):
+    """``fn`` with a signature naming the tab's inputs and their defaults (what ``gradio_client`` sees; the sign
+    and map inputs come last, so a call with the first seven still works), then Gradio's request and progress."""
+    P = inspect.Parameter
+    sigma_m, sigma_g = PRESETS["custom preservation"]
+    given = [("video", P.empty), ("age", AGE), ("sigma_m", sigma_m), ("sigma_g", sigma_g), ("mode", DEFAULT_MODE)]
+    given += [("source_age", ""), ("face", -1), ("renderer", "cusp"), ("follow_age", True), ("aging_map", None)]
+    given += [(sign, AGE / 100) for sign in SIGNS]
+    params = [P(name, P.POSITIONAL_OR_KEYWORD, default=d) for name, d in given]
+    params += [
+        P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request),
+        P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+    ]
+
+    @functools.wraps(fn)
+    def handler(*args):
+        return fn(*args)
+
+    handler.__signature__ = inspect.Signature(params)
+    return handler
+
+
 def build_video_tab(app) -> VideoPanel:
     """The Video tab's controls and events, inside the current ``gr.Tab`` (``app``: the app's ``App``)."""
-    panel = VideoPanel(app.editor, app.missing)
+    panel = VideoPanel(app.editor, app.missing, app.amgan)
     gr.Markdown(
         f"Age the faces of a clip. **Limits here (a CPU Space): up to {MAX_SECONDS:g} s, up to 720p "
         f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 20-30 frames/s at 720p on 2 cores, so "
@@ -133,7 +175,7 @@ def build_video_tab(app) -> VideoPanel:
         video = gr.Video(label="Video", sources=["upload"], format=None, elem_id="video_in")
         result = gr.Video(label="Aged", interactive=False, format=None, elem_id="video_out")
     with gr.Row():
-        age = gr.Slider(0, 100, value=70, step=1, label="Target age", elem_id="video_age")
+        age = gr.Slider(0, 100, value=AGE, step=1, label="Target age", elem_id="video_age")
         sigma_m, sigma_g = structure_sliders(gr.Slider, prefix="video_")
     with gr.Row():
         mode = edit_mode("video", elem_id="video_mode")
@@ -144,16 +186,40 @@ def build_video_tab(app) -> VideoPanel:
             elem_id="video_source_age",
         )
         face = gr.Number(-1, precision=0, label="Face (-1 = all, 0 = the first to appear)", elem_id="video_face")
+    with gr.Accordion("Per clinical sign (optional)", open=False, elem_id="video_signs"):
+        with gr.Row():
+            choices = [("CUSP decodes blended by the map", "cusp")]
+            if getattr(app.amgan, "editor", None) is not None:
+                choices.append(("AgingMapGAN network", "amgan"))
+            renderer = gr.Radio(choices, value="cusp", label="Render with", elem_id="video_renderer")
+            follow = gr.Checkbox(
+                True, label="Signs follow the target age (untick to set each)", elem_id="video_follow_age"
+            )
+            painted = gr.Image(
+                None,
+                type="numpy",
+                image_mode="RGB",
+                sources=["upload"],
+                label="Or a painted aging map (from `faceage amgan-map`; replaces the sliders), for every face",
+                height=160,
+                elem_id="video_map",
+            )
+        scores = sign_sliders(gr.Slider, "video_", AGE / 100)
+    private = dict(queue=False, api_visibility="private")
+    for trigger in (age.change, follow.change):  # the sign sliders show the age while they follow it
+        trigger(follow_values, [age, follow, *scores], scores, api_name="video_follow", **private)
+    for s in scores:  # moving a sign sets the signs individually
+        s.input(lambda: False, None, follow, api_name="video_unfollow", **private)
     with gr.Row():
         preview = gr.Button("Preview the first second", elem_id="video_preview")
         run = gr.Button("Edit the whole clip", variant="primary", elem_id="video_run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="video_cancel")
     status = gr.Markdown("", label="status", elem_id="video_status")
-    inputs = [video, age, sigma_m, sigma_g, mode, source_age, face]
+    inputs = [video, age, sigma_m, sigma_g, mode, source_age, face, renderer, follow, painted, *scores]
     model = dict(concurrency_id="model")
     runs = [
-        preview.click(panel.preview, inputs, [result, status], api_name="video_preview", **model),
-        run.click(panel.edit, inputs, [result, status], api_name="video_edit", **model),
+        preview.click(named(panel.preview), inputs, [result, status], api_name="video_preview", **model),
+        run.click(named(panel.edit), inputs, [result, status], api_name="video_edit", **model),
     ]
     cancel.click(
         panel.cancel, None, status, cancels=runs, queue=False, api_name="video_cancel", api_visibility="private"
