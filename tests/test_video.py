@@ -95,6 +95,8 @@ def test_crossing_faces_keep_their_identity(ved, tmp_path):
         assert abs(x - true_a[index][0]) < 40, (index, x, true_a[index][0])
     assert a.path[-1][0] == 39 and a.path[-1][1] > 300  # A is found again after B hid it, as A
     assert b.path[-1][1] < 150
+    ved.edit(path, tmp_path / "again.mp4", 70)  # the same clip and settings give the same file
+    assert (tmp_path / "again.mp4").read_bytes() == (tmp_path / "out.mp4").read_bytes()
 
 
 def test_static_clip_does_not_flicker(ved, tmp_path):
