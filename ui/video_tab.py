@@ -166,9 +166,9 @@ def build_video_tab(app) -> VideoPanel:
     panel = VideoPanel(app.editor, app.missing, app.amgan)
     gr.Markdown(
         f"Age the faces of a clip. **Limits here (a CPU Space): up to {MAX_SECONDS:g} s, up to 720p "
-        f"({MAX_PIXELS // 1000}k pixels a frame)**, constant frame rate; about 20-30 frames/s at 720p on 2 cores, so "
+        f"({MAX_PIXELS // 1000}k pixels a frame)**; about 20-30 frames/s at 720p on 2 cores, so "
         "try the one-second preview first. Faces are tracked through the clip; each face's edit is made "
-        "once, where it first appears. The audio, frame rate and rotation are kept.",
+        "once, where it first appears. The audio, frame rate (variable too) and rotation are kept.",
         elem_id="video_about",
     )
     with gr.Row():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +206,7 @@ class VideoEditor:
                 rgb, frame = item
                 if cancel is not None and cancel():
                     raise CancelledError("cancelled: nothing was written")
-                seen = tracker.update(rgb, done, done / float(info.rate))
+                seen = tracker.update(rgb, done, _seconds(frame, done, info.rate))
                 t2 = time.perf_counter()
                 clock["track"] += t2 - t1
                 chosen = [tr for tr in seen if face is None or tr.id == face]
@@ -280,6 +281,14 @@ class VideoEditor:
         own = ages(tr.id, session.read_ages[0])
         edits, recons = look(session, own)
         return _TrackEdit(CropChange(aligned, rgb, edits[0], None if recons is None else recons[0]), own)
+
+
+def _seconds(frame, index: int, rate: Fraction) -> float:
+    """The time of ``frame`` (number ``index``) in seconds: its timestamp (a variable frame rate keeps it),
+    else ``index`` frames at ``rate``."""
+    if frame.pts is None or frame.time_base is None:
+        return index / float(rate)
+    return float(frame.pts * frame.time_base)
 
 
 def _source_ages(source_age) -> Callable[[int, float], float]:

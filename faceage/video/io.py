@@ -1,9 +1,9 @@
 """Video input and output with PyAV: one checked way in, one atomic way out.
 
 ``probe`` opens a file and refuses, with a :class:`~faceage.errors.BadVideoError` that says what to do, what
-the editor cannot handle: not a video (or corrupt), no video stream, no frames, a variable frame rate, more
-than ``MAX_PIXELS`` per frame or ``MAX_SECONDS`` of video. It reads only packets (no decoding), so it is
-cheap even on a long file.
+the editor cannot handle: not a video (or corrupt), no video stream, no frames, more than ``MAX_PIXELS`` per
+frame or ``MAX_SECONDS`` of video. It reads only packets (no decoding), so it is cheap even on a long file. A
+variable frame rate (phones often record one) is fine: every frame keeps its own timestamp.
 
 ``read_frames`` decodes the frames as RGB (upright is *not* applied: the pixels stay as coded and the
 rotation tag is copied to the output, so a phone's portrait clip plays the same way after the edit; the face
@@ -40,8 +40,9 @@ MAX_SECONDS = 600.0
 MIN_SIDE = 32
 """Smallest frame width or height accepted (as for photos: below it there is no face to find)."""
 VFR_TOLERANCE = 0.02
-"""A clip is variable-frame-rate when a frame's duration differs from the typical one by more than this
-fraction (plus one time-base tick, for rounding in the container)."""
+"""A clip has a variable frame rate when a frame's duration differs from the typical one by more than this
+fraction (plus one time-base tick, for rounding in the container): it is edited all the same (each frame at
+its own timestamp), and ``describe`` says so."""
 OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov")
 CRF = 18
 """x264 quality (lower = better; 18 is visually close to lossless)."""
@@ -72,11 +73,14 @@ class VideoInfo:
     """Counter-clockwise display rotation in degrees (the container's display matrix), 0 if none."""
     audio: bool
     """Whether the file has an audio stream (copied to the output)."""
+    variable: bool = False
+    """Whether the frame rate varies (``rate`` is then the average); each frame keeps its timestamp."""
 
     def describe(self) -> str:
         """One line for the user: size, length, rate."""
+        rate = f"{'variable, about ' if self.variable else ''}{float(self.rate):.3g} frames/s"
         return (
-            f"{self.width}x{self.height}, {self.frames} frames, {float(self.rate):.3g} frames/s, "
+            f"{self.width}x{self.height}, {self.frames} frames, {rate}, "
             f"{self.duration:.1f} s{', audio' if self.audio else ''}"
         )
 
@@ -132,12 +136,19 @@ def probe(path, max_seconds: float = MAX_SECONDS, max_pixels: int = MAX_PIXELS) 
                 f"(e.g. ffmpeg -i in.mp4 -t {max_seconds:g} -c copy out.mp4)"
             )
         rate = stream.average_rate or stream.guessed_rate
-        _check_constant_rate(sorted(pts), stream, path)
         if not rate:
-            raise BadVideoError(f"{path.name} has no frame rate: re-encode it at a constant frame rate")
+            raise BadVideoError(f"{path.name} has no frame rate: re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)")
         rotation = _rotation(box, stream)
         return VideoInfo(
-            path, w, h, Fraction(rate), len(pts), len(pts) / float(rate), rotation, bool(box.streams.audio)
+            path,
+            w,
+            h,
+            Fraction(rate),
+            len(pts),
+            len(pts) / float(rate),
+            rotation,
+            bool(box.streams.audio),
+            _variable_rate(sorted(pts)),
         )
 
 
@@ -149,19 +160,13 @@ def _pixels(n: int) -> str:
     return f"{n / 1e6:.1f} megapixels"
 
 
-def _check_constant_rate(pts: list[int], stream, path: Path) -> None:
-    """A BadVideoError if the frames are not evenly spaced in time (a phone's variable frame rate)."""
+def _variable_rate(pts: list[int]) -> bool:
+    """Whether the frames are not evenly spaced in time (``VFR_TOLERANCE``)."""
     if len(pts) < 3:
-        return
+        return False
     steps = np.diff(np.asarray(pts, np.int64))
     typical = float(np.median(steps))
-    if typical <= 0 or np.any(np.abs(steps - typical) > typical * VFR_TOLERANCE + 1):
-        raise BadVideoError(
-            f"{path.name} has a variable frame rate (frame durations from "
-            f"{float(steps.min() * stream.time_base) * 1000:.1f} to "
-            f"{float(steps.max() * stream.time_base) * 1000:.1f} ms): convert it to a constant "
-            "rate first (e.g. ffmpeg -i in.mp4 -vf fps=30 -c:a copy out.mp4)"
-        )
+    return bool(typical <= 0 or np.any(np.abs(steps - typical) > typical * VFR_TOLERANCE + 1))
 
 
 def _rotation(box, stream) -> int:
