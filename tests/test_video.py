@@ -91,6 +91,7 @@ def test_crossing_faces_keep_their_identity(ved, tmp_path):
     assert len(result.tracks) == 2, [t.path[0] for t in result.tracks]
     a = min(result.tracks, key=lambda t: t.path[0][1])  # starts on the left: person A
     b = max(result.tracks, key=lambda t: t.path[0][1])
+    assert sorted(result.faces) == [0, 1] and result.faces[a.id].shape == (128, 128, 3)  # each person's own face
     for index, x, _ in a.path:  # wherever A's track is, it is on A
         assert abs(x - true_a[index][0]) < 40, (index, x, true_a[index][0])
     assert a.path[-1][0] == 39 and a.path[-1][1] > 300  # A is found again after B hid it, as A
@@ -234,9 +235,12 @@ def test_app_video_tab_preview_and_errors(app_server, clip, tmp_path):
     from gradio_client.exceptions import AppError
 
     client = Client(app_server[0], verbose=False)
-    video, status = client.predict(handle_file(str(clip)), 70, 8, 4.5, "detail", "", -1, api_name="/video_preview")
+    video, status, faces = client.predict(
+        handle_file(str(clip)), 70, 8, 4.5, "detail", "", -1, api_name="/video_preview"
+    )
     path = video["video"] if isinstance(video, dict) else video
     assert probe(path).frames == 10 and "Preview" in status
+    assert len(faces) == 1 and faces[0]["caption"].startswith("Face 0: own age")
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
     with pytest.raises(AppError, match="not a video"):
@@ -258,7 +262,7 @@ def test_app_video_tab_per_sign(app_server, clip, tmp_path):
     assert names[7:10] == ["renderer", "follow_age", "aging_map"] and names[10:] == list(SIGNS)
     frames = {}
     for renderer in ("cusp", "amgan"):
-        video, status = client.predict(
+        video, status, _ = client.predict(
             handle_file(str(clip)), 60, renderer=renderer, follow_age=False, forehead=1.0, api_name="/video_preview"
         )
         path = video["video"] if isinstance(video, dict) else video

@@ -126,9 +126,12 @@ class VideoPanel:
             raise gr.Error(html.escape(str(e)), title="Cannot edit this video") from None
         ages = ", ".join(f"{a:g}" for a in result.source_ages.values())
         what = "Preview (first second)" if seconds else "Whole clip"
-        return str(out), (
+        faces = [(crop, f"Face {i}: own age {result.source_ages[i]:g}") for i, crop in result.faces.items()]
+        return (
+            str(out),
             f"{what}: {result.frames} frames, {result.fps:.1f} frames/s; {len(result.source_ages)} "
-            f"face(s) edited, own age(s) {ages} (set them above if wrong)."
+            f"face(s) edited, own age(s) {ages} (set them above if wrong).",
+            faces,
         )
 
     def _new_output(self) -> Path:
@@ -215,11 +218,19 @@ def build_video_tab(app) -> VideoPanel:
         run = gr.Button("Edit the whole clip", variant="primary", elem_id="video_run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="video_cancel")
     status = gr.Markdown("", label="status", elem_id="video_status")
+    faces = gr.Gallery(
+        label="Faces edited (numbered as they appear)",
+        columns=8,
+        height=180,
+        object_fit="contain",
+        interactive=False,
+        elem_id="video_faces",
+    )
     inputs = [video, age, sigma_m, sigma_g, mode, source_age, face, renderer, follow, painted, *scores]
     model = dict(concurrency_id="model")
     runs = [
-        preview.click(named(panel.preview), inputs, [result, status], api_name="video_preview", **model),
-        run.click(named(panel.edit), inputs, [result, status], api_name="video_edit", **model),
+        preview.click(named(panel.preview), inputs, [result, status, faces], api_name="video_preview", **model),
+        run.click(named(panel.edit), inputs, [result, status, faces], api_name="video_edit", **model),
     ]
     cancel.click(
         panel.cancel, None, status, cancels=runs, queue=False, api_name="video_cancel", api_visibility="private"

@@ -111,6 +111,8 @@ class VideoResult:
     tracks: list[Track]
     source_ages: dict[int, float]
     """Each edited track's own age (as read, or as given)."""
+    faces: dict[int, np.ndarray]
+    """Each edited track's face where its edit was made: the aligned crop (uint8 [S, S, 3]), to tell them apart."""
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)
     """Milliseconds per frame in each of ``STAGES``."""
@@ -135,6 +137,7 @@ class VideoResult:
 class _TrackEdit:
     change: object  # CropChange
     source_age: float
+    face: np.ndarray  # the aligned crop the edit was made from
 
 
 class VideoEditor:
@@ -254,6 +257,7 @@ class VideoEditor:
             done,
             tracker.all_tracks(),
             {i: e.source_age for i, e in sorted(edits.items())},
+            {i: e.face for i, e in sorted(edits.items())},
             elapsed,
             stages,
             flicker,
@@ -280,7 +284,8 @@ class VideoEditor:
         session = self.editor.open_aligned(rgb, [aligned])
         own = ages(tr.id, session.read_ages[0])
         edits, recons = look(session, own)
-        return _TrackEdit(CropChange(aligned, rgb, edits[0], None if recons is None else recons[0]), own)
+        change = CropChange(aligned, rgb, edits[0], None if recons is None else recons[0])
+        return _TrackEdit(change, own, aligned.crop)
 
 
 def _seconds(frame, index: int, rate: Fraction) -> float:
