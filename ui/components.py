@@ -1,5 +1,6 @@
 """The page's input components: Gradio's own, with faceage's checks in front of them (a photo is read by
-``faceage.io``, numbers are checked before Gradio's handling would fail on them), and the short errors shown."""
+``faceage.io``, numbers are checked before Gradio's handling would fail on them), the short errors shown, and
+the face pickers' strip of labelled faces."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import html
 import math
 
 import gradio as gr
+import numpy as np
 
 from faceage.cusp.mask import PRESETS, SIGMA_MAX
-from faceage.edit.photo_editor import DEFAULT_MODE
+from faceage.edit import progression as prog
+from faceage.edit.photo_editor import DEFAULT_MODE, resize_square
 
 
 # Gradio writes type stubs for these component subclasses to app.pyi on import (git ignores it).
@@ -113,3 +116,8 @@ def edit_mode(medium: str = "photo", elem_id: str = "mode") -> gr.Radio:
         label="Edit",
         elem_id=elem_id,
     )
+
+
+def face_strip(crops, labels, side: int = 128) -> np.ndarray:
+    """Faces side by side, each resized to ``side`` px and labelled (its number and age): the face pickers."""
+    return np.concatenate([prog.labelled(resize_square(c, side), t) for c, t in zip(crops, labels)], axis=1)

@@ -27,7 +27,7 @@ from faceage.errors import FaceAgeError
 from faceage.io import save_png
 from faceage.provenance import edit_metadata
 from ui.amgan_tab import AMGANPanel
-from ui.components import error_html
+from ui.components import error_html, face_strip
 from ui.examples import gather_examples
 from ui.map_canvas import for_display, heat_overlay
 from ui.session_cache import EditorSessions, face_choice
@@ -209,11 +209,8 @@ class App(EditorSessions):
             s = self.session(photo, None)
         except FaceAgeError:
             return None  # the edit that runs beside this says what is wrong
-        tiles = [
-            prog.labelled(resize_square(s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN), THUMBNAIL), f"{i}: {a:.0f}")
-            for i, a in enumerate(s.read_ages)
-        ]
-        return self.outputs(np.concatenate(tiles, axis=1))
+        views = [s.face_view(s.photo, i, THUMBNAIL, FACE_MARGIN) for i in range(len(s.faces))]
+        return self.outputs(face_strip(views, [f"{i}: {a:.0f}" for i, a in enumerate(s.read_ages)], THUMBNAIL))
 
     def face_ages(self, photo, face_index) -> str:
         """One line for the page: each chosen face's age as the classifier reads it (what a detail-preserving

@@ -32,7 +32,7 @@ from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.errors import CancelledError, FaceAgeError
 from faceage.video import VideoEditor
 from ui.amgan_tab import follow_values, sign_sliders
-from ui.components import edit_mode, structure_sliders
+from ui.components import edit_mode, face_strip, structure_sliders
 
 MAX_SECONDS = 30.0
 """Longest clip the app takes (2 CPU cores edit 720p at about 20-30 frames/s: ``docs/benchmarks.md``)."""
@@ -126,7 +126,8 @@ class VideoPanel:
             raise gr.Error(html.escape(str(e)), title="Cannot edit this video") from None
         ages = ", ".join(f"{a:g}" for a in result.source_ages.values())
         what = "Preview (first second)" if seconds else "Whole clip"
-        faces = [(crop, f"Face {i}: own age {result.source_ages[i]:g}") for i, crop in result.faces.items()]
+        ids = list(result.faces)
+        faces = face_strip([result.faces[i] for i in ids], [f"{i}: {result.source_ages[i]:.0f}" for i in ids])
         return (
             str(out),
             f"{what}: {result.frames} frames, {result.fps:.1f} frames/s; {len(result.source_ages)} "
@@ -218,12 +219,12 @@ def build_video_tab(app) -> VideoPanel:
         run = gr.Button("Edit the whole clip", variant="primary", elem_id="video_run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="video_cancel")
     status = gr.Markdown("", label="status", elem_id="video_status")
-    faces = gr.Gallery(
-        label="Faces edited (numbered as they appear)",
-        columns=8,
-        height=180,
-        object_fit="contain",
+    faces = gr.Image(
+        label="Faces edited (number: own age)",
+        type="numpy",
         interactive=False,
+        height=168,
+        buttons=[],
         elem_id="video_faces",
     )
     inputs = [video, age, sigma_m, sigma_g, mode, source_age, face, renderer, follow, painted, *scores]
