@@ -290,6 +290,15 @@ def test_video_tab_runs_nothing_until_used(app_server):
     assert VideoPanel(editor=object(), missing=None)._editors == {}
 
 
+def test_a_clip_does_not_hold_up_photo_edits(app_server):
+    """Clips queue among themselves (one at a time), not in front of the photo tabs' slider edits."""
+    import app
+
+    fns = {fn.api_name: fn for fn in app.build(app_server[1]).fns.values()}
+    assert fns["video_edit"].concurrency_id == fns["video_preview"].concurrency_id
+    assert fns["video_edit"].concurrency_id not in {fns[k].concurrency_id for k in ("edit", "edit_photo", "amgan_edit")}
+
+
 def test_full_colour_range_is_kept(ved, tmp_path):
     """A full-range (0-255 luma) clip comes out full range, its untouched pixels at the same grey levels
     (read as limited range they would be off by ~10 levels)."""

@@ -8,7 +8,8 @@ face, and per clinical sign: the sign sliders or a painted map, rendered by CUSP
 per-sign tab), then "Preview the first second" (a few seconds of work) before "Edit the whole clip"; a
 progress bar counts frames, "Cancel" stops the run (nothing is kept of it). The result is an H.264 MP4 with the clip's
 audio, frame rate and rotation. Limits on a CPU Space (``MAX_SECONDS``, ``MAX_PIXELS``) are stated on the
-page and enforced before anything runs. Nothing in this tab runs until it is used: the video editor is
+page and enforced before anything runs. Clips queue one at a time in their own group, so a clip being edited
+does not hold up other users' photo edits. Nothing in this tab runs until it is used: the video editor is
 made on the first click, from the app's already loaded CUSP (or AgingMapGAN) editor. Errors are ``gr.Error`` messages.
 """
 
@@ -228,7 +229,7 @@ def build_video_tab(app) -> VideoPanel:
         elem_id="video_faces",
     )
     inputs = [video, age, sigma_m, sigma_g, mode, source_age, face, renderer, follow, painted, *scores]
-    model = dict(concurrency_id="model")
+    model = dict(concurrency_id="video")  # one clip at a time, beside the photo tabs' edits, not in front of them
     runs = [
         preview.click(named(panel.preview), inputs, [result, status, faces], api_name="video_preview", **model),
         run.click(named(panel.edit), inputs, [result, status, faces], api_name="video_edit", **model),
