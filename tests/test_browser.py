@@ -68,8 +68,20 @@ def _local(url: str) -> bool:
 
 
 def _images(page, srcs) -> list[np.ndarray]:
-    """The images behind ``srcs`` (URLs the page shows), fetched through the page."""
-    return [np.asarray(Image.open(io.BytesIO(page.request.get(s).body())).convert("RGB")) for s in srcs]
+    """The images behind ``srcs`` (URLs the page shows), fetched through the page. A fetch is tried again when
+    it breaks off: Gradio rewrites a cached file in place when the same picture is sent again (its name is its
+    content's hash), and a read during the rewrite gets fewer bytes than announced."""
+
+    def fetch(src):
+        for attempt in range(3):
+            try:
+                return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+            except (sync_api.Error, OSError):
+                if attempt == 2:
+                    raise
+                page.wait_for_timeout(100)
+
+    return [fetch(s) for s in srcs]
 
 
 def _before_after(page, srcs, photo):
@@ -302,10 +314,7 @@ def test_pin_compare_and_restore_settings(served, page, face_photo, tmp_path):
     page.wait_for_function("() => document.querySelectorAll('#compare img').length === 2")
 
     def compare_has_new():
-        imgs = [
-            np.asarray(Image.open(io.BytesIO(page.request.get(u).body())).convert("RGB"))
-            for u in page.evaluate("() => [...document.querySelectorAll('#compare img')].map(e => e.src)")
-        ]
+        imgs = _images(page, page.evaluate("() => [...document.querySelectorAll('#compare img')].map(e => e.src)"))
         return any(np.array_equal(i, expected) for i in imgs) and not all(np.array_equal(i, expected) for i in imgs)
 
     for _ in range(100):
