@@ -50,8 +50,9 @@ PRESET = "veryfast"
 """x264 speed preset: ``docs/benchmarks.md`` measures the encode at 720p."""
 X264_PARAMS = "mbtree=0"
 """x264's macroblock-tree rate control made a different file from the same frames run to run (up to 34 grey
-levels apart, mean 0.16, on a 480x240 clip; 3 of 8 runs differed, with one thread or several, with or without
-x264's assembly); without it the same frames give the same file (14 of 14 runs)."""
+levels apart, mean 0.16, on a 480x240 clip: 4 different files in 6 runs through the writer, 2 of 8 bare encodes
+off; with one thread or several, with or without x264's assembly); without it the same frames give the same
+file (14 of 14 runs)."""
 COPIED_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 """Audio codecs copied into the MP4 as they are; anything else is re-encoded to AAC."""
 
