@@ -16,7 +16,6 @@ in red over the face shown). Errors are ``gr.Error`` messages.
 
 from __future__ import annotations
 
-import functools
 import html
 import inspect
 from typing import NamedTuple
@@ -32,7 +31,7 @@ from faceage.cusp.mask import PRESETS
 from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.errors import FaceAgeError
 from faceage.provenance import amgan_metadata, model_metadata, weights_note
-from ui.components import error_html
+from ui.components import error_html, with_api_signature
 from ui.map_canvas import canvas_picture, for_display, heat_overlay, paint_map
 from ui.session_cache import EditorSessions, face_choice
 
@@ -212,13 +211,7 @@ def named(fn, canvas: bool = True):
         P("sigma_m", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_m),
         P("sigma_g", P.POSITIONAL_OR_KEYWORD, default=Inputs.sigma_g),
     ]
-
-    @functools.wraps(fn)
-    def handler(*args):
-        return fn(*args)
-
-    handler.__signature__ = inspect.Signature(params)
-    return handler
+    return with_api_signature(fn, params)
 
 
 class Inputs(NamedTuple):

@@ -4,7 +4,9 @@ the face pickers' strip of labelled faces."""
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import math
 
 import gradio as gr
@@ -121,3 +123,15 @@ def edit_mode(medium: str = "photo", elem_id: str = "mode") -> gr.Radio:
 def face_strip(crops, labels, side: int = 128) -> np.ndarray:
     """Faces side by side, each resized to ``side`` px and labelled (its number and age): the face pickers."""
     return np.concatenate([prog.labelled(resize_square(c, side), t) for c, t in zip(crops, labels)], axis=1)
+
+
+def with_api_signature(fn, params: list[inspect.Parameter]):
+    """``fn`` (a handler taking its inputs positionally) seen by Gradio with the signature ``params``: the names,
+    defaults and special arguments (``gr.Request``, ``gr.Progress``) a program sees through ``gradio_client``."""
+
+    @functools.wraps(fn)
+    def handler(*args):
+        return fn(*args)
+
+    handler.__signature__ = inspect.Signature(params)
+    return handler

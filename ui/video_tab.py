@@ -15,7 +15,6 @@ made on the first click, from the app's already loaded CUSP (or AgingMapGAN) edi
 
 from __future__ import annotations
 
-import functools
 import html
 import inspect
 import shutil
@@ -33,7 +32,7 @@ from faceage.edit.photo_editor import DEFAULT_MODE, parse_ages
 from faceage.errors import CancelledError, FaceAgeError
 from faceage.video import VideoEditor
 from ui.amgan_tab import follow_values, sign_sliders
-from ui.components import edit_mode, face_strip, structure_sliders
+from ui.components import edit_mode, face_strip, structure_sliders, with_api_signature
 
 MAX_SECONDS = 30.0
 """Longest clip the app takes (2 CPU cores edit 720p at about 20-30 frames/s: ``docs/benchmarks.md``)."""
@@ -157,13 +156,7 @@ def named(fn):
         P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request),
         P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
     ]
-
-    @functools.wraps(fn)
-    def handler(*args):
-        return fn(*args)
-
-    handler.__signature__ = inspect.Signature(params)
-    return handler
+    return with_api_signature(fn, params)
 
 
 def build_video_tab(app) -> VideoPanel:
