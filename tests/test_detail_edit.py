@@ -49,18 +49,19 @@ def test_detail_edit_changes_only_the_face_and_keeps_its_detail(editor, face_pho
     assert not np.array_equal(detail, replace)
 
 
+def half_size_face(crop: int, photo_side: int) -> AlignedFace:
+    """The template face in a ``photo_side`` photo twice the crop's size (photo -> crop: pixel centres kept)."""
+    matrix = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])
+    return AlignedFace(
+        np.zeros((crop, crop, 3), np.uint8), matrix, crop, template_points(crop).astype(np.float32), (photo_side,) * 2
+    )
+
+
 def test_a_smooth_change_keeps_the_photos_own_detail():
     """The model brightens its (blurry) face: the photo's own fine texture comes through untouched, brighter."""
     rng = np.random.default_rng(0)
     crop, photo_side = 128, 256
-    matrix = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])
-    aligned = AlignedFace(
-        np.zeros((crop, crop, 3), np.uint8),
-        matrix,
-        crop,
-        template_points(crop).astype(np.float32),
-        (photo_side, photo_side),
-    )
+    aligned = half_size_face(crop, photo_side)
     photo = np.clip(110 + rng.normal(0, 15, (photo_side, photo_side, 1)), 0, 200).repeat(3, 2).astype(np.uint8)
     photo[..., 0] = np.clip(photo[..., 0].astype(int) + 30, 0, 255)  # a colour photo
     recon = cv2.resize(photo, (crop, crop), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -139,14 +140,7 @@ def test_flow_moves_the_photos_feature_with_the_model():
     """The model moves a feature 5 crop pixels right: the photo's (sharper, 2x larger) feature moves 10 px, and
     no ghost is left where it was."""
     crop, photo_side = 128, 256
-    matrix = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])  # photo -> crop: pixel centres kept
-    aligned = AlignedFace(
-        np.zeros((crop, crop, 3), np.uint8),
-        matrix,
-        crop,
-        template_points(crop).astype(np.float32),
-        (photo_side, photo_side),
-    )
+    aligned = half_size_face(crop, photo_side)
     recon, edit = blob(crop, 64, 70, 6), blob(crop, 69, 70, 6)
     flow = dense_flow(edit.astype(np.uint8), recon.astype(np.uint8))
     assert abs(flow[70, 69, 0] + 5) < 0.5  # edit(p) ~ recon(p + f): the feature came from 5 px to the left
