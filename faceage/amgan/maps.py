@@ -257,6 +257,17 @@ def _check_scores(scores: Mapping[str, float] | None) -> dict[str, float]:
     return out
 
 
+def _non_negative(value, name: str, unit: str, given) -> float:
+    """``value`` as a finite float >= 0, else a BadParameterError naming ``name`` (in ``unit``) and ``given``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise BadParameterError(f"{name} must be a number of {unit} >= 0, got {given!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise BadParameterError(f"{name} must be a finite number of {unit} >= 0, got {given!r}")
+    return v
+
+
 def build_aging_map(
     landmarks,
     size: int,
@@ -273,20 +284,9 @@ def build_aging_map(
     """
     pts, size = _check_landmarks(landmarks), _check_size(size)
     vals = _check_scores(scores)
-    try:
-        age_f = float(age)
-    except (TypeError, ValueError):
-        raise BadParameterError(f"age must be a number of years >= 0, got {age!r}") from None
-    if not math.isfinite(age_f) or age_f < 0:
-        raise BadParameterError(f"age must be a finite number of years >= 0, got {age!r}")
+    age_f = _non_negative(age, "age", "years", age)
     s, _, _ = _frame(pts)
-    sigma = DEFAULT_BLUR * s if blur_sigma is None else blur_sigma
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError):
-        raise BadParameterError(f"blur_sigma must be a number of pixels >= 0, got {blur_sigma!r}") from None
-    if not math.isfinite(sigma) or sigma < 0:
-        raise BadParameterError(f"blur_sigma must be a finite number of pixels >= 0, got {blur_sigma!r}")
+    sigma = _non_negative(DEFAULT_BLUR * s if blur_sigma is None else blur_sigma, "blur_sigma", "pixels", blur_sigma)
 
     face = face_region_mask(pts, size)
     zones = sign_zone_masks(pts, size)
