@@ -45,6 +45,23 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     return perm[pos * batch : (pos + 1) * batch]
 
 
+def draw(step: int, batch: int, n: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
+    """(indices, flipped) of this rank's part of global step ``step``'s batch: the seeded indices of
+    :func:`batch_indices` and a seeded coin per image (all False without ``flip``), drawn for the whole
+    global batch and then split, so the ranks together see exactly what a single process sees."""
+    idx = batch_indices(step, batch, n, seed)
+    flipped = torch.zeros(len(idx), dtype=torch.bool)
+    if flip:
+        g = torch.Generator().manual_seed(seed * 7919 + step)
+        flipped = torch.rand(len(idx), generator=g) < 0.5
+    if world > 1:
+        if len(idx) % world:
+            raise ValueError(f"a batch of {len(idx)} does not split over {world} processes")
+        part = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)
+        idx, flipped = idx[part], flipped[part]
+    return idx, flipped
+
+
 def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
     """(x [B,3,S,S] in [-1,1], age [B], group [B]) of a given global step; flips are seeded too.
 
@@ -53,27 +70,41 @@ def get_batch(dataset, step: int, batch: int, seed: int, flip: bool, rank: int =
     :class:`train.amgan.data.SignLabelledFaces`).
 
     With ``world`` > 1 processes, ``batch`` is the global batch and this returns rank ``rank``'s
-    contiguous 1/world of it (indices and flips are drawn for the whole batch, then split), so the
-    ranks together see exactly the batch a single process sees, and only this part is decoded.
+    contiguous 1/world of it (see :func:`draw`); only this part is decoded.
     """
-    idx = batch_indices(step, batch, len(dataset), seed)
-    if flip:
-        g = torch.Generator().manual_seed(seed * 7919 + step)
-        mask = torch.rand(len(idx), generator=g) < 0.5
-    if world > 1:
-        if len(idx) % world:
-            raise ValueError(f"a batch of {len(idx)} does not split over {world} processes")
-        part = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)
-        idx = idx[part]
-        mask = mask[part] if flip else None
+    idx, flipped = draw(step, batch, len(dataset), seed, flip, rank, world)
     items = [dataset[int(i)] for i in idx]
     x = torch.stack([it[0] for it in items])
     age = torch.tensor([float(it[1]) for it in items])
     # age groups, or AMGAN's sign labels (and zone placements), each stacked
     labels = [torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(2, len(items[0]))]
-    if flip:
-        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
     return x, age, *labels
+
+
+class ResidentFaces:
+    """A packed split held whole on the training device (uint8, NCHW), batched there without a per-image
+    Python loop or a host sync: :meth:`batch` gives exactly :func:`get_batch`'s tensors for a
+    :class:`faceage.data.utkface.PackedFaces`, plus each image's index and flip (for per-image caches such
+    as CUSP's masks, ``train.cusp.mask_cache``)."""
+
+    def __init__(self, faces, device: torch.device):
+        self.device = device
+        self.images = faces.images.permute(0, 3, 1, 2).contiguous().to(device)  # [N,3,S,S] uint8
+        self.ages = faces.ages.float().to(device)
+        self.groups = torch.tensor([age_to_group(float(a)) for a in faces.ages], device=device)
+        self.size = faces.size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
+        """(x, age, group, idx, flipped) of step ``step``, all on the device."""
+        idx, flipped = draw(step, batch, len(self), seed, flip, rank, world)
+        idx, flipped = idx.to(self.device, non_blocking=True), flipped.to(self.device, non_blocking=True)
+        x = self.images[idx].float() / 127.5 - 1.0
+        x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+        return x, self.ages[idx], self.groups[idx], idx, flipped
 
 
 def epoch_of(step: int, batch: int, n: int) -> float:

@@ -46,8 +46,9 @@ from faceage.data.utkface import PackedFaces
 from faceage.errors import CheckpointError, FaceAgeError
 from train.amgan.data import with_sign_labels
 from train.amgan.trainer import AMGANTrainer
-from train.batches import SyntheticFaces, get_batch
+from train.batches import ResidentFaces, SyntheticFaces, get_batch
 from train.config import TrainConfig, load_config
+from train.cusp.mask_cache import MaskCache
 from train.cusp.trainer import CUSPTrainer
 from train.distributed import Dist, env_rank, env_world, init_distributed
 from train.trainer import Trainer
@@ -95,6 +96,31 @@ def build_trainer(cfg: TrainConfig, dist: Dist) -> Trainer:
     if cfg.model == "amgan":
         return AMGANTrainer(cfg, dist.device, dist)
     return CUSPTrainer(cfg, load_classifier(cfg), dist.device, dist)
+
+
+def batch_source(trainer, dataset, cfg: TrainConfig, dist: Dist):
+    """step -> this rank's ``(x, age, *labels)`` of that step (:func:`train.batches.get_batch`).
+
+    With ``cusp.cache_masks`` the packed split is held on the device (:class:`ResidentFaces`, the same
+    batches) and the masks of its images and their mirrors are computed once (:class:`MaskCache`); each
+    batch then carries its masks as a last label.
+    """
+    if cfg.model == "cusp" and cfg.cusp.cache_masks:
+        if not isinstance(dataset, PackedFaces):
+            raise RunSetupError("cusp.cache_masks needs a packed split (data=...), not synthetic faces")
+        t0 = time.time()
+        faces = ResidentFaces(dataset, dist.device)
+        cache = MaskCache(faces, trainer.mask)
+        log.info("masks of %d faces and their mirrors cached in %.1f s", len(faces), time.time() - t0)
+
+        def resident(step: int):
+            x, age, group, idx, flipped = faces.batch(
+                step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world
+            )
+            return x, age, group, cache.lookup(idx, flipped)
+
+        return resident
+    return lambda step: get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
 
 
 def checkpoints(run: Path) -> list[Path]:
@@ -238,6 +264,7 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
             torch.distributed.get_backend(),
             cfg.batch // dist.world,
         )
+    next_batch = batch_source(trainer, dataset, cfg, dist)
     writer = jsonl = fixed = None
     if is_main:
         clean_after_kill(run, start)
@@ -252,11 +279,10 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
             range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet or not is_main, desc=cfg.model
         )
         for step in bar:
-            x, age, *labels = get_batch(dataset, step, cfg.batch, cfg.seed, cfg.augment_flip, dist.rank, dist.world)
-            stats = trainer.train_step(x, age, *labels)
+            stats = trainer.train_step(*next_batch(step))
             done = step + 1
             if done % cfg.log_every == 0:
-                stats = dist.mean_stats(stats)
+                stats = dist.mean_stats(scalars(stats))
                 stats["images_per_s"] = (done - start) * cfg.batch / (time.time() - t0)
                 if is_main:
                     jsonl.write(json.dumps({"step": done, **stats}) + "\n")
@@ -280,7 +306,12 @@ def _train(cfg: TrainConfig, run: Path, quiet: bool, dist: Dist) -> dict:
             jsonl.close()
             writer.close()
     dist.barrier()  # the last checkpoint is on disk before any rank returns
-    return {"step": trainer.step, **stats}
+    return {"step": trainer.step, **scalars(stats)}
+
+
+def scalars(stats: dict) -> dict[str, float]:
+    """A step's stats as floats (a trainer may return 0-d tensors, read only when logged)."""
+    return {k: float(v) for k, v in stats.items()}
 
 
 def main(argv=None) -> int:

@@ -5,9 +5,10 @@
 
 Each variant is a set of ``--set``-style overrides on the config. It builds the trainer (fresh weights),
 runs ``--warmup`` steps (the first is a lazy-R1 step), then times ``--steps`` steps, synchronising the
-device before and after. The data is the config's packed split (``train.train.load_dataset``), loaded once
-per model, file and resolution. Prints one
-table row per variant; that table goes to ``docs/benchmarks.md``.
+device before and after. Batches come as in training (``train.train.batch_source``: with
+``cusp.cache_masks=true`` the split is held on the device and its masks are computed first, untimed).
+The data is the config's packed split (``train.train.load_dataset``), loaded once per model, file and
+resolution. Prints one table row per variant; that table goes to ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from faceage.cusp.editor import pick_device  # noqa: E402
-from train.batches import get_batch  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.distributed import Dist  # noqa: E402
-from train.train import build_trainer, load_dataset  # noqa: E402
+from train.train import batch_source, build_trainer, load_dataset  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -35,15 +35,17 @@ def sync(device: torch.device) -> None:
 
 def measure(cfg, dataset, device, warmup: int, steps: int) -> tuple[float, float]:
     """(images/s, peak memory in GiB; 0 on CPU) of ``steps`` timed training steps."""
-    trainer = build_trainer(cfg, Dist(device=device))
+    dist = Dist(device=device)
+    trainer = build_trainer(cfg, dist)
+    next_batch = batch_source(trainer, dataset, cfg, dist)
     for k in range(warmup):
-        trainer.train_step(*get_batch(dataset, k, cfg.batch, cfg.seed, cfg.augment_flip))
+        trainer.train_step(*next_batch(k))
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     for k in range(warmup, warmup + steps):
-        trainer.train_step(*get_batch(dataset, k, cfg.batch, cfg.seed, cfg.augment_flip))
+        trainer.train_step(*next_batch(k))
     sync(device)
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
@@ -67,7 +69,14 @@ def main(argv=None) -> int:
         key = (cfg.model, cfg.data, cfg.net.resolution)
         if key not in datasets:
             datasets[key] = load_dataset(cfg, key[2])
-        ips, peak = measure(cfg, datasets[key], device, a.warmup, a.steps)
+        try:
+            ips, peak = measure(cfg, datasets[key], device, a.warmup, a.steps)
+        except Exception as e:  # one failing variant must not cost the others (a lent GPU's minutes)
+            print(f"| {variant or '(config)'} | failed: {type(e).__name__}: {' '.join(str(e).split())[:200]} | |")
+            continue
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         print(f"| {variant or '(config)'} | {ips:,.0f} | {peak:.2f} GiB |", flush=True)
     return 0
 

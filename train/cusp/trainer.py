@@ -37,6 +37,7 @@ from faceage.config import from_dict
 from faceage.cusp.mask import blur_skip, cusp_mask, sample_sigmas
 from faceage.cusp.model import CUSPGenerator, Discriminator
 from faceage.data.ages import age_to_group
+from train.augment import photo_augment
 from train.cusp import losses
 from train.distributed import Dist
 from train.ema import ema_decay, ema_update, make_ema, requires_grad
@@ -61,6 +62,11 @@ class CUSPTrainConfig:
     target_age_range: tuple[float, float] = (0.0, 90.0)  # target ages a_t are sampled uniformly here
     sigma_zero_prob: float = 0.25  # probability that a training sigma is exactly 0 (ours)
     classifier: str = "assets/age_classifier_C.safetensors"  # the frozen age classifier C (mask and L_C)
+    # ours: the masks of the training images computed once, at the start (train.cusp.mask_cache; needs a
+    # packed split, held on the device); the step is the same, without its guided-backprop pass over x
+    cache_masks: bool = False
+    # ours: the chance that a training image goes through the photo-like chain of train.augment (0 = off)
+    photo_augment: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> CUSPTrainConfig:
@@ -115,7 +121,7 @@ class CUSPTrainer:
         if cfg.channels_last:
             for m in (self.T, self.D, self.T_ema):
                 m.to(memory_format=torch.channels_last)
-        self.G_step = self.dist.wrap(GeneratorStep(self.T, self._mask))
+        self.G_step = self.dist.wrap(GeneratorStep(self.T, self.mask))
         self.D_ddp = self.dist.wrap(self.D)
         t = self.t
         self.opt_G = torch.optim.Adam(self.T.parameters(), lr=t.lr, betas=tuple(t.betas))
@@ -128,7 +134,8 @@ class CUSPTrainer:
     def _classify(self, x, guided=False):
         return self.C.from_canonical(x.float(), guided=guided)
 
-    def _mask(self, x):
+    def mask(self, x):
+        """The CUSP mask M of images ``x`` through the frozen C (what :class:`MaskCache` stores)."""
         return cusp_mask(self._classify, x.float()).detach()
 
     def _autocast(self):
@@ -149,16 +156,25 @@ class CUSPTrainer:
 
         return draw
 
-    def train_step(self, x, age, group) -> dict[str, float]:
-        """One G step and one D step on a batch (this rank's part of it); returns the loss values."""
+    def train_step(self, x, age, group, M=None) -> dict[str, torch.Tensor]:
+        """One G step and one D step on a batch (this rank's part of it); returns the loss values as
+        0-d tensors (read them when logging: no host sync per step).
+
+        ``M``: the masks of ``x`` when cached (:class:`train.cusp.mask_cache.MaskCache`), else computed here.
+        With ``photo_augment`` the batch goes through :func:`train.augment.photo_augment` first (a cached mask
+        is warped with its image: the mask of the face, not of its noise).
+        """
         cfg, t = self.cfg, self.t
-        x, age, group = x.to(self.device), age.to(self.device), group.to(self.device)
+        dev = self.device
+        x, age, group = x.to(dev, non_blocking=True), age.to(dev, non_blocking=True), group.to(dev, non_blocking=True)
+        x, M = photo_augment(x, M, t.photo_augment, cfg.seed, self.step)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        a_t = self.dist.local(self.sample_targets(len(x) * self.dist.world)).to(self.device)
-        g_t = torch.tensor([age_to_group(float(a)) for a in a_t], device=self.device)
+        a_t = self.dist.local(self.sample_targets(len(x) * self.dist.world))
+        g_t = torch.tensor([age_to_group(a) for a in a_t.tolist()]).to(dev, non_blocking=True)
+        a_t = a_t.to(dev, non_blocking=True)
         sigma_m, sigma_g = sample_sigmas(self.rng, t.sigma_zero_prob)
-        M = self._mask(x)
+        M = self.mask(x) if M is None else M
 
         # --- generator step -------------------------------------------------------------------
         requires_grad(self.T, True)
@@ -184,21 +200,21 @@ class CUSPTrainer:
         loss_D.backward()
         self.opt_D.step()
         stats = {
-            "G/rec": L_r.item(),
-            "G/cyc": L_cy.item(),
-            "G/adv": L_D.item(),
-            "G/age_C": L_C.item(),
-            "G/total": loss_G.item(),
-            "D/logistic": loss_D.item(),
-            "sigma/m": sigma_m,
-            "sigma/g": sigma_g,
+            "G/rec": L_r,
+            "G/cyc": L_cy,
+            "G/adv": L_D,
+            "G/age_C": L_C,
+            "G/total": loss_G,
+            "D/logistic": loss_D,
+            "sigma/m": torch.tensor(sigma_m),
+            "sigma/g": torch.tensor(sigma_g),
         }
         if self.step % t.r1_every == 0:
             stats["D/r1"] = self._r1_step(x, group)
         self.step += 1
-        return stats
+        return {k: v.detach() for k, v in stats.items()}
 
-    def _r1_step(self, x, group) -> float:
+    def _r1_step(self, x, group) -> torch.Tensor:
         """Lazy R1 on the unwrapped D (double backward), gradients averaged over ranks by hand."""
         real = x.detach().requires_grad_(True)
         penalty = losses.r1_penalty(self.D(real, group).float(), real)
@@ -206,7 +222,7 @@ class CUSPTrainer:
         (penalty * self.t.r1_gamma / 2 * self.t.r1_every).backward()
         self.dist.average_gradients(self.D)
         self.opt_D.step()
-        return penalty.item()
+        return penalty
 
     def _update_ema(self):
         ema_update(self.T_ema, self.T, ema_decay(self.cfg.batch, self.cfg.ema_half_life_images))
@@ -216,7 +232,7 @@ class CUSPTrainer:
     def samples(self, x, ages=(10, 30, 50, 70), sigmas=((0.0, 0.0), (8.0, 4.5))) -> torch.Tensor:
         """Grid rows: input, mask M, then T_ema(x, age) for each sigma pair and age (fixed noise)."""
         x = x.to(self.device)
-        M = self._mask(x)
+        M = self.mask(x)
         c, f_c, s = self.T_ema.encode(x)
         rows = [x, M.expand_as(x) * 2 - 1]
         for sm, sg in sigmas:
