@@ -36,7 +36,7 @@ if [ "${2:-}" = bench ]; then
       --variant "batch=64 amp=bf16 channels_last=true" 2>&1 | grep "|\|rror" | sed 's/^| /| before: /' \
       | tee -a "$OUT/bench.md")
   fi
-  python3 train/bench/gpu_inference.py --data packed/gpu/utkface_train_128.safetensors 2>&1 \
+  python3 train/bench/gpu_inference.py 2>&1 \
     | grep "|\|rror\|torch" | tee -a "$OUT/bench.md"
   BATCH=$(python3 - "$OUT/bench.md" <<'PY'
 import re, sys
