@@ -5,12 +5,12 @@
 # Here, once (needs ../shared): the training split packed small enough to travel with the code:
 #   python -m train.pack_data --split train --size 128 --codec webp --quality 75 --workers 2 \
 #       --out packed/gpu/utkface_train_128.safetensors                            # 32 MiB
-# The working tree travels too (64 MiB in all): leave out of the index and the tree, for the call only, what
-# training does not read (docs/, train/real_photos/, the AMGAN, estimator A and Face Mesh files: 29 MiB).
+# The working tree travels too (64 MiB in all): `bash train/gpu_carry.sh hold` before the call, `restore` after.
 # Then device `run` with carry ["packed/gpu"], timeout_s 600:
 #   bash train/gpu_chunk.sh 585 bench   # first: training and inference throughput tables, then training
 #   bash train/gpu_chunk.sh 585         # a later call on a warm machine resumes runs/cusp
-# A cold machine has lost runs/: carry the exported file back and start from it (INIT=path).
+# A cold machine has lost runs/: start from an exported file (INIT=path), e.g. the 2026-12-04 chunk,
+# train/state/cusp_photo_4290.safetensors (assets/cusp_utkface128.md, "Tried, not shipped").
 # Batch: 64, or 128 when the bench measured it at least 1.3x faster in images/s. If the fast step fails, the
 # chunk falls back to the plain one (masks computed per step, fp32, batch 32) for the time left.
 # EXTRA adds overrides (e.g. EXTRA="cusp.lambda_C=0.006").
