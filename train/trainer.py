@@ -25,11 +25,12 @@ class Trainer(Protocol):
     step: int
     """Optimisation steps done so far (restored by :meth:`load_state`)."""
 
-    def train_step(self, x: torch.Tensor, age: torch.Tensor, *labels: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, age: torch.Tensor, *labels: torch.Tensor) -> dict[str, float | torch.Tensor]:
         """One generator step and one discriminator step on this process's part of a batch: images ``x``
-        ``[n, 3, R, R]`` in [-1, 1], ages ``[n]`` and the dataset's further labels (CUSP: age groups;
-        AMGAN: sign scores and face placement). The random draws depend only on the seed and the step, so a
-        resumed run repeats the same curve. Returns the scalar losses to log (``"G/..."``, ``"D/..."``)."""
+        ``[n, 3, R, R]`` in [-1, 1], ages ``[n]`` and the dataset's further labels (CUSP: age groups, and the
+        cached masks when ``cusp.cache_masks``; AMGAN: sign scores and face placement). The random draws depend
+        only on the seed and the step, so a resumed run repeats the same curve. Returns the scalar losses to log
+        (``"G/..."``, ``"D/..."``): floats, or 0-d tensors the loop reads only when it logs (no host sync per step)."""
         ...
 
     def samples(self, x: torch.Tensor) -> torch.Tensor:
