@@ -177,7 +177,7 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     n, _, h, w = x.shape
     rgb = (x + 1) * 127.5
     r, g, b = rgb.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = luma(rgb)[:, 0]
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
     q_luma, q_chroma = _quant_tables(quality.to(x.dtype))

@@ -98,11 +98,15 @@ class ResidentFaces:
     def __len__(self) -> int:
         return len(self.images)
 
+    def pixels(self, index) -> torch.Tensor:
+        """Images ``index`` (indices or a slice) as float ``[n,3,S,S]`` in [-1, 1], as :func:`get_batch` gives them."""
+        return self.images[index].float() / 127.5 - 1.0
+
     def batch(self, step: int, batch: int, seed: int, flip: bool, rank: int = 0, world: int = 1):
         """(x, age, group, idx, flipped) of step ``step``, all on the device."""
         idx, flipped = draw(step, batch, len(self), seed, flip, rank, world)
         idx, flipped = idx.to(self.device, non_blocking=True), flipped.to(self.device, non_blocking=True)
-        x = self.images[idx].float() / 127.5 - 1.0
+        x = self.pixels(idx)
         x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
         return x, self.ages[idx], self.groups[idx], idx, flipped
 

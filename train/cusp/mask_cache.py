@@ -20,7 +20,7 @@ class MaskCache:
         n, _, s, _ = faces.images.shape
         self.masks = torch.empty(n, 2, 1, s, s, dtype=torch.float32, device=faces.images.device)
         for start in range(0, n, chunk):
-            x = faces.images[start : start + chunk].float() / 127.5 - 1.0
+            x = faces.pixels(slice(start, start + chunk))
             for f, image in enumerate((x, x.flip(-1))):
                 self.masks[start : start + chunk, f] = mask_fn(image)
 
