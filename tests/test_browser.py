@@ -147,6 +147,19 @@ def upload_face(page, url, face_photo, tmp_path) -> Path:
     return src
 
 
+def settled_box(page, locator, tries: int = 20) -> dict:
+    """``locator``'s bounding box once the layout stops moving (pictures that load after the face view, such as
+    the face strip, push the controls down; a drag started before that misses the slider)."""
+    box = locator.bounding_box()
+    for _ in range(tries):
+        page.wait_for_timeout(150)
+        again = locator.bounding_box()
+        if again == box:
+            break
+        box = again
+    return box
+
+
 def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served, page, face_photo, tmp_path):
     """The face view updates while the age thumb moves (a 2-second drag), and the last frame is the edit at
     the age the slider shows when released."""
@@ -160,7 +173,8 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
 
     track = page.locator("#age input[type=range]")
     track.scroll_into_view_if_needed()
-    box = track.bounding_box()
+    start_age = int(page.locator("#age input[type=number]").input_value())
+    box = settled_box(page, track)
     y = box["y"] + box["height"] / 2
     page.evaluate(RECORD)
     page.mouse.move(box["x"] + 0.7 * box["width"], y)
@@ -171,6 +185,7 @@ def test_dragging_a_slider_streams_the_face_and_ends_on_the_released_age(served,
     during = page.evaluate("() => window.__frames.size")
     page.mouse.up()
     new_age = int(page.locator("#age input[type=number]").input_value())
+    assert new_age < start_age, f"the drag did not move the age slider (still {new_age})"
     befores, afters = app_obj.face_view(str(src), -1, new_age, *PRESETS["custom preservation"])
     expected = np.asarray(Image.open(afters).convert("RGB"))
 
