@@ -20,9 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from faceage.age.classifier import AgeClassifier  # noqa: E402
-from faceage.cusp.editor import load_network  # noqa: E402
-from faceage.cusp.mask import blur_skip, cusp_mask  # noqa: E402
+from faceage.cusp.editor import CUSPEditor  # noqa: E402
 from faceage.data.utkface import PackedFaces  # noqa: E402
 
 
@@ -41,27 +39,15 @@ def timed(fn, reps: int, device: torch.device) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def measure(T, C, x: torch.Tensor, bf16: bool, reps: int) -> tuple[float, float]:
-    """(new face, slider move) milliseconds for the faces ``x`` edited to 60 at the custom preset."""
-    dev = x.device
-    ages = torch.full((len(x),), 60.0, device=dev)
-
-    def classify(v, guided=False):
-        return C.from_canonical(v.float(), guided=guided)
-
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        M = cusp_mask(classify, x)
-        with torch.no_grad():
-            c, f_c, s = T.encode(x)
-
-            def new_face():
-                c2, f2, s2 = T.encode(x)
-                return T.decode(c2, blur_skip(f2, cusp_mask(classify, x), 8.0, 4.5), s2, ages, noise="const")
-
-            def slider():
-                return T.decode(c, blur_skip(f_c, M, 8.0, 4.5), s, ages, noise="const")
-
-            return timed(new_face, reps, dev), timed(slider, reps, dev)
+def measure(ed: CUSPEditor, x: torch.Tensor, bf16: bool, reps: int) -> tuple[float, float]:
+    """(new face, slider move) milliseconds for the faces ``x`` (one batch) edited to 60 at the custom preset,
+    through the editor's own calls: ``prepare`` (mask, encoders) and its decoder pass."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        face = ed.prepare(x)
+        return (
+            timed(lambda: ed._decode([ed.prepare(x)], 60, 8.0, 4.5), reps, x.device),
+            timed(lambda: ed._decode([face], 60, 8.0, 4.5), reps, x.device),
+        )
 
 
 def main(argv=None) -> int:
@@ -71,10 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--device", default="cuda")
     a = p.parse_args(argv)
-    dev = torch.device(a.device)
-    T = load_network(a.weights)[0].to(dev).eval()
-    C = AgeClassifier.load().to(dev).eval()
-    side = T.cfg.resolution
+    ed = CUSPEditor.load(a.weights, a.device)
+    dev, side = ed.device, ed.resolution
     if a.data:
         faces = PackedFaces(a.data).images[:32].permute(0, 3, 1, 2).float() / 127.5 - 1
     else:
@@ -85,7 +69,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for n in (1, 32):
         for bf16 in (False, True):
-            full, move = measure(T, C, faces[:n].to(dev), bf16, a.reps)
+            full, move = measure(ed, faces[:n].to(dev), bf16, a.reps)
             kind = "bf16 autocast" if bf16 else "fp32"
             print(f"| {n} | {kind} | {full:.2f} ms | {move:.2f} ms | {move / n:.3f} ms |", flush=True)
     return 0
